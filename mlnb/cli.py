@@ -1,0 +1,368 @@
+"""The ``mlnb`` command line: a thin adapter over the store. Errors print one line and exit
+non-zero (1 for an mlnb error, 2 for a usage error); no tracebacks for user mistakes."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from mlnb import __version__
+from mlnb.diff import diff_runs
+from mlnb.errors import MlnbError
+from mlnb.models import RunRecord, iso
+from mlnb.store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+FORMATS = ("table", "csv", "json", "markdown")
+DEFAULT_COLUMNS = ("run_id", "name", "status", "start_time", "duration")
+
+
+class MlnbClickError(click.ClickException):
+    """An mlnb error shown as one line (``Error: ...``), exit code 1."""
+
+
+def _open_store(ctx: click.Context) -> Store:
+    try:
+        store = Store(ctx.obj.get("store"))
+    except MlnbError as exc:
+        raise MlnbClickError(str(exc)) from None
+    ctx.call_on_close(store.close)
+    return store
+
+
+def handles_errors(fn: F) -> F:
+    """Turn MlnbError into a clean one-line error."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MlnbError as exc:
+            raise MlnbClickError(str(exc)) from None
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="mlnb")
+@click.option(
+    "--store",
+    envvar="MLNB_STORE",
+    metavar="PATH",
+    help="Store folder (default: $MLNB_STORE, else the nearest .mlnb/ upwards).",
+)
+@click.pass_context
+def cli(ctx: click.Context, store: str | None) -> None:
+    """mlnb: experiment tracking for Jupyter notebooks, in one local SQLite store."""
+    ctx.ensure_object(dict)
+    ctx.obj["store"] = store
+
+
+@cli.command("runs")
+@click.option("-f", "--filter", "filter_", metavar="EXPR", help='Query, e.g. "metrics.acc > 0.9".')
+@click.option("-e", "--experiment", metavar="NAME", multiple=True, help="Only these experiments.")
+@click.option("-o", "--order-by", metavar="EXPR", help='e.g. "metrics.acc desc" (default: newest).')
+@click.option(
+    "-c",
+    "--columns",
+    metavar="COLS",
+    help="Comma-separated columns; 'params.*' style wildcards work (default: a useful set).",
+)
+@click.option("-n", "--limit", type=click.IntRange(min=0), help="At most this many runs.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--deleted", is_flag=True, help="Include deleted runs.")
+@click.pass_context
+@handles_errors
+def runs_cmd(
+    ctx: click.Context,
+    filter_: str | None,
+    experiment: tuple[str, ...],
+    order_by: str | None,
+    columns: str | None,
+    limit: int | None,
+    fmt: str,
+    deleted: bool,
+) -> None:
+    """List runs as a table, CSV, JSON or Markdown."""
+    store = _open_store(ctx)
+    all_columns, rows = store.search_runs(
+        filter_,
+        experiment=list(experiment) or None,
+        order_by=order_by,
+        max_results=limit,
+        include_deleted=deleted,
+    )
+    chosen = _select_columns(all_columns, columns, fmt)
+    index = [all_columns.index(c) for c in chosen]
+    table = [[row[i] for i in index] for row in rows]
+    click.echo(render(chosen, table, fmt), nl=False)
+
+
+def _select_columns(all_columns: list[str], spec: str | None, fmt: str) -> list[str]:
+    if not spec:
+        if fmt in ("json", "csv"):
+            return all_columns
+        dynamic = [c for c in all_columns if c.startswith(("params.", "metrics."))]
+        return [*DEFAULT_COLUMNS, *dynamic]
+    chosen: list[str] = []
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        if item.endswith("*"):
+            chosen.extend(c for c in all_columns if c.startswith(item[:-1]) and c not in chosen)
+        elif item in all_columns:
+            chosen.append(item)
+        elif item.startswith(("params.", "metrics.", "tags.")):
+            chosen.append(item)  # a key no listed run has: an empty column, not an error
+        else:
+            raise click.BadParameter(
+                f"unknown column {item!r}; known: {', '.join(all_columns)}", param_hint="--columns"
+            )
+    return chosen
+
+
+def _cell(value: Any, column: str, fmt: str) -> Any:
+    if value is None:
+        return "" if fmt != "json" else None
+    if column in ("start_time", "end_time") and isinstance(value, float):
+        return iso(value) if fmt != "table" else _local_time(value)
+    if column == "duration" and isinstance(value, float) and fmt in ("table", "markdown"):
+        return _human_duration(value)
+    if column == "run_id" and fmt in ("table", "markdown"):
+        return value[:8]
+    if isinstance(value, float):
+        if fmt == "json":
+            return _json_number(value)
+        if fmt in ("table", "markdown"):
+            return f"{value:.6g}"
+        return repr(value)
+    if isinstance(value, (dict, list)) and fmt != "json":
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
+    """Rows as a text table, CSV, JSON (NaN/±inf as strings) or Markdown."""
+    cells = [[_cell(v, c, fmt) for v, c in zip(row, columns, strict=True)] for row in rows]
+    if fmt == "json":
+        return json.dumps([dict(zip(columns, r, strict=True)) for r in cells], indent=2) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(cells)
+        return buf.getvalue()
+    text = [[str(c) for c in r] for r in cells]
+    if fmt == "markdown":
+        esc = [[t.replace("|", "\\|") for t in r] for r in text]
+        lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in esc]
+        return "\n".join(lines) + "\n"
+    if not rows:
+        return "(no runs)\n"
+    widths = [max(len(c), *(len(r[i]) for r in text)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    lines += ["  ".join(t.ljust(w) for t, w in zip(r, widths, strict=True)).rstrip() for r in text]
+    return "\n".join(lines) + "\n"
+
+
+def _json_number(x: float) -> float | str:
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    return x
+
+
+def _json_default(value: Any) -> Any:
+    return str(value)
+
+
+def _json_clean(value: Any) -> Any:
+    if isinstance(value, float):
+        return _json_number(value)
+    if isinstance(value, dict):
+        return {k: _json_clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_clean(v) for v in value]
+    return value
+
+
+def _local_time(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _human_duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+@cli.command("show")
+@click.argument("run", required=False)
+@click.option("-e", "--experiment", metavar="NAME", help="Without RUN: pick from this experiment.")
+@click.option(
+    "-f", "--filter", "filter_", metavar="EXPR", help="Without RUN: pick the first match."
+)
+@click.option("-o", "--order-by", metavar="EXPR", help='Without RUN: e.g. "metrics.acc desc".')
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.pass_context
+@handles_errors
+def show_cmd(
+    ctx: click.Context,
+    run: str | None,
+    experiment: str | None,
+    filter_: str | None,
+    order_by: str | None,
+    fmt: str,
+) -> None:
+    """Show one run: attributes, params, metrics, tags, artifacts.
+
+    RUN is an id, a unique id prefix or a unique name. Without RUN, the first run that
+    --filter/--experiment/--order-by select is shown (default: the newest run), so
+    `mlnb show -o "metrics.acc desc"` shows the best run.
+    """
+    store = _open_store(ctx)
+    if run is None:
+        _, rows = store.search_runs(
+            filter_, experiment=experiment, order_by=order_by, max_results=1
+        )
+        if not rows:
+            raise MlnbClickError("no run matches")
+        run = rows[0][0]
+    record = store.get_run(run)
+    if fmt == "json":
+        click.echo(json.dumps(_json_clean(record.to_dict()), indent=2, default=_json_default))
+    else:
+        click.echo(format_run(record))
+
+
+def format_run(rec: RunRecord) -> str:
+    """A run as readable text (what ``mlnb show`` prints)."""
+    lines = [
+        f"run {rec.run_id}",
+        f"  name        {rec.name}",
+        f"  experiment  {rec.experiment}",
+        f"  status      {rec.status}{'  (deleted)' if rec.deleted else ''}",
+        f"  started     {_local_time(rec.start_time)}",
+    ]
+    if rec.duration is not None:
+        lines.append(f"  duration    {_human_duration(rec.duration)}")
+    if rec.parent_run_id:
+        lines.append(f"  parent      {rec.parent_run_id}")
+    if rec.source:
+        lines.append(f"  source      {rec.source}")
+    lines.append(f"  host        {rec.host}  pid {rec.pid}  user {rec.user}")
+    for title, mapping in (("params", rec.params), ("metrics", rec.metrics), ("tags", rec.tags)):
+        if not mapping:
+            continue
+        lines.append(f"{title}:")
+        width = max(len(k) for k in mapping)
+        for key, value in mapping.items():
+            shown = f"{value:.6g}" if isinstance(value, float) else str(value)
+            if title == "metrics":
+                shown += f"  (step {rec.metric_steps.get(key, 0)})"
+            lines.append(f"  {key.ljust(width)}  {shown}")
+    if rec.artifacts:
+        lines.append("artifacts:")
+        for art in rec.artifacts:
+            lines.append(f"  {art.path}  {art.size} bytes  {art.kind}  {art.hash[:12]}")
+    return "\n".join(lines)
+
+
+@cli.command("diff")
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--all", "show_all", is_flag=True, help="Show every value, not only differences.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.pass_context
+@handles_errors
+def diff_cmd(ctx: click.Context, run_a: str, run_b: str, show_all: bool, fmt: str) -> None:
+    """Explain how RUN_B differs from RUN_A (only differences unless --all)."""
+    store = _open_store(ctx)
+    result = diff_runs(store.get_run(run_a), store.get_run(run_b), all=show_all)
+    if fmt == "json":
+        click.echo(json.dumps(_json_clean(result.to_dict()), indent=2, default=_json_default))
+    else:
+        click.echo(str(result))
+
+
+@cli.command("delete")
+@click.argument("runs", nargs=-1, required=True)
+@click.pass_context
+@handles_errors
+def delete_cmd(ctx: click.Context, runs: tuple[str, ...]) -> None:
+    """Delete runs (hidden from listings; `mlnb restore` brings them back)."""
+    store = _open_store(ctx)
+    ids = [store.resolve_run_id(r) for r in runs]  # all or nothing: resolve first
+    for run_id in ids:
+        store.delete_run(run_id)
+        click.echo(f"deleted {run_id}")
+
+
+@cli.command("restore")
+@click.argument("runs", nargs=-1, required=True)
+@click.pass_context
+@handles_errors
+def restore_cmd(ctx: click.Context, runs: tuple[str, ...]) -> None:
+    """Restore deleted runs."""
+    store = _open_store(ctx)
+    ids = [store.resolve_run_id(r) for r in runs]
+    for run_id in ids:
+        store.restore_run(run_id)
+        click.echo(f"restored {run_id}")
+
+
+@cli.command("gc")
+@click.option("--purge-deleted", is_flag=True, help="Also erase deleted runs for good.")
+@click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+@click.pass_context
+@handles_errors
+def gc_cmd(ctx: click.Context, purge_deleted: bool, dry_run: bool) -> None:
+    """Remove artifact files that no run refers to (older than an hour)."""
+    result = _open_store(ctx).gc(purge_deleted=purge_deleted, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    click.echo(
+        f"{verb} {result['files_removed']} artifact files ({result['bytes_freed']} bytes)"
+        + (f", {result['runs_purged']} deleted runs" if purge_deleted else "")
+    )
+
+
+@cli.command("store")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.pass_context
+@handles_errors
+def store_cmd(ctx: click.Context, fmt: str) -> None:
+    """Where the store is, its schema version, row counts and size."""
+    info = _open_store(ctx).info()
+    if fmt == "json":
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"path            {info['path']}")
+    click.echo(f"schema version  {info['schema_version']}")
+    for table, count in info["counts"].items():
+        click.echo(f"{table:<16}{count}")
+    click.echo(f"database bytes  {info['database_bytes']}")
+    click.echo(f"artifact bytes  {info['artifact_bytes']}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="mlnb")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

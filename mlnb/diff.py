@@ -1,0 +1,161 @@
+"""Why did two runs differ? A pure comparison of two run records, with text and HTML views.
+
+Only differences are kept unless ``all=True``. Later capture sections (data, environment,
+git) add rows to the same structure.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlnb.models import RunRecord
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Change:
+    """One key that differs (or, with ``all``, that is compared): its value in each run."""
+
+    key: str
+    a: Any
+    b: Any
+
+    @property
+    def same(self) -> bool:
+        return _same(self.a, self.b)
+
+    @property
+    def delta(self) -> float | None:
+        """b - a for two numbers, else None."""
+        if _is_number(self.a) and _is_number(self.b):
+            return float(self.b) - float(self.a)
+        return None
+
+    @property
+    def relative(self) -> float | None:
+        """(b - a) / |a| for two numbers with a != 0, else None."""
+        d = self.delta
+        if d is None or not self.a or not math.isfinite(float(self.a)):
+            return None
+        return d / abs(float(self.a))
+
+
+@dataclass
+class RunDiff:
+    """The differences between run ``a`` and run ``b``, section by section."""
+
+    a: RunRecord
+    b: RunRecord
+    sections: dict[str, list[Change]] = field(default_factory=dict)
+    all: bool = False
+
+    @property
+    def identical(self) -> bool:
+        return not any(not c.same for rows in self.sections.values() for c in rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly: run ids and, per section, key → {a, b, delta}."""
+        out: dict[str, Any] = {"a": self.a.run_id, "b": self.b.run_id}
+        for name, rows in self.sections.items():
+            out[name] = {
+                c.key: {"a": _plain(c.a), "b": _plain(c.b), "delta": c.delta} for c in rows
+            }
+        return out
+
+    def __str__(self) -> str:
+        head = f"a = {self.a.name} ({self.a.run_id[:8]})   b = {self.b.name} ({self.b.run_id[:8]})"
+        lines = [head]
+        if self.identical and not self.all:
+            lines.append("no differences (use --all to see every value)")
+            return "\n".join(lines)
+        for name, rows in self.sections.items():
+            if not rows:
+                continue
+            lines.append("")
+            lines.append(f"{name}:")
+            width = max(len(c.key) for c in rows)
+            for c in rows:
+                mark = " " if c.same else "~"
+                text = f"  {mark} {c.key.ljust(width)}  {_fmt(c.a)} → {_fmt(c.b)}"
+                if c.delta is not None and not c.same:
+                    text += f"  (Δ {c.delta:+.4g}"
+                    text += f", {c.relative:+.1%})" if c.relative is not None else ")"
+                lines.append(text)
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        parts = [
+            "<div class='mlnb-diff'><table><thead><tr><th></th>"
+            f"<th>a: {html.escape(self.a.name)}</th><th>b: {html.escape(self.b.name)}</th>"
+            "<th>Δ</th></tr></thead><tbody>"
+        ]
+        for name, rows in self.sections.items():
+            if not rows:
+                continue
+            parts.append(
+                f"<tr><th colspan='4' style='text-align:left'>{html.escape(name)}</th></tr>"
+            )
+            for c in rows:
+                delta = "" if c.delta is None or c.same else f"{c.delta:+.4g}"
+                style = "" if c.same else " style='background:#fff3cd'"
+                parts.append(
+                    f"<tr{style}><td>{html.escape(c.key)}</td><td>{html.escape(_fmt(c.a))}</td>"
+                    f"<td>{html.escape(_fmt(c.b))}</td><td>{delta}</td></tr>"
+                )
+        parts.append("</tbody></table></div>")
+        return "".join(parts)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def diff_runs(a: RunRecord, b: RunRecord, *, all: bool = False) -> RunDiff:
+    """Compare two runs: params, metrics (latest values, with Δ), tags, and attributes."""
+    result = RunDiff(a, b, all=all)
+    result.sections["params"] = _compare(a.params, b.params, all)
+    result.sections["metrics"] = _compare(a.metrics, b.metrics, all)
+    result.sections["tags"] = _compare(a.tags, b.tags, all)
+    result.sections["run"] = _compare(
+        {"status": a.status, "experiment": a.experiment, "duration": a.duration},
+        {"status": b.status, "experiment": b.experiment, "duration": b.duration},
+        all,
+        always_differs={"duration"},
+    )
+    return result
+
+
+def _compare(
+    a: dict[str, Any], b: dict[str, Any], all: bool, always_differs: set[str] | None = None
+) -> list[Change]:
+    rows = []
+    for key in sorted(set(a) | set(b)):
+        change = Change(key, a.get(key, _MISSING), b.get(key, _MISSING))
+        if all or (not change.same and key not in (always_differs or set())):
+            rows.append(change)
+    return rows
+
+
+def _same(x: Any, y: Any) -> bool:
+    if _is_number(x) and _is_number(y) and math.isnan(float(x)) and math.isnan(float(y)):
+        return True
+    return type(x) is type(y) and x == y
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _plain(x: Any) -> Any:
+    return None if x is _MISSING else x
+
+
+def _fmt(x: Any) -> str:
+    if x is _MISSING:
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.6g}"
+    return str(x)

@@ -1,0 +1,92 @@
+"""The one exception family of mlnb.
+
+Every error that library code raises on purpose is an :class:`MlnbError`; its message says
+what happened and what to do. Adapters translate at their edge: the CLI prints the message
+and exits non-zero, the magics raise ``UsageError``, the server answers a JSON error.
+
+::
+
+    MlnbError
+    ├── StoreError                  the store cannot be opened or used
+    │   ├── StoreCorruptError       the file is not an mlnb store (left untouched)
+    │   ├── StoreVersionError       written by a newer mlnb (upgrade hint)
+    │   └── StoreReadOnlyError      the store's directory or file cannot be written
+    ├── RunNotFoundError            no run has that id (or prefix)
+    │   └── AmbiguousRunIdError     a prefix matches several runs
+    ├── RunStateError               e.g. logging to a finished run
+    ├── InvalidInputError           a bad key, value, step or param (nothing written)
+    │   └── ParamConflictError      a param logged again with a different value
+    └── QuerySyntaxError            a filter or order_by that does not parse (has .position)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AmbiguousRunIdError",
+    "InvalidInputError",
+    "MlnbError",
+    "ParamConflictError",
+    "QuerySyntaxError",
+    "RunNotFoundError",
+    "RunStateError",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreReadOnlyError",
+    "StoreVersionError",
+]
+
+
+class MlnbError(Exception):
+    """Base class of every error mlnb raises deliberately."""
+
+
+class StoreError(MlnbError):
+    """The store cannot be opened or used."""
+
+
+class StoreCorruptError(StoreError):
+    """The database file is not an mlnb store; it was not modified."""
+
+
+class StoreVersionError(StoreError):
+    """The store was written by a newer version of mlnb."""
+
+
+class StoreReadOnlyError(StoreError):
+    """The store's directory or database file cannot be written."""
+
+
+class RunNotFoundError(MlnbError, LookupError):
+    """No run matches the given id or prefix."""
+
+
+class AmbiguousRunIdError(RunNotFoundError):
+    """A run id prefix matches more than one run."""
+
+
+class RunStateError(MlnbError):
+    """The run is in a state that does not allow the operation (e.g. it has finished)."""
+
+
+class InvalidInputError(MlnbError, ValueError):
+    """A key, value, step or parameter was rejected; nothing was written."""
+
+
+class ParamConflictError(InvalidInputError):
+    """A param was logged again with a different value (params are immutable)."""
+
+
+class QuerySyntaxError(MlnbError, ValueError):
+    """A filter or order_by expression does not parse.
+
+    ``position`` is the 0-based character offset of the offending token, and the message
+    ends with the expression and a caret under that position.
+    """
+
+    def __init__(self, message: str, text: str = "", position: int = 0) -> None:
+        self.text = text
+        self.position = position
+        self.reason = message
+        if text:
+            message = f"{message} at position {position}\n  {text}\n  {' ' * position}^"
+        super().__init__(message)

@@ -1,0 +1,115 @@
+"""The whole schema of the store, as sqlite-utils ``Migrations``.
+
+This is the only place the schema changes. Each change is a new function appended below;
+never edit one that has shipped. ``docs/store-schema.md`` documents every table and column
+and must be updated with each migration.
+
+Conventions: times are Unix seconds (REAL); child tables refer to ``runs.id`` (a compact
+integer) while ``runs.run_id`` is the globally unique id users see; a metric value of NULL
+means NaN (SQLite stores NaN as NULL), ±inf are stored as REAL infinities.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+    from sqlite_utils.migrations import Migrations
+
+MIGRATION_SET = "mlnb"
+
+
+def _m001_initial(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE experiments (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL UNIQUE,
+            experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+            name TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN
+                ('queued', 'running', 'finished', 'failed', 'killed', 'crashed')),
+            parent_run_id TEXT,
+            start_time REAL NOT NULL,
+            end_time REAL,
+            heartbeat REAL,
+            host TEXT,
+            pid INTEGER,
+            user TEXT,
+            source TEXT,
+            deleted_at REAL
+        );
+        CREATE INDEX runs_status ON runs(status);
+        CREATE INDEX runs_experiment_start ON runs(experiment_id, start_time);
+        CREATE INDEX runs_parent ON runs(parent_run_id);
+        CREATE TABLE params (
+            run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            type TEXT NOT NULL,
+            value_num REAL,
+            PRIMARY KEY (run, key)
+        ) WITHOUT ROWID;
+        CREATE INDEX params_key_num ON params(key, value_num);
+        CREATE TABLE metrics (
+            run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            value REAL,
+            timestamp REAL NOT NULL,
+            PRIMARY KEY (run, key, step)
+        ) WITHOUT ROWID;
+        CREATE TABLE latest_metrics (
+            run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            value REAL,
+            timestamp REAL NOT NULL,
+            PRIMARY KEY (run, key)
+        ) WITHOUT ROWID;
+        CREATE INDEX latest_metrics_key_value ON latest_metrics(key, value);
+        CREATE TABLE tags (
+            run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (run, key)
+        ) WITHOUT ROWID;
+        CREATE TABLE artifacts (
+            run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (run, path)
+        ) WITHOUT ROWID;
+        CREATE INDEX artifacts_hash ON artifacts(hash);
+        CREATE VIEW metric_history AS
+            SELECT runs.run_id, metrics.key, metrics.step, metrics.value, metrics.timestamp
+            FROM metrics JOIN runs ON runs.id = metrics.run;
+        """
+    )
+
+
+_STEPS = [_m001_initial]
+
+
+def migrations() -> Migrations:
+    """The ordered migration set; built lazily because sqlite-utils imports pandas."""
+    from sqlite_utils.migrations import Migrations
+
+    mig = Migrations(MIGRATION_SET)
+    for step in _STEPS:
+        mig(name=step.__name__.lstrip("_"))(step)
+    return mig
+
+
+def known_names() -> list[str]:
+    """Names of every migration this version of mlnb knows, in order."""
+    return [step.__name__.lstrip("_") for step in _STEPS]

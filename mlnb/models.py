@@ -1,0 +1,113 @@
+"""Plain records handed out by the store: no I/O here, except ``RunRecord.history`` which
+asks the store it came from."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlnb.store import Store
+
+STATUSES = ("queued", "running", "finished", "failed", "killed", "crashed")
+TERMINAL_STATUSES = frozenset({"finished", "failed", "killed", "crashed"})
+
+
+def iso(ts: float | None) -> str | None:
+    """A Unix time as an ISO-8601 UTC string (what users read), or None."""
+    if ts is None:
+        return None
+    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One point of a metric series."""
+
+    key: str
+    value: float
+    step: int
+    timestamp: float
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file attached to a run; ``hash`` names its content in the store's artifact folder."""
+
+    path: str
+    hash: str
+    size: int
+    kind: str
+    created_at: float
+
+
+@dataclass
+class RunRecord:
+    """Everything the store knows about one run, as returned by ``mlnb.get_run``."""
+
+    run_id: str
+    name: str
+    experiment: str
+    status: str
+    start_time: float
+    end_time: float | None
+    parent_run_id: str | None
+    host: str | None
+    pid: int | None
+    user: str | None
+    source: str | None
+    deleted: bool
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    metric_steps: dict[str, int] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    artifacts: list[Artifact] = field(default_factory=list)
+    _store: Store | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end (None while running)."""
+        return None if self.end_time is None else self.end_time - self.start_time
+
+    def history(self, key: str) -> pd.DataFrame:
+        """The full series of one metric as a DataFrame (step, value, timestamp)."""
+        if self._store is None:
+            raise RuntimeError("this record is detached from its store")
+        return self._store.history_frame(self.run_id, key)
+
+    def artifact_path(self, path: str) -> str:
+        """Where the content of an artifact lives on disk."""
+        if self._store is None:
+            raise RuntimeError("this record is detached from its store")
+        for art in self.artifacts:
+            if art.path == path:
+                return str(self._store.artifact_file(art.hash))
+        raise KeyError(f"run {self.run_id[:8]} has no artifact {path!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict (times as ISO strings)."""
+        return {
+            "run_id": self.run_id,
+            "name": self.name,
+            "experiment": self.experiment,
+            "status": self.status,
+            "start_time": iso(self.start_time),
+            "end_time": iso(self.end_time),
+            "duration": self.duration,
+            "parent_run_id": self.parent_run_id,
+            "host": self.host,
+            "pid": self.pid,
+            "user": self.user,
+            "source": self.source,
+            "deleted": self.deleted,
+            "params": dict(self.params),
+            "metrics": dict(self.metrics),
+            "tags": dict(self.tags),
+            "artifacts": [
+                {"path": a.path, "hash": a.hash, "size": a.size, "kind": a.kind}
+                for a in self.artifacts
+            ],
+        }

@@ -1,0 +1,67 @@
+"""Reading runs back: ``runs()`` as a pandas DataFrame, ``get_run()`` as a record."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from mlnb import tracking
+from mlnb.models import RunRecord
+from mlnb.store import Store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _store(store: Store | None) -> Store:
+    st = store or tracking.get_store()
+    tracking.flush(st)  # what this process logged is visible to what it reads
+    return st
+
+
+def runs(
+    filter: str | None = None,
+    *,
+    experiment: str | Sequence[str] | None = None,
+    order_by: str | None = None,
+    max_results: int | None = None,
+    include_deleted: bool = False,
+    store: Store | None = None,
+) -> pd.DataFrame:
+    """Runs as a DataFrame, one row per run: ``run_id, name, experiment, status,
+    start_time, end_time, duration`` (seconds), ``parent_run_id``, then ``params.*``,
+    ``metrics.*`` (latest value) and ``tags.*``.
+
+    ``filter`` takes the query language of docs/query.md (MLflow's syntax plus ``or``,
+    parentheses, ``is null``...); ``order_by`` e.g. ``"metrics.acc desc"`` (default: newest
+    first).
+    """
+    import pandas as pd
+
+    columns, rows = _store(store).search_runs(
+        filter,
+        experiment=experiment,
+        order_by=order_by,
+        max_results=max_results,
+        include_deleted=include_deleted,
+    )
+    frame = pd.DataFrame(rows, columns=columns)
+    for col in ("start_time", "end_time"):
+        frame[col] = pd.to_datetime(frame[col], unit="s", utc=True)
+    return frame
+
+
+def get_run(run_id: str, *, store: Store | None = None) -> RunRecord:
+    """One run by id, unique id prefix or unique name: params, metrics, tags, artifacts,
+    and ``.history(key)``."""
+    return _store(store).get_run(run_id)
+
+
+def delete_run(run_id: str, *, store: Store | None = None) -> str:
+    """Hide a run from listings (``restore_run`` brings it back); returns its full id."""
+    return _store(store).delete_run(run_id)
+
+
+def restore_run(run_id: str, *, store: Store | None = None) -> str:
+    """Bring back a deleted run; returns its full id."""
+    return _store(store).restore_run(run_id)

@@ -1,0 +1,1062 @@
+"""``Store``: the one SQLite file (plus a folder of content-addressed artifacts) that every
+part of mlnb writes to and reads from.
+
+Safe with many processes at once: WAL, ``synchronous=NORMAL``, a 10 s busy timeout, every
+write transaction ``BEGIN IMMEDIATE`` and retried whole with backoff when the database is
+busy, idempotent writes (a retried or replayed batch changes nothing). Migrations run under
+the same lock, so many processes may open a fresh store at once.
+
+Hot paths (open, metric batches, reads) use the standard library's ``sqlite3``; sqlite-utils
+is imported only to apply migrations and for ``Store.db`` (importing it pulls in pandas,
+~0.6 s), so opening an existing store stays cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import getpass
+import json
+import math
+import os
+import random
+import socket
+import sqlite3
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from mlnb import hashing, migrations, validation
+from mlnb.errors import (
+    AmbiguousRunIdError,
+    InvalidInputError,
+    ParamConflictError,
+    RunNotFoundError,
+    RunStateError,
+    StoreCorruptError,
+    StoreError,
+    StoreReadOnlyError,
+    StoreVersionError,
+)
+from mlnb.models import TERMINAL_STATUSES, Artifact, RunRecord
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sqlite_utils import Database
+
+T = TypeVar("T")
+
+STORE_DIRNAME = ".mlnb"
+DB_FILENAME = "mlnb.db"
+ENV_STORE = "MLNB_STORE"
+DEFAULT_EXPERIMENT = "Default"
+BUSY_TIMEOUT_MS = 10_000
+WRITE_DEADLINE_S = 120.0
+HEARTBEAT_INTERVAL_S = 30.0
+STALE_AFTER_S = 300.0  # a run on another host with no heartbeat for this long has crashed
+HOST = socket.gethostname()
+METRIC_INSERT = (
+    "INSERT OR REPLACE INTO metrics (run, key, step, value, timestamp) VALUES (?, ?, ?, ?, ?)"
+)
+LATEST_UPSERT = (
+    "INSERT INTO latest_metrics (run, key, step, value, timestamp) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (run, key) DO UPDATE SET step = excluded.step, value = excluded.value, "
+    "timestamp = excluded.timestamp WHERE excluded.step >= latest_metrics.step"
+)
+RUN_COLUMNS = (
+    "r.id, r.run_id, r.name, e.name, r.status, r.start_time, r.end_time, r.parent_run_id, "
+    "r.host, r.pid, r.user, r.source, r.deleted_at"
+)
+NETWORK_FS = {"nfs", "nfs4", "cifs", "smbfs", "smb3", "fuse.sshfs", "9p", "afs", "lustre"}
+
+
+def find_store_dir(start: str | os.PathLike[str] | None = None) -> Path:
+    """Where the store lives: ``$MLNB_STORE``, else the nearest ``.mlnb/`` walking up from
+    ``start`` (the working directory), else a new ``.mlnb/`` in ``start``."""
+    env = os.environ.get(ENV_STORE)
+    if env:
+        return Path(env).expanduser().absolute()
+    here = Path(start or os.getcwd()).absolute()
+    for folder in (here, *here.parents):
+        candidate = folder / STORE_DIRNAME
+        if (candidate / DB_FILENAME).exists():
+            return candidate
+    return here / STORE_DIRNAME
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    msg = str(exc)
+    return "locked" in msg or "busy" in msg
+
+
+class Store:
+    """An mlnb store: ``Store()`` finds or creates the project's store, ``Store(path)`` opens
+    the store folder (or ``.db`` file) at ``path``, ``Store(memory=True)`` is a throwaway
+    in-memory store. Usable as a context manager; ``store.db`` is a sqlite-utils Database
+    for anything this API does not cover."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, memory: bool = False):
+        self.memory = memory
+        self._pid = os.getpid()
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._mem_lock: threading.RLock | contextlib.nullcontext[None]
+        self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
+        self._last_reap = 0.0
+        self._db: Database | None = None
+        self.closed = False
+        if memory:
+            if path is not None:
+                raise StoreError("pass either a path or memory=True, not both")
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="mlnb-memory-")
+            self.root = Path(self._tmpdir.name)
+            self.db_path = None
+            self._mem_lock = threading.RLock()
+        else:
+            target = Path(path).expanduser() if path is not None else find_store_dir()
+            if target.suffix == ".db" and not target.is_dir():
+                self.root, self.db_path = target.parent, target
+            else:
+                self.root, self.db_path = target, target / DB_FILENAME
+            self._mem_lock = contextlib.nullcontext()
+            self._make_dirs()
+            _warn_if_network_fs(self.root)
+            self._preflight()
+        self.artifacts_dir = self.root / "artifacts"
+        self.locks_dir = self.root / "locks"
+        self._ensure_schema()
+
+    # -- connections ------------------------------------------------------------------
+
+    def _make_dirs(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except PermissionError as exc:
+            raise StoreReadOnlyError(
+                f"cannot create the store folder {self.root}: {exc.strerror}; set MLNB_STORE "
+                "to a writable folder"
+            ) from None
+        if self.db_path is not None and self.db_path.exists() and not self.db_path.is_file():
+            raise StoreCorruptError(f"{self.db_path} is not a file")
+
+    def _preflight(self) -> None:
+        """Refuse a file that is not an mlnb store, or is from a newer mlnb, before
+        changing anything in it (not even its journal mode)."""
+        assert self.db_path is not None
+        if not self.db_path.exists() or self.db_path.stat().st_size == 0:
+            return
+        try:
+            conn = sqlite3.connect(f"{self.db_path.absolute().as_uri()}?mode=ro", uri=True)
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from None
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            applied = self._applied_migrations(conn)
+            if applied is None:
+                tables = [
+                    r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                ]
+                if tables:
+                    raise StoreCorruptError(
+                        f"{self.db_path} is an SQLite database but not an mlnb store (it has "
+                        f"tables {', '.join(sorted(tables)[:5])}); it was left untouched"
+                    )
+            else:
+                self._refuse_newer(applied, migrations.known_names())
+        except sqlite3.DatabaseError as exc:
+            raise self._translate(exc) from None
+        finally:
+            conn.close()
+
+    def _new_conn(self) -> sqlite3.Connection:
+        target = ":memory:" if self.db_path is None else str(self.db_path)
+        try:
+            conn = sqlite3.connect(
+                target,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.OperationalError as exc:
+            raise self._translate(exc) from None
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            if self.db_path is not None:
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if mode != "wal":
+                    self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise self._translate(exc) from None
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        if self.closed:
+            raise StoreError("this store has been closed")
+        if self._pid != os.getpid():
+            self._after_fork()
+        if self.db_path is None:  # one shared connection for the in-memory database
+            if not self._conns:
+                self._conns.append(self._new_conn())
+            return self._conns[0]
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._new_conn()
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    def _after_fork(self) -> None:
+        # Connections inherited from the parent must not be used (or closed) in the child.
+        self._pid = os.getpid()
+        self._local = threading.local()
+        self._conns = []
+        self._conns_lock = threading.Lock()
+        self._db = None
+
+    def close(self) -> None:
+        """Close every connection this store opened (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._pid == os.getpid():
+            with self._conns_lock:
+                for conn in self._conns:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.close()
+                self._conns.clear()
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = "memory" if self.db_path is None else str(self.db_path)
+        return f"<mlnb.Store {where}>"
+
+    @property
+    def db(self) -> Database:
+        """A sqlite-utils ``Database`` on this store, for power users (same file)."""
+        from sqlite_utils import Database
+
+        if self._db is None:
+            self._db = Database(self._conn(), execute_plugins=False)
+        return self._db
+
+    # -- transactions -----------------------------------------------------------------
+
+    def _translate(self, exc: sqlite3.Error) -> StoreError:
+        msg = str(exc)
+        where = self.db_path or "the in-memory store"
+        if "not a database" in msg or "malformed" in msg or "file is encrypted" in msg:
+            return StoreCorruptError(
+                f"{where} is not a readable mlnb store ({msg}); it was left untouched. Move "
+                "it aside or set MLNB_STORE to another folder"
+            )
+        if "readonly" in msg or "read-only" in msg or "unable to open" in msg:
+            return StoreReadOnlyError(
+                f"cannot write the store at {where} ({msg}); check the permissions of "
+                f"{self.root} or set MLNB_STORE to a writable folder"
+            )
+        if _is_busy(exc):  # type: ignore[arg-type]
+            return StoreError(
+                f"the store at {where} stayed locked for {WRITE_DEADLINE_S:.0f} s ({msg})"
+            )
+        return StoreError(f"store error at {where}: {msg}")
+
+    def _retry_busy(self, fn: Callable[[], T]) -> T:
+        delay = 0.005
+        deadline = time.monotonic() + WRITE_DEADLINE_S
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.5)
+
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` in one ``BEGIN IMMEDIATE`` transaction; on a busy database the
+        whole transaction is retried, so ``fn`` must only touch the database."""
+
+        def attempt() -> T:
+            with self._mem_lock:
+                conn = self._conn()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                    conn.execute("COMMIT")
+                    return result
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+
+        try:
+            return self._retry_busy(attempt)
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"store integrity error: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise self._translate(exc) from None
+
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` in one read transaction (a consistent snapshot)."""
+
+        def attempt() -> T:
+            with self._mem_lock:
+                conn = self._conn()
+                conn.execute("BEGIN")
+                try:
+                    return fn(conn)
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("COMMIT")
+
+        try:
+            return self._retry_busy(attempt)
+        except sqlite3.DatabaseError as exc:
+            raise self._translate(exc) from None
+
+    # -- schema -----------------------------------------------------------------------
+
+    def _ensure_schema(self) -> None:
+        applied = self.read(self._applied_migrations)
+        known = migrations.known_names()
+        if applied is not None:
+            self._refuse_newer(applied, known)
+            if len(applied) == len(known):
+                return
+        else:
+            tables = self.read(
+                lambda c: [
+                    r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                ]
+            )
+            if tables:
+                raise StoreCorruptError(
+                    f"{self.db_path} is an SQLite database but not an mlnb store (it has "
+                    f"tables {', '.join(sorted(tables)[:5])}); it was left untouched"
+                )
+        from sqlite_utils import Database
+
+        def apply(conn: sqlite3.Connection) -> None:
+            now_applied = self._applied_migrations(conn)
+            if now_applied is not None:
+                self._refuse_newer(now_applied, known)
+            migrations.migrations().apply(Database(conn, execute_plugins=False))
+
+        self.write(apply)
+
+    @staticmethod
+    def _applied_migrations(conn: sqlite3.Connection) -> list[str] | None:
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='_sqlite_migrations'"
+        ).fetchone()
+        if not exists:
+            return None
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM _sqlite_migrations WHERE migration_set = ? ORDER BY id",
+                [migrations.MIGRATION_SET],
+            )
+        ]
+
+    def _refuse_newer(self, applied: list[str], known: list[str]) -> None:
+        unknown = [name for name in applied if name not in known]
+        if unknown:
+            raise StoreVersionError(
+                f"the store at {self.db_path} was written by a newer mlnb (schema "
+                f"{applied[-1]!r}, this mlnb knows up to {known[-1]!r}); upgrade with "
+                "`pip install -U mlnb`"
+            )
+
+    def schema_version(self) -> str:
+        """Name of the newest migration applied to this store."""
+        applied = self.read(self._applied_migrations) or ["(none)"]
+        return applied[-1]
+
+    # -- runs -------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        *,
+        experiment: str | None = None,
+        name: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        parent_run_id: str | None = None,
+        source: str | None = None,
+        status: str = "running",
+        run_id: str | None = None,
+        start_time: float | None = None,
+    ) -> str:
+        """Create a run row (and its experiment if new); returns the run id."""
+        experiment = validation.check_key(experiment or DEFAULT_EXPERIMENT, "experiment name")
+        tag_rows = [
+            (validation.check_key(k, "tag key"), validation.tag_value(k, v))
+            for k, v in (tags or {}).items()
+        ]
+        run_id = run_id or uuid.uuid4().hex
+        name = name or _random_name()
+        now = time.time() if start_time is None else start_time
+        if parent_run_id is not None:
+            parent_run_id = self.resolve_run_id(parent_run_id)
+        try:
+            user = getpass.getuser()
+        except Exception:
+            user = None
+
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR IGNORE INTO experiments (name, created_at) VALUES (?, ?)",
+                [experiment, now],
+            )
+            exp_id = conn.execute(
+                "SELECT id FROM experiments WHERE name = ?", [experiment]
+            ).fetchone()[0]
+            conn.execute(
+                "INSERT OR IGNORE INTO runs (run_id, experiment_id, name, status, "
+                "parent_run_id, start_time, heartbeat, host, pid, user, source) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [run_id, exp_id, name, status, parent_run_id, now, now, HOST, os.getpid(), user,
+                 source],
+            )  # fmt: skip
+            rowid = conn.execute("SELECT id FROM runs WHERE run_id = ?", [run_id]).fetchone()[0]
+            conn.executemany(
+                "INSERT OR REPLACE INTO tags (run, key, value) VALUES (?, ?, ?)",
+                [(rowid, k, v) for k, v in tag_rows],
+            )
+
+        self.write(tx)
+        return run_id
+
+    def run_rowid(self, run_id: str) -> tuple[int, str]:
+        """The integer key and status of a run (exact id)."""
+        row = self.read(
+            lambda c: c.execute("SELECT id, status FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        )
+        if row is None:
+            raise RunNotFoundError(f"no run with id {run_id!r} in {self}")
+        return row[0], row[1]
+
+    def resolve_run_id(self, ref: str) -> str:
+        """The full id of the run that ``ref`` names: an id, a unique id prefix, or a unique
+        run name."""
+        if not isinstance(ref, str) or not ref.strip():
+            raise RunNotFoundError(f"a run id must be a non-empty string, got {ref!r}")
+        ref = ref.strip()
+        prefix = ref.lower()
+
+        def lookup(c: sqlite3.Connection) -> list[str]:
+            hi = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            ids = [
+                r[0]
+                for r in c.execute(
+                    "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? LIMIT 6",
+                    [prefix, hi],
+                )
+            ]
+            if not ids:
+                ids = [r[0] for r in c.execute("SELECT run_id FROM runs WHERE name = ?", [ref])]
+            return ids
+
+        ids = self.read(lookup)
+        if len(ids) == 1:
+            return ids[0]
+        if not ids:
+            raise RunNotFoundError(f"no run matches {ref!r} (by id prefix or name) in {self}")
+        shown = ", ".join(i[:12] for i in ids[:5])
+        raise AmbiguousRunIdError(
+            f"{ref!r} matches several runs ({shown}{', ...' if len(ids) > 5 else ''}); "
+            "give more characters of the id"
+        )
+
+    def set_status(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        end_time: float | None = None,
+        only_from: Sequence[str] = ("queued", "running", "crashed"),
+    ) -> bool:
+        """Move a run to ``status`` if it is currently in one of ``only_from`` (a
+        compare-and-set, so racing writers agree); returns whether it changed."""
+        if status not in ("queued", "running", *TERMINAL_STATUSES):
+            raise InvalidInputError(f"unknown status {status!r}")
+        if status in TERMINAL_STATUSES and end_time is None:
+            end_time = time.time()
+        marks = ",".join("?" * len(only_from))
+        return self.write(
+            lambda c: (
+                c.execute(
+                    "UPDATE runs SET status = ?, end_time = ? "
+                    f"WHERE run_id = ? AND status IN ({marks})",
+                    [status, end_time, run_id, *only_from],
+                ).rowcount
+                > 0
+            )
+        )
+
+    def heartbeat(self, run_ids: Iterable[str]) -> None:
+        """Record that the runs' process is alive."""
+        ids = list(run_ids)
+        if ids:
+            now = time.time()
+            self.write(
+                lambda c: c.executemany(
+                    "UPDATE runs SET heartbeat = ? WHERE run_id = ? AND status = 'running'",
+                    [(now, i) for i in ids],
+                )
+            )
+
+    def _writable_run(self, conn: sqlite3.Connection, run_id: str) -> int:
+        row = conn.execute("SELECT id, status FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        if row is None:
+            raise RunNotFoundError(f"no run with id {run_id!r} in {self}")
+        if row[1] in TERMINAL_STATUSES:
+            raise RunStateError(
+                f"run {run_id[:8]} is {row[1]}; it cannot be logged to. Start a new run, or "
+                "resume this one with start_run(run_id=...)"
+            )
+        return row[0]
+
+    # -- params, tags, metrics ------------------------------------------------------------
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Log params all-or-nothing. Logging a key again with the same value is a no-op;
+        with a different value it is a ``ParamConflictError`` naming both values."""
+        rows = {}
+        for key, value in params.items():
+            validation.check_key(key, "param key")
+            rows[key] = validation.encode_param(key, value)
+
+        def tx(conn: sqlite3.Connection) -> None:
+            rowid = self._writable_run(conn, run_id)
+            keys = list(rows)
+            for chunk in _chunks(keys, 500):
+                marks = ",".join("?" * len(chunk))
+                for key, value, type_ in conn.execute(
+                    f"SELECT key, value, type FROM params WHERE run = ? AND key IN ({marks})",
+                    [rowid, *chunk],
+                ):
+                    new_value, new_type, _ = rows[key]
+                    if (value, type_) != (new_value, new_type):
+                        raise ParamConflictError(
+                            f"param {key!r} of run {run_id[:8]} is already {value} ({type_}); "
+                            f"it cannot be changed to {new_value} ({new_type}). Params are "
+                            "immutable: log a new key or start a new run"
+                        )
+            conn.executemany(
+                "INSERT OR IGNORE INTO params (run, key, value, type, value_num) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(rowid, k, *v) for k, v in rows.items()],
+            )
+
+        self.write(tx)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        """Set tags (mutable, last write wins) all-or-nothing."""
+        rows = [
+            (validation.check_key(k, "tag key"), validation.tag_value(k, v))
+            for k, v in tags.items()
+        ]
+
+        def tx(conn: sqlite3.Connection) -> None:
+            rowid = self._writable_run(conn, run_id)
+            conn.executemany(
+                "INSERT OR REPLACE INTO tags (run, key, value) VALUES (?, ?, ?)",
+                [(rowid, k, v) for k, v in rows],
+            )
+
+        self.write(tx)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        """Remove a tag from a run."""
+        self.write(
+            lambda c: c.execute(
+                "DELETE FROM tags WHERE key = ? AND run = (SELECT id FROM runs WHERE run_id = ?)",
+                [key, run_id],
+            )
+        )
+
+    def insert_metrics(self, rows: Sequence[tuple[int, str, int, float, float]]) -> None:
+        """Write already-validated metric points ``(run_rowid, key, step, value, time)`` in
+        one transaction; replaying a batch is harmless (last value per step wins)."""
+        if not rows:
+            return
+        latest: dict[tuple[int, str], tuple[int, str, int, float, float]] = {}
+        for row in rows:
+            cur = latest.get((row[0], row[1]))
+            if cur is None or row[2] >= cur[2]:
+                latest[(row[0], row[1])] = row
+
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.executemany(METRIC_INSERT, rows)
+            conn.executemany(LATEST_UPSERT, latest.values())
+
+        self.write(tx)
+
+    def max_steps(self, run_id: str) -> dict[str, int]:
+        """The highest step logged so far for each metric key of a run."""
+        return dict(
+            self.read(
+                lambda c: c.execute(
+                    "SELECT key, step FROM latest_metrics WHERE run = "
+                    "(SELECT id FROM runs WHERE run_id = ?)",
+                    [run_id],
+                ).fetchall()
+            )
+        )
+
+    def history(self, run_id: str, key: str) -> list[tuple[int, float, float]]:
+        """Every point of one metric of one run: ``(step, value, timestamp)`` by step."""
+        run_id = self.resolve_run_id(run_id)
+        rows = self.read(
+            lambda c: c.execute(
+                "SELECT step, value, timestamp FROM metrics WHERE run = "
+                "(SELECT id FROM runs WHERE run_id = ?) AND key = ? ORDER BY step",
+                [run_id, key],
+            ).fetchall()
+        )
+        return [(s, math.nan if v is None else v, t) for s, v, t in rows]
+
+    def history_frame(self, run_id: str, key: str) -> pd.DataFrame:
+        """One metric's series as a DataFrame with columns step, value, timestamp."""
+        import pandas as pd
+
+        frame = pd.DataFrame(self.history(run_id, key), columns=["step", "value", "timestamp"])
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="s", utc=True)
+        return frame
+
+    # -- artifacts --------------------------------------------------------------------
+
+    def artifact_file(self, digest: str) -> Path:
+        """Where the content with this hash lives."""
+        return self.artifacts_dir / digest[:2] / digest
+
+    def _put_content(self, source: str | os.PathLike[str] | bytes) -> tuple[str, int]:
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=self.artifacts_dir)
+        tmp = Path(tmp_name)
+        try:
+            if isinstance(source, (bytes, bytearray, memoryview)):
+                data = bytes(source)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                digest, size = hashing.hash_bytes(data), len(data)
+            else:
+                os.close(fd)
+                digest, size = hashing.copy_and_hash(source, tmp)
+            final = self.artifact_file(digest)
+            if final.exists():
+                os.utime(final)  # fresh mtime keeps gc from racing this reference
+                tmp.unlink()
+            else:
+                final.parent.mkdir(exist_ok=True)
+                os.replace(tmp, final)
+            return digest, size
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def log_artifact(
+        self,
+        run_id: str,
+        source: str | os.PathLike[str] | bytes,
+        *,
+        name: str | None = None,
+        kind: str = "file",
+    ) -> list[Artifact]:
+        """Copy a file, a folder (recursively) or bytes into the store and attach it to
+        the run under ``name`` (default: the file's name)."""
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            if not name:
+                raise InvalidInputError("log_artifact of bytes needs a name=")
+            items: list[tuple[str, str | os.PathLike[str] | bytes]] = [(name, source)]
+        else:
+            path = Path(source)
+            if not path.exists():
+                raise InvalidInputError(f"cannot log artifact: no such file or folder {path}")
+            if path.is_dir():
+                base = name or path.name
+                items = [
+                    (f"{base}/{p.relative_to(path).as_posix()}", p)
+                    for p in sorted(path.rglob("*"))
+                    if p.is_file()
+                ]
+            else:
+                items = [(name or path.name, path)]
+        for art_name, _ in items:
+            validation.check_key(art_name, "artifact name")
+        self.read(lambda c: self._writable_run(c, run_id))
+        try:
+            stored = [(art_name, *self._put_content(src)) for art_name, src in items]
+        except PermissionError as exc:
+            raise InvalidInputError(f"cannot read {exc.filename}: permission denied") from None
+        now = time.time()
+        arts = [Artifact(n, d, s, kind, now) for n, d, s in stored]
+
+        def tx(conn: sqlite3.Connection) -> None:
+            rowid = self._writable_run(conn, run_id)
+            conn.executemany(
+                "INSERT OR REPLACE INTO artifacts (run, path, hash, size, kind, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(rowid, a.path, a.hash, a.size, a.kind, a.created_at) for a in arts],
+            )
+
+        self.write(tx)
+        return arts
+
+    # -- reading runs -----------------------------------------------------------------
+
+    def reap_crashed(self, *, force: bool = False) -> list[str]:
+        """Mark runs whose process died as ``crashed``: on this host, a run whose lock file
+        is not held; elsewhere, one whose heartbeat is older than 5 minutes. Cheap; called
+        by every read at most once a second."""
+        now = time.time()
+        if self.db_path is None or (not force and now - self._last_reap < 1.0):
+            return []
+        self._last_reap = now
+        running = self.read(
+            lambda c: c.execute(
+                "SELECT run_id, host, heartbeat FROM runs WHERE status = 'running'"
+            ).fetchall()
+        )
+        dead = []
+        for run_id, host, beat in running:
+            if host == HOST:
+                if not run_lock_held(self.locks_dir, run_id):
+                    dead.append(run_id)
+            elif beat is None or now - beat > STALE_AFTER_S:
+                dead.append(run_id)
+        return [
+            run_id for run_id in dead if self.set_status(run_id, "crashed", only_from=("running",))
+        ]
+
+    def get_run(self, ref: str) -> RunRecord:
+        """Everything about one run (by id, unique id prefix, or unique name)."""
+        self.reap_crashed()
+        run_id = self.resolve_run_id(ref)
+
+        def fetch(c: sqlite3.Connection) -> RunRecord:
+            row = c.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs r JOIN experiments e ON e.id = r.experiment_id "
+                "WHERE r.run_id = ?",
+                [run_id],
+            ).fetchone()
+            rec = _record(row)
+            rid = row[0]
+            rec.params = {
+                k: validation.decode_param(v, t)
+                for k, v, t in c.execute(
+                    "SELECT key, value, type FROM params WHERE run = ? ORDER BY key", [rid]
+                )
+            }
+            for k, step, v in c.execute(
+                "SELECT key, step, value FROM latest_metrics WHERE run = ? ORDER BY key", [rid]
+            ):
+                rec.metrics[k] = math.nan if v is None else v
+                rec.metric_steps[k] = step
+            rec.tags = dict(
+                c.execute("SELECT key, value FROM tags WHERE run = ? ORDER BY key", [rid])
+            )
+            rec.artifacts = [
+                Artifact(*a)
+                for a in c.execute(
+                    "SELECT path, hash, size, kind, created_at FROM artifacts WHERE run = ? "
+                    "ORDER BY path",
+                    [rid],
+                )
+            ]
+            return rec
+
+        rec = self.read(fetch)
+        rec._store = self
+        return rec
+
+    def search_runs(
+        self,
+        filter: str | None = None,
+        *,
+        experiment: str | Sequence[str] | None = None,
+        order_by: str | None = None,
+        max_results: int | None = None,
+        include_deleted: bool = False,
+        now: float | None = None,
+    ) -> tuple[list[str], list[list[Any]]]:
+        """Runs as a wide table ``(columns, rows)``: run attributes, then ``params.*``,
+        ``metrics.*`` (latest value) and ``tags.*``; ``mlnb.runs()`` wraps it in pandas."""
+        from mlnb.query import compile_filter, compile_order_by
+
+        now = time.time() if now is None else now
+        where, args = compile_filter(filter, now=now)
+        order, order_args = compile_order_by(order_by)
+        conds = [f"({where})"]
+        if not include_deleted:
+            conds.append("r.deleted_at IS NULL")
+        if experiment is not None:
+            names = [experiment] if isinstance(experiment, str) else list(experiment)
+            conds.append(f"e.name IN ({','.join('?' * len(names))})")
+            args = [*args, *names]
+        if max_results is not None and (not isinstance(max_results, int) or max_results < 0):
+            raise InvalidInputError(f"max_results must be a non-negative int: {max_results!r}")
+        sql = (
+            f"SELECT {RUN_COLUMNS} FROM runs r JOIN experiments e ON e.id = r.experiment_id "
+            f"WHERE {' AND '.join(conds)} ORDER BY {order} LIMIT ?"
+        )
+        args = [*args, *order_args, -1 if max_results is None else max_results]
+        self.reap_crashed()
+
+        def fetch(c: sqlite3.Connection) -> tuple[list[str], list[list[Any]]]:
+            runs = c.execute(sql, args).fetchall()
+            ids = json.dumps([r[0] for r in runs])
+            pos = {r[0]: i for i, r in enumerate(runs)}
+            base = [
+                [r[1], r[2], r[3], r[4], r[5], r[6],
+                 (r[6] if r[6] is not None else now) - r[5], r[7]]
+                for r in runs
+            ]  # fmt: skip
+            extra: list[dict[str, Any]] = [{} for _ in runs]
+            keys: dict[str, None] = {}
+            in_ids = "run IN (SELECT value FROM json_each(?))"
+            for run, key, value, type_ in c.execute(
+                f"SELECT run, key, value, type FROM params WHERE {in_ids}", [ids]
+            ):
+                col = "params." + key
+                keys.setdefault(col)
+                extra[pos[run]][col] = validation.decode_param(value, type_)
+            for run, key, value in c.execute(
+                f"SELECT run, key, value FROM latest_metrics WHERE {in_ids}", [ids]
+            ):
+                col = "metrics." + key
+                keys.setdefault(col)
+                extra[pos[run]][col] = math.nan if value is None else value
+            for run, key, value in c.execute(
+                f"SELECT run, key, value FROM tags WHERE {in_ids}", [ids]
+            ):
+                col = "tags." + key
+                keys.setdefault(col)
+                extra[pos[run]][col] = value
+            ordered = sorted(keys, key=_column_order)
+            rows = [b + [e.get(k) for k in ordered] for b, e in zip(base, extra, strict=True)]
+            return [*BASE_COLUMNS, *ordered], rows
+
+        return self.read(fetch)
+
+    def delete_run(self, ref: str) -> str:
+        """Hide a run from every listing (reversible with ``restore_run``)."""
+        run_id = self.resolve_run_id(ref)
+        self.write(
+            lambda c: c.execute(
+                "UPDATE runs SET deleted_at = coalesce(deleted_at, ?) WHERE run_id = ?",
+                [time.time(), run_id],
+            )
+        )
+        return run_id
+
+    def restore_run(self, ref: str) -> str:
+        """Bring back a deleted run."""
+        run_id = self.resolve_run_id(ref)
+        self.write(
+            lambda c: c.execute("UPDATE runs SET deleted_at = NULL WHERE run_id = ?", [run_id])
+        )
+        return run_id
+
+    # -- maintenance ------------------------------------------------------------------
+
+    def gc(self, *, purge_deleted: bool = False, dry_run: bool = False) -> dict[str, int]:
+        """Remove artifact files no run refers to (and, with ``purge_deleted``, deleted runs
+        with all their data). Files younger than an hour are kept: a writer may be about to
+        refer to them."""
+        purged = 0
+        if purge_deleted and not dry_run:
+            purged = self.write(
+                lambda c: c.execute("DELETE FROM runs WHERE deleted_at IS NOT NULL").rowcount
+            )
+        elif purge_deleted:
+            purged = self.read(
+                lambda c: c.execute(
+                    "SELECT count(*) FROM runs WHERE deleted_at IS NOT NULL"
+                ).fetchone()[0]
+            )
+        used = {
+            r[0]
+            for r in self.read(
+                lambda c: c.execute("SELECT DISTINCT hash FROM artifacts").fetchall()
+            )
+        }
+        removed = freed = 0
+        cutoff = time.time() - 3600
+        if self.artifacts_dir.exists():
+            for path in self.artifacts_dir.rglob("*"):
+                if not path.is_file() or path.name in used:
+                    continue
+                stat = path.stat()
+                if stat.st_mtime > cutoff:
+                    continue
+                removed += 1
+                freed += stat.st_size
+                if not dry_run:
+                    path.unlink(missing_ok=True)
+        return {"runs_purged": purged, "files_removed": removed, "bytes_freed": freed}
+
+    def info(self) -> dict[str, Any]:
+        """Path, schema version, row counts and sizes."""
+
+        def counts(c: sqlite3.Connection) -> dict[str, int]:
+            out = {}
+            for table in ("experiments", "runs", "params", "metrics", "tags", "artifacts"):
+                out[table] = c.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            out["deleted_runs"] = c.execute(
+                "SELECT count(*) FROM runs WHERE deleted_at IS NOT NULL"
+            ).fetchone()[0]
+            return out
+
+        db_bytes = 0
+        if self.db_path is not None:
+            for suffix in ("", "-wal", "-shm"):
+                p = Path(str(self.db_path) + suffix)
+                if p.exists():
+                    db_bytes += p.stat().st_size
+        art_bytes = (
+            sum(p.stat().st_size for p in self.artifacts_dir.rglob("*") if p.is_file())
+            if self.artifacts_dir.exists()
+            else 0
+        )
+        return {
+            "path": str(self.db_path) if self.db_path else ":memory:",
+            "root": str(self.root),
+            "schema_version": self.schema_version(),
+            "counts": self.read(counts),
+            "database_bytes": db_bytes,
+            "artifact_bytes": art_bytes,
+        }
+
+
+BASE_COLUMNS = (
+    "run_id", "name", "experiment", "status", "start_time", "end_time", "duration",
+    "parent_run_id",
+)  # fmt: skip
+
+
+def _column_order(col: str) -> tuple[int, str]:
+    group = {"params": 0, "metrics": 1, "tags": 2}[col.split(".", 1)[0]]
+    return group, col
+
+
+def _record(row: Sequence[Any]) -> RunRecord:
+    return RunRecord(
+        run_id=row[1],
+        name=row[2],
+        experiment=row[3],
+        status=row[4],
+        start_time=row[5],
+        end_time=row[6],
+        parent_run_id=row[7],
+        host=row[8],
+        pid=row[9],
+        user=row[10],
+        source=row[11],
+        deleted=row[12] is not None,
+    )
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+# -- per-run lock files: a run's process holds an exclusive flock while it runs ---------
+
+
+def lock_path(locks_dir: Path, run_id: str) -> Path:
+    return locks_dir / f"{run_id}.lock"
+
+
+def acquire_run_lock(locks_dir: Path, run_id: str) -> int:
+    """Hold the run's lock file for as long as this process runs it; returns the fd."""
+    locks_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path(locks_dir, run_id), os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def release_run_lock(locks_dir: Path, run_id: str, fd: int) -> None:
+    """Give up the run's lock file (after its status has been written)."""
+    with contextlib.suppress(OSError):
+        lock_path(locks_dir, run_id).unlink()
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def run_lock_held(locks_dir: Path, run_id: str) -> bool:
+    """Whether some process on this host holds the run's lock (i.e. is alive)."""
+    try:
+        fd = os.open(lock_path(locks_dir, run_id), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return True
+        raise
+    finally:
+        os.close(fd)
+    return False
+
+
+def _warn_if_network_fs(path: Path) -> None:
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return
+    best, fstype = "", ""
+    target = str(path.resolve())
+    for line in mounts:
+        parts = line.split()
+        if len(parts) > 2 and target.startswith(parts[1]) and len(parts[1]) > len(best):
+            best, fstype = parts[1], parts[2]
+    if fstype in NETWORK_FS:
+        import warnings
+
+        warnings.warn(
+            f"the mlnb store {path} is on a network filesystem ({fstype}); SQLite's WAL mode "
+            "needs shared memory and may corrupt or lock there. Set MLNB_STORE to a local "
+            "folder",
+            stacklevel=3,
+        )
+
+
+_ADJECTIVES = (
+    "amber", "bold", "brave", "bright", "calm", "clever", "crisp", "eager", "fancy", "gentle",
+    "glad", "grand", "keen", "kind", "lively", "lucky", "merry", "neat", "nimble", "proud",
+    "quick", "quiet", "rapid", "sharp", "shiny", "silent", "smart", "steady", "sunny", "swift",
+    "tidy", "vivid", "warm", "wise", "witty", "zesty",
+)  # fmt: skip
+_NOUNS = (
+    "badger", "bee", "cat", "crane", "deer", "dolphin", "eagle", "falcon", "finch", "fox",
+    "gecko", "hare", "hawk", "heron", "ibis", "koala", "lark", "lemur", "lion", "lynx", "mole",
+    "moth", "newt", "otter", "owl", "panda", "robin", "seal", "shrew", "slug", "snail", "swan",
+    "tiger", "toad", "wolf", "wren",
+)  # fmt: skip
+
+
+def _random_name() -> str:
+    """A readable default run name, as MLflow gives (e.g. ``brave-otter-417``)."""
+    return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(100, 999)}"

@@ -1,0 +1,587 @@
+"""Run lifecycle and the ``log_*`` API, in the names MLflow users know.
+
+A process has a stack of active runs (the top is where module-level ``log_*`` calls go).
+Params, tags and artifacts are written at once; metrics go through one background writer
+per store and process, which drains a bounded queue in batches every ~100 ms, at
+``end_run``, at exit and on SIGTERM, so ``log_metric`` costs microseconds and never waits
+on the database (unless the queue is full: backpressure, never a silent drop).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import io
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlnb import validation
+from mlnb.errors import InvalidInputError, MlnbError, RunStateError
+from mlnb.models import TERMINAL_STATUSES, Artifact, RunRecord
+from mlnb.store import (
+    HEARTBEAT_INTERVAL_S,
+    Store,
+    acquire_run_lock,
+    find_store_dir,
+    release_run_lock,
+)
+
+ENV_RUN_ID = "MLNB_RUN_ID"
+FLUSH_INTERVAL_S = 0.1
+QUEUE_LIMIT = 200_000
+BATCH_LIMIT = 50_000
+
+_lock = threading.RLock()
+_stack: list[ActiveRun] = []
+_stores: dict[Path, Store] = {}
+_explicit_store: Store | None = None
+_writers: dict[int, MetricWriter] = {}
+_attached_env_run: str | None = None
+_uncaught = False
+_hooks_installed = False
+
+
+# -- the store behind the module-level API --------------------------------------------------
+
+
+def get_store() -> Store:
+    """The store the module-level API uses: the one given to ``set_store``, else the
+    project's store (``$MLNB_STORE`` or the nearest ``.mlnb/``), created on first use."""
+    if _explicit_store is not None and not _explicit_store.closed:
+        return _explicit_store
+    where = find_store_dir()
+    with _lock:
+        store = _stores.get(where)
+        if store is None or store.closed:
+            store = _stores[where] = Store(where)
+        return store
+
+
+def set_store(store: Store | str | os.PathLike[str] | None) -> Store | None:
+    """Use this store (or path) for the module-level API; ``None`` returns to discovery."""
+    global _explicit_store
+    _explicit_store = store if isinstance(store, Store) or store is None else Store(store)
+    return _explicit_store
+
+
+def _writer_for(store: Store) -> MetricWriter:
+    with _lock:
+        writer = _writers.get(id(store))
+        if writer is None or writer.store is not store:
+            writer = _writers[id(store)] = MetricWriter(store)
+        return writer
+
+
+def flush(store: Store | None = None) -> None:
+    """Wait until every metric logged so far (to ``store``, or to all) is on disk."""
+    writers = [_writer_for(store)] if store is not None else list(_writers.values())
+    for writer in writers:
+        writer.flush()
+
+
+# -- the background metric writer -------------------------------------------------------------
+
+
+class MetricWriter:
+    """Drains queued metric points into the store in batches from a daemon thread."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.queue: deque[tuple[int, str, int, float, float]] = deque()
+        self.last_error: BaseException | None = None
+        self._drain_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="mlnb-metric-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, row: tuple[int, str, int, float, float]) -> None:
+        queue = self.queue
+        queue.append(row)
+        if len(queue) > QUEUE_LIMIT:  # backpressure: wait for the writer to catch up
+            self._wake.set()
+            while len(queue) > QUEUE_LIMIT // 2 and self._thread.is_alive():
+                time.sleep(0.001)
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(FLUSH_INTERVAL_S)
+            self._wake.clear()
+            if self.store.closed:
+                return
+            try:
+                self._drain()
+            except MlnbError as exc:  # kept in the queue; retried, and raised by flush()
+                self.last_error = exc
+                time.sleep(1.0)
+            except Exception as exc:
+                self.last_error = exc
+                time.sleep(1.0)
+
+    def _drain(self) -> None:
+        queue = self.queue
+        with self._drain_lock:
+            while queue:
+                batch = []
+                pop = queue.popleft
+                try:
+                    while len(batch) < BATCH_LIMIT:
+                        batch.append(pop())
+                except IndexError:
+                    pass
+                try:
+                    self.store.insert_metrics(batch)
+                except BaseException:
+                    queue.extendleft(reversed(batch))
+                    raise
+            self.last_error = None
+
+    def flush(self) -> None:
+        """Write everything queued so far, in the calling thread; raises if the store
+        cannot take it (the points stay queued)."""
+        if self.queue:
+            self._drain()
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+
+class ActiveRun:
+    """A run this process is logging to. A context manager: leaving the block ends the run
+    (``finished``; ``failed`` on an exception, which propagates; ``killed`` on Ctrl-C)."""
+
+    def __init__(self, store: Store, run_id: str, *, owned_lock: int | None) -> None:
+        self.store = store
+        self.run_id = run_id
+        self._rowid, _ = store.run_rowid(run_id)
+        self._writer = _writer_for(store)
+        self._next_step: dict[str, int] = store.max_steps(run_id)
+        for key in self._next_step:
+            self._next_step[key] += 1
+        self._lock_fd = owned_lock
+        self._pid = os.getpid()
+        self.status = "running"
+
+    # context manager
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            status = "finished"
+        elif issubclass(exc_type, KeyboardInterrupt):
+            status = "killed"
+        else:
+            status = "failed"
+        if not self.ended:
+            end_run(status, run=self)
+
+    def __repr__(self) -> str:
+        return f"<mlnb.ActiveRun {self.run_id[:8]} {self.status}>"
+
+    @property
+    def ended(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def info(self) -> RunRecord:
+        """The run as stored now (params, metrics, tags, artifacts)."""
+        self._writer.flush()
+        return self.store.get_run(self.run_id)
+
+    def _check_open(self) -> None:
+        if self.ended:
+            raise RunStateError(
+                f"run {self.run_id[:8]} is {self.status}; it cannot be logged to. Start a new "
+                "run, or resume this one with start_run(run_id=...)"
+            )
+
+    # logging
+    def log_param(self, key: str, value: Any) -> None:
+        """Log one param (immutable: the same value again is a no-op)."""
+        self.log_params({key: value})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log several params, all or nothing."""
+        self._check_open()
+        self.store.log_params(self.run_id, params)
+
+    def log_metric(
+        self, key: str, value: Any, step: int | None = None, *, timestamp: float | None = None
+    ) -> None:
+        """Queue one metric point; ``step`` defaults to the next step for that key."""
+        if self.status != "running":
+            self._check_open()
+        next_step = self._next_step
+        if type(key) is not str or key not in next_step:
+            validation.check_key(key, "metric key")
+            next_step.setdefault(key, 0)
+        if type(value) is not float:
+            value = validation.metric_value(key, value)
+        if step is None:
+            step = next_step[key]
+        elif type(step) is not int or not 0 <= step <= validation.MAX_STEP:
+            step = validation.step_value(key, step)
+        if step >= next_step[key]:
+            next_step[key] = step + 1
+        self._writer.put((self._rowid, key, step, value, timestamp or time.time()))
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Queue several metrics at once; every value is checked before any is queued."""
+        self._check_open()
+        checked = [
+            (validation.check_key(k, "metric key"), validation.metric_value(k, v))
+            for k, v in metrics.items()
+        ]
+        if step is not None:
+            step = validation.step_value(next(iter(metrics), "?"), step)
+        now = time.time()
+        for key, value in checked:
+            self.log_metric(key, value, step, timestamp=now)
+
+    def set_tag(self, key: str, value: Any) -> None:
+        """Set one tag (tags, unlike params, may change)."""
+        self.set_tags({key: value})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set several tags at once."""
+        self._check_open()
+        self.store.set_tags(self.run_id, tags)
+
+    def log_artifact(
+        self, source: str | os.PathLike[str] | bytes, name: str | None = None
+    ) -> list[Artifact]:
+        """Store a file, a folder or bytes with the run (content-addressed: stored once)."""
+        self._check_open()
+        return self.store.log_artifact(self.run_id, source, name=name)
+
+    def log_figure(
+        self, figure: Any = None, name: str = "figure.png", *, dpi: int | None = None
+    ) -> Artifact:
+        """Store a matplotlib figure (default: the current one) as an image artifact."""
+        self._check_open()
+        if figure is None:
+            plt = sys.modules.get("matplotlib.pyplot")
+            if plt is None or not plt.get_fignums():
+                raise InvalidInputError("log_figure: no figure given and no current figure")
+            figure = plt.gcf()
+        if not hasattr(figure, "savefig"):
+            raise InvalidInputError(
+                f"log_figure needs a matplotlib Figure, got {type(figure).__name__}"
+            )
+        fmt = Path(name).suffix.lstrip(".") or "png"
+        buf = io.BytesIO()
+        figure.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight")
+        (art,) = self.store.log_artifact(self.run_id, buf.getvalue(), name=name, kind="figure")
+        return art
+
+    def end(self, status: str = "finished") -> None:
+        """End this run (same as ``mlnb.end_run(status)`` for it)."""
+        end_run(status, run=self)
+
+
+def _finish(run: ActiveRun, status: str) -> None:
+    """Flush, write the final status, release the lock. Idempotent."""
+    if run.ended:
+        return
+    try:
+        run._writer.flush()
+    except MlnbError:
+        status = "failed"
+        raise
+    finally:
+        run.status = status
+        run.store.set_status(run.run_id, status)
+        if run._lock_fd is not None:
+            release_run_lock(run.store.locks_dir, run.run_id, run._lock_fd)
+            run._lock_fd = None
+
+
+def start_run(
+    name: str | None = None,
+    *,
+    experiment: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    nested: bool = False,
+    parent_run_id: str | None = None,
+    run_id: str | None = None,
+    source: str | None = None,
+    store: Store | None = None,
+) -> ActiveRun:
+    """Start a run and make it the active one; use it as a context manager to end it.
+
+    Starting a run while another is active finishes the old one (unless ``nested``, which
+    makes the new run a child of the active one). ``run_id`` resumes an existing run; so
+    does ``$MLNB_RUN_ID`` (set by ``mlnb run``) the first time a run is started.
+    """
+    global _attached_env_run
+    _install_hooks()
+    st = store or get_store()
+    env_run = os.environ.get(ENV_RUN_ID)
+    if run_id is None and env_run and _attached_env_run != env_run:
+        run_id, _attached_env_run = env_run, env_run
+    with _lock:
+        if nested:
+            if parent_run_id is None and _stack:
+                parent_run_id = _stack[-1].run_id
+        else:
+            for old in reversed(_stack):
+                end_run("finished", run=old)
+        if run_id is not None:
+            active = _resume(st, run_id, name=name, tags=tags)
+        else:
+            active = _create(
+                st,
+                name=name,
+                experiment=experiment,
+                tags=tags,
+                parent_run_id=parent_run_id,
+                source=source or _default_source(),
+            )
+        _stack.append(active)
+    _Heartbeat.ensure()
+    return active
+
+
+def _create(st: Store, **kwargs: Any) -> ActiveRun:
+    import uuid
+
+    run_id = uuid.uuid4().hex
+    fd = acquire_run_lock(st.locks_dir, run_id) if st.db_path is not None else None
+    try:
+        st.create_run(run_id=run_id, **kwargs)
+        return ActiveRun(st, run_id, owned_lock=fd)
+    except BaseException:
+        if fd is not None:
+            release_run_lock(st.locks_dir, run_id, fd)
+        raise
+
+
+def _resume(st: Store, ref: str, *, name: str | None, tags: Mapping[str, Any] | None) -> ActiveRun:
+    run_id = st.resolve_run_id(ref)
+    for active in _stack:
+        if active.run_id == run_id:
+            return active
+    fd = None
+    if st.db_path is not None:
+        with contextlib.suppress(OSError):  # held by the process that runs it (mlnb run)
+            fd = acquire_run_lock(st.locks_dir, run_id)
+    st.write(
+        lambda c: c.execute(
+            "UPDATE runs SET status = 'running', end_time = NULL, "
+            "name = coalesce(?, name) WHERE run_id = ?",
+            [name, run_id],
+        )
+    )
+    if tags:
+        st.set_tags(run_id, tags)
+    return ActiveRun(st, run_id, owned_lock=fd)
+
+
+def _default_source() -> str | None:
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return str(Path(path).absolute()) if path else None
+
+
+def active_run() -> ActiveRun | None:
+    """The run module-level ``log_*`` calls go to, or None."""
+    return _stack[-1] if _stack else None
+
+
+def end_run(status: str = "finished", *, run: ActiveRun | None = None) -> None:
+    """End the active run (or ``run``) with ``status``: finished, failed, killed."""
+    if status not in TERMINAL_STATUSES:
+        raise InvalidInputError(
+            f"end_run status must be one of {', '.join(sorted(TERMINAL_STATUSES))}: {status!r}"
+        )
+    with _lock:
+        target = run or (_stack[-1] if _stack else None)
+        if target is None:
+            return
+        # ending a parent ends its nested children first
+        if target in _stack:
+            index = _stack.index(target)
+            for child in reversed(_stack[index + 1 :]):
+                _finish(child, status)
+            del _stack[index:]
+        _finish(target, status)
+
+
+def _active_or_start() -> ActiveRun:
+    run = active_run()
+    if run is None or run.ended:
+        run = start_run()
+    return run
+
+
+def log_param(key: str, value: Any) -> None:
+    """Log a param to the active run (starting one if there is none)."""
+    _active_or_start().log_params({key: value})
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    """Log several params to the active run, all or nothing."""
+    _active_or_start().log_params(params)
+
+
+def log_metric(key: str, value: Any, step: int | None = None) -> None:
+    """Log a metric point to the active run; ``step`` defaults to the key's next step."""
+    run = _stack[-1] if _stack else _active_or_start()
+    run.log_metric(key, value, step)
+
+
+def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
+    """Log several metrics at one step to the active run."""
+    _active_or_start().log_metrics(metrics, step)
+
+
+def set_tag(key: str, value: Any) -> None:
+    """Set a tag on the active run."""
+    _active_or_start().set_tags({key: value})
+
+
+def set_tags(tags: Mapping[str, Any]) -> None:
+    """Set several tags on the active run."""
+    _active_or_start().set_tags(tags)
+
+
+def log_artifact(source: str | os.PathLike[str] | bytes, name: str | None = None) -> None:
+    """Store a file, folder or bytes with the active run."""
+    _active_or_start().log_artifact(source, name)
+
+
+def log_figure(figure: Any = None, name: str = "figure.png", *, dpi: int | None = None) -> None:
+    """Store a matplotlib figure (default: the current one) with the active run."""
+    _active_or_start().log_figure(figure, name, dpi=dpi)
+
+
+# -- liveness, exit and signals -----------------------------------------------------------------
+
+
+class _Heartbeat:
+    """One daemon thread per process that stamps the active runs' heartbeat."""
+
+    thread: threading.Thread | None = None
+    pid = 0
+
+    @classmethod
+    def ensure(cls) -> None:
+        if cls.thread is not None and cls.pid == os.getpid() and cls.thread.is_alive():
+            return
+        cls.pid = os.getpid()
+        cls.thread = threading.Thread(target=cls._loop, name="mlnb-heartbeat", daemon=True)
+        cls.thread.start()
+
+    @staticmethod
+    def _loop() -> None:
+        while True:
+            time.sleep(HEARTBEAT_INTERVAL_S)
+            by_store: dict[int, tuple[Store, list[str]]] = {}
+            for run in list(_stack):
+                if not run.ended and not run.store.closed:
+                    by_store.setdefault(id(run.store), (run.store, []))[1].append(run.run_id)
+            for st, ids in by_store.values():
+                with contextlib.suppress(Exception):
+                    st.heartbeat(ids)
+
+
+def _end_all(status: str) -> None:
+    with _lock:
+        owned = [r for r in _stack if r._pid == os.getpid()]
+        for run in reversed(owned):
+            with contextlib.suppress(Exception):
+                _finish(run, status)
+        _stack.clear()
+
+
+def _at_exit() -> None:
+    with contextlib.suppress(Exception):
+        flush()
+    _end_all("failed" if _uncaught else "finished")
+
+
+def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+    global _uncaught
+    _uncaught = True
+    _previous_excepthook(exc_type, exc, tb)
+
+
+_previous_excepthook = sys.excepthook
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    _end_all("killed")
+    previous = _previous_sigterm
+    if callable(previous):
+        previous(signum, frame)
+    else:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+_previous_sigterm: Any = None
+
+
+def _install_hooks() -> None:
+    """At the first run: atexit flush, uncaught-exception detection, SIGTERM handling."""
+    global _hooks_installed, _previous_excepthook, _previous_sigterm
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    atexit.register(_at_exit)
+    if sys.excepthook is sys.__excepthook__:
+        _previous_excepthook = sys.excepthook
+        sys.excepthook = _excepthook
+    if threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(ValueError, OSError):
+            current = signal.getsignal(signal.SIGTERM)
+            if current in (signal.SIG_DFL, None) or callable(current):
+                _previous_sigterm = current
+                signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child keeps the parent's runs to log to, but not their ownership."""
+    global _writers
+    _writers = {}
+    for run in _stack:
+        run._writer = _writer_for(run.store)
+        run._lock_fd = None
+    _Heartbeat.thread = None
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None:  # multiprocessing children skip atexit: flush at their exit
+        mp_util.Finalize(None, _flush_quietly, exitpriority=100)
+
+
+def _flush_quietly() -> None:
+    with contextlib.suppress(Exception):
+        flush()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+__all__ = [
+    "ActiveRun",
+    "active_run",
+    "end_run",
+    "flush",
+    "get_store",
+    "log_artifact",
+    "log_figure",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "set_store",
+    "set_tag",
+    "set_tags",
+    "start_run",
+]

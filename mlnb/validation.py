@@ -1,0 +1,168 @@
+"""Checks and conversions for what users log: keys, metric values, steps, params.
+
+Everything here raises :class:`InvalidInputError` naming the key and the problem, before
+anything is written, so a batch with one bad item writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from typing import Any
+
+from mlnb.errors import InvalidInputError
+
+MAX_KEY_LENGTH = 250
+MAX_TAG_LENGTH = 8000
+MAX_STEP = 2**63 - 1
+
+
+def check_key(key: object, what: str = "key") -> str:
+    """A key must be a non-empty str of printable characters, at most 250 long."""
+    if not isinstance(key, str):
+        raise InvalidInputError(f"{what} must be a string, got {type(key).__name__}: {key!r}")
+    if not key or key.strip() == "":
+        raise InvalidInputError(f"{what} must not be empty")
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidInputError(
+            f"{what} {key[:40]!r}... is {len(key)} characters long; the limit is {MAX_KEY_LENGTH}"
+        )
+    if not key.isprintable():
+        bad = next(c for c in key if not c.isprintable())
+        raise InvalidInputError(f"{what} {key!r} contains the control character {bad!r}")
+    return key
+
+
+def metric_value(key: str, value: object) -> float:
+    """A metric value as a float: Python and numpy numbers, 0-d or one-element arrays."""
+    t = type(value)
+    if t is float or t is int:
+        return float(value)  # type: ignore[arg-type]
+    if isinstance(value, (str, bytes, bytearray)) or value is None:
+        raise InvalidInputError(
+            f"metric {key!r} must be a number, got {type(value).__name__}: {value!r}"
+        )
+    shape = getattr(value, "shape", None)
+    if shape is not None and not isinstance(value, numbers.Number):
+        try:
+            size = math.prod(int(n) for n in shape)
+        except TypeError:
+            size = -1
+        if size != 1:
+            raise InvalidInputError(
+                f"metric {key!r} must be a single number, got a {type(value).__name__} "
+                f"of shape {tuple(shape)}; log one element or use log_metrics"
+            )
+    if isinstance(value, complex):
+        raise InvalidInputError(f"metric {key!r} must be a real number, got complex {value!r}")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            f"metric {key!r} must be a number, got {type(value).__name__}: {value!r}"
+        ) from None
+
+
+def step_value(key: str, step: object) -> int:
+    """A step must be a non-negative integer (bools and floats with fractions refused)."""
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        if isinstance(step, float) and step.is_integer():
+            step = int(step)
+        else:
+            raise InvalidInputError(
+                f"step for metric {key!r} must be an integer, got {type(step).__name__}: {step!r}"
+            )
+    step = int(step)
+    if not 0 <= step <= MAX_STEP:
+        raise InvalidInputError(f"step for metric {key!r} must be between 0 and 2**63-1: {step}")
+    return step
+
+
+def canonical_json(value: Any) -> str:
+    """Stable JSON text: sorted keys, no spaces, NaN/inf spelled as strings."""
+    return json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"dict key {k!r} is a {type(k).__name__}, not a string")
+            out[k] = _jsonable(v)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item) and getattr(value, "shape", None) == ():
+        return _jsonable(item())
+    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
+
+
+def encode_param(key: str, value: object) -> tuple[str, str, float | None]:
+    """A param as ``(text, type, number)``: text is what MLflow would store (``str(v)``,
+    canonical JSON for dicts and lists); number is set for numeric values so filters can
+    compare numerically."""
+    if isinstance(value, bool):
+        return str(value), "bool", float(value)
+    if isinstance(value, int):
+        return str(int(value)), "int", float(value)
+    if isinstance(value, float):
+        value = float(value)  # np.float64 is a float subclass whose repr differs
+        return repr(value), "float", value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value, "str", _number_or_none(value)
+    if value is None:
+        return "None", "none", None
+    if isinstance(value, (dict, list, tuple)):
+        try:
+            return canonical_json(value), "json", None
+        except TypeError as exc:
+            raise InvalidInputError(f"param {key!r} is not JSON-serializable: {exc}") from None
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "shape", None) == ():
+        return encode_param(key, item())
+    raise InvalidInputError(
+        f"param {key!r} has type {type(value).__name__}, which is not JSON-serializable; "
+        "log a str, number, bool, None, or a list/dict of those"
+    )
+
+
+def decode_param(text: str, type_: str) -> Any:
+    """The Python value a param was logged with."""
+    if type_ == "int":
+        return int(text)
+    if type_ == "float":
+        return float(text)
+    if type_ == "bool":
+        return text == "True"
+    if type_ == "none":
+        return None
+    if type_ == "json":
+        return json.loads(text)
+    return text
+
+
+def _number_or_none(text: str) -> float | None:
+    try:
+        num = float(text)
+    except ValueError:
+        return None
+    return num if math.isfinite(num) else None
+
+
+def tag_value(key: str, value: object) -> str:
+    """Tags are strings; other scalars are converted with str()."""
+    if isinstance(value, (dict, list, tuple, set)) or value is None:
+        raise InvalidInputError(
+            f"tag {key!r} must be a string or scalar, got {type(value).__name__}"
+        )
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > MAX_TAG_LENGTH:
+        raise InvalidInputError(f"tag {key!r} is longer than {MAX_TAG_LENGTH} characters")
+    return text

@@ -1,0 +1,47 @@
+"""The public surface is deliberate and cheap to import."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import mlnb
+from tests.conftest import run_python
+
+HEAVY = ("pandas", "numpy", "matplotlib", "IPython", "ipywidgets", "papermill",
+         "jupyter_server", "sqlite_utils")  # fmt: skip
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    public = {name for name in vars(mlnb) if not name.startswith("_")}
+    modules = {name for name in public if type(getattr(mlnb, name)).__name__ == "module"}
+    assert set(mlnb.__all__) - {"__version__"} == public - modules
+    for name in mlnb.__all__:
+        assert getattr(mlnb, name) is not None
+
+
+def test_import_mlnb_loads_no_heavy_modules() -> None:
+    code = (
+        "import sys, json; import mlnb; "
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    loaded = json.loads(run_python(code).stdout)
+    assert loaded == []
+
+
+def test_import_mlnb_takes_under_150_ms() -> None:
+    code = "import time; t = time.perf_counter(); import mlnb; print(time.perf_counter() - t)"
+    times = [float(run_python(code).stdout) for _ in range(5)]
+    assert statistics.median(times) < 0.150, times
+
+
+def test_start_run_on_an_existing_store_loads_no_pandas(tmp_path) -> None:
+    code = (
+        "import sys, mlnb\n"
+        "with mlnb.start_run('a'):\n"
+        "    mlnb.log_param('p', 1); mlnb.log_metric('m', 1.0)\n"
+        "print('pandas' in sys.modules, 'sqlite_utils' in sys.modules)\n"
+    )
+    env = {"MLNB_STORE": str(tmp_path / "s")}
+    run_python(code, env=env)  # creates the store (migrations need sqlite-utils)
+    assert run_python(code, env=env).stdout.split() == ["False", "False"]

@@ -1,0 +1,312 @@
+"""The Python API: runs, params, metrics, tags, artifacts, lifecycle, and bad input."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mlnb
+from mlnb.errors import (
+    InvalidInputError,
+    ParamConflictError,
+    RunNotFoundError,
+    RunStateError,
+)
+from mlnb.store import Store
+
+
+def test_start_run_is_a_context_manager_that_finishes_the_run(store: Store) -> None:
+    with mlnb.start_run("ctx", experiment="exp", tags={"team": "vision"}) as run:
+        assert mlnb.active_run() is run
+    rec = mlnb.get_run(run.run_id)
+    assert (rec.name, rec.experiment, rec.status, rec.tags) == (
+        "ctx", "exp", "finished", {"team": "vision"},
+    )  # fmt: skip
+    assert rec.end_time is not None and rec.duration >= 0
+    assert mlnb.active_run() is None
+
+
+def test_exception_in_run_marks_it_failed_and_propagates(store: Store) -> None:
+    with pytest.raises(ZeroDivisionError), mlnb.start_run("boom") as run:
+        1 / 0  # noqa: B018
+    assert mlnb.get_run(run.run_id).status == "failed"
+
+
+def test_keyboard_interrupt_marks_run_killed(store: Store) -> None:
+    with pytest.raises(KeyboardInterrupt), mlnb.start_run("ctrl-c") as run:
+        raise KeyboardInterrupt
+    assert mlnb.get_run(run.run_id).status == "killed"
+
+
+def test_starting_a_run_while_one_is_active_finishes_the_old_one(store: Store) -> None:
+    first = mlnb.start_run("one")
+    second = mlnb.start_run("two")
+    assert mlnb.get_run(first.run_id).status == "finished"
+    assert mlnb.active_run() is second
+    mlnb.end_run()
+    assert mlnb.get_run(second.run_id).status == "finished"
+
+
+def test_nested_runs_record_their_parent(store: Store) -> None:
+    with mlnb.start_run("parent") as parent:
+        with mlnb.start_run("child", nested=True) as child:
+            mlnb.log_metric("x", 1)
+        assert mlnb.active_run() is parent
+    rec = mlnb.get_run(child.run_id)
+    assert rec.parent_run_id == parent.run_id
+    assert rec.metrics == {"x": 1.0}
+    df = mlnb.runs(filter=f"parent_run_id = '{parent.run_id}'")
+    assert list(df["name"]) == ["child"]
+
+
+def test_end_run_with_status(store: Store) -> None:
+    run = mlnb.start_run("s")
+    mlnb.end_run(status="killed")
+    assert mlnb.get_run(run.run_id).status == "killed"
+    with pytest.raises(InvalidInputError, match="must be one of"):
+        mlnb.end_run(status="done")
+
+
+def test_logging_without_a_run_starts_one(store: Store) -> None:
+    mlnb.log_param("auto", True)
+    run = mlnb.active_run()
+    assert run is not None
+    mlnb.end_run()
+    assert mlnb.get_run(run.run_id).params == {"auto": True}
+
+
+def test_params_round_trip_with_their_types(store: Store) -> None:
+    values = {
+        "lr": 0.01, "depth": 3, "name": "adam", "flag": False, "none": None,
+        "layers": [64, 32], "cfg": {"b": 1, "a": [1.5, "x"]}, "np": np.float64(0.5),
+        "ünïcode ключ": "värde",
+    }  # fmt: skip
+    with mlnb.start_run("p") as run:
+        mlnb.log_params(values)
+        mlnb.log_param("lr", 0.01)  # the same value again is a no-op
+    params = mlnb.get_run(run.run_id).params
+    assert params == {**values, "layers": [64, 32], "np": 0.5}
+    raw = dict(sqlite3.connect(store.db_path).execute("SELECT key, value FROM params"))
+    assert raw["cfg"] == '{"a":[1.5,"x"],"b":1}'  # canonical JSON
+    assert raw["lr"] == "0.01"  # what MLflow users compare against
+
+
+def test_param_logged_again_with_another_value_is_refused(store: Store) -> None:
+    with mlnb.start_run("p") as run:
+        mlnb.log_param("lr", 0.01)
+        with pytest.raises(ParamConflictError, match=r"'lr'.*0\.01.*0\.02"):
+            mlnb.log_param("lr", 0.02)
+        with pytest.raises(ParamConflictError):  # a batch with one conflict writes nothing
+            mlnb.log_params({"new": 1, "lr": 0.5})
+    assert mlnb.get_run(run.run_id).params == {"lr": 0.01}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("k", object(), "object, which is not JSON-serializable"),
+        ("k", {1: "a"}, "not JSON-serializable"),
+        ("k", {"a": object()}, "not JSON-serializable"),
+        ("", 1, "must not be empty"),
+        ("a\nb", 1, "control character"),
+        ("x" * 300, 1, "limit is 250"),
+        (3, 1, "must be a string"),
+    ],
+)
+def test_bad_params_are_refused_and_nothing_is_written(
+    store: Store, key: object, value: object, message: str
+) -> None:
+    with mlnb.start_run("bad") as run:
+        with pytest.raises(InvalidInputError, match=message):
+            mlnb.log_params({"good": 1, key: value})  # type: ignore[dict-item]
+    assert mlnb.get_run(run.run_id).params == {}
+
+
+def test_metric_steps_default_to_the_next_step_per_key(store: Store) -> None:
+    with mlnb.start_run("steps") as run:
+        for v in (0.5, 0.4, 0.3):
+            mlnb.log_metric("loss", v)
+        mlnb.log_metric("acc", 0.1, step=10)
+        mlnb.log_metric("acc", 0.2)
+        mlnb.log_metrics({"a": 1, "b": np.float32(2.5)}, step=7)
+    rec = mlnb.get_run(run.run_id)
+    assert list(rec.history("loss")["step"]) == [0, 1, 2]
+    assert list(rec.history("acc")["step"]) == [10, 11]
+    assert rec.metric_steps == {"a": 7, "acc": 11, "b": 7, "loss": 2}
+    assert rec.metrics["b"] == 2.5
+
+
+def test_nan_and_infinities_round_trip(store: Store) -> None:
+    with mlnb.start_run("nan") as run:
+        mlnb.log_metric("x", float("nan"))
+        mlnb.log_metric("x", float("inf"))
+        mlnb.log_metric("x", float("-inf"))
+        mlnb.log_metric("y", np.nan)
+    rec = mlnb.get_run(run.run_id)
+    values = list(rec.history("x")["value"])
+    assert math.isnan(values[0]) and values[1:] == [math.inf, -math.inf]
+    assert math.isnan(rec.metrics["y"])
+    df = mlnb.runs()
+    assert math.isnan(df.loc[0, "metrics.y"])
+
+
+def test_resumed_run_continues_its_steps(store: Store) -> None:
+    with mlnb.start_run("r") as run:
+        mlnb.log_metric("m", 1)
+        mlnb.log_metric("m", 2)
+    with mlnb.start_run(run_id=run.run_id[:10]) as again:
+        assert again.run_id == run.run_id
+        mlnb.log_metric("m", 3)
+    assert list(mlnb.get_run(run.run_id).history("m")["step"]) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0.5", "must be a number, got str"),
+        (None, "must be a number, got NoneType"),
+        ([1, 2], "must be a number, got list"),
+        (np.array([1.0, 2.0]), r"single number.*shape \(2,\)"),
+        (1 + 2j, "complex"),
+    ],
+)
+def test_bad_metric_values_are_refused(store: Store, value: object, message: str) -> None:
+    with mlnb.start_run("bad"), pytest.raises(InvalidInputError, match=message):
+        mlnb.log_metric("loss", value)
+
+
+def test_zero_dim_arrays_and_numpy_scalars_are_accepted(store: Store) -> None:
+    with mlnb.start_run("np") as run:
+        mlnb.log_metric("a", np.array(1.5))
+        mlnb.log_metric("b", np.int64(3))
+        mlnb.log_metric("c", np.float32(0.25))
+        mlnb.log_metric("d", True)
+    assert mlnb.get_run(run.run_id).metrics == {"a": 1.5, "b": 3.0, "c": 0.25, "d": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [(1.5, "must be an integer"), (-1, "between 0"), ("3", "must be an integer"),
+     (2**64, "between 0"), (True, "must be an integer")],
+)  # fmt: skip
+def test_bad_steps_are_refused(store: Store, step: object, message: str) -> None:
+    with mlnb.start_run("bad"), pytest.raises(InvalidInputError, match=message):
+        mlnb.log_metric("loss", 1.0, step=step)  # type: ignore[arg-type]
+
+
+def test_a_metric_batch_with_one_bad_value_queues_nothing(store: Store) -> None:
+    with mlnb.start_run("batch") as run:
+        with pytest.raises(InvalidInputError, match="'bad'"):
+            mlnb.log_metrics({"good": 1.0, "bad": "x"})
+    assert mlnb.get_run(run.run_id).metrics == {}
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [("", "must not be empty"), ("a\tb", "control character"), ("k" * 251, "limit is 250")],
+)
+def test_bad_metric_keys_are_refused(store: Store, key: str, message: str) -> None:
+    with mlnb.start_run("bad"), pytest.raises(InvalidInputError, match=message):
+        mlnb.log_metric(key, 1.0)
+
+
+def test_unicode_metric_keys_round_trip(store: Store) -> None:
+    with mlnb.start_run("u") as run:
+        mlnb.log_metric("точность/вал ✓", 0.9)
+    assert mlnb.get_run(run.run_id).metrics == {"точность/вал ✓": 0.9}
+
+
+def test_logging_to_a_finished_run_is_refused(store: Store) -> None:
+    with mlnb.start_run("done") as run:
+        pass
+    with pytest.raises(RunStateError, match="is finished"):
+        run.log_metric("x", 1)
+    with pytest.raises(RunStateError, match="is finished"):
+        run.log_param("x", 1)
+    with pytest.raises(RunStateError):
+        store.log_params(run.run_id, {"x": 1})
+
+
+def test_logging_to_an_unknown_run_is_refused(store: Store) -> None:
+    with pytest.raises(RunNotFoundError, match="no run with id"):
+        store.log_params("f" * 32, {"x": 1})
+    with pytest.raises(RunNotFoundError):
+        mlnb.start_run(run_id="doesnotexist")
+
+
+def test_tags_can_change(store: Store) -> None:
+    with mlnb.start_run("t") as run:
+        mlnb.set_tag("stage", "dev")
+        mlnb.set_tags({"stage": "prod", "n": 3})
+    assert mlnb.get_run(run.run_id).tags == {"stage": "prod", "n": "3"}
+
+
+def test_log_artifact_refuses_a_missing_path(store: Store, tmp_path: Path) -> None:
+    with mlnb.start_run("a") as run:
+        with pytest.raises(InvalidInputError, match="no such file or folder .*missing.txt"):
+            mlnb.log_artifact(tmp_path / "missing.txt")
+    assert mlnb.get_run(run.run_id).artifacts == []
+
+
+def test_log_figure_stores_a_png(store: Store) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3])
+    with mlnb.start_run("fig") as run:
+        mlnb.log_figure(fig, "curve.png")
+    plt.close(fig)
+    (art,) = mlnb.get_run(run.run_id).artifacts
+    assert (art.path, art.kind) == ("curve.png", "figure")
+    assert Path(mlnb.get_run(run.run_id).artifact_path("curve.png")).read_bytes()[:4] == (
+        b"\x89PNG"
+    )
+
+
+def test_metrics_reach_disk_within_a_fraction_of_a_second(store: Store) -> None:
+    with mlnb.start_run("live") as run:
+        mlnb.log_metric("x", 1.0)
+        other = sqlite3.connect(store.db_path)
+        deadline = time.monotonic() + 2
+        count = 0
+        while time.monotonic() < deadline and count == 0:
+            count = other.execute("SELECT count(*) FROM metrics").fetchone()[0]
+            time.sleep(0.02)
+        assert count == 1
+        assert run.status == "running"
+
+
+def test_runs_returns_a_dataframe_with_the_mlflow_shape(store: Store) -> None:
+    for lr, acc in ((0.1, 0.8), (0.01, 0.9), (0.001, 0.85)):
+        with mlnb.start_run(f"lr{lr}", experiment="grid"):
+            mlnb.log_param("lr", lr)
+            mlnb.log_metric("acc", acc - 0.1)
+            mlnb.log_metric("acc", acc)
+            mlnb.set_tag("kind", "grid")
+    df = mlnb.runs(experiment="grid", order_by="metrics.acc desc")
+    for col in ("run_id", "name", "status", "start_time", "duration", "params.lr",
+                "metrics.acc", "tags.kind"):  # fmt: skip
+        assert col in df.columns
+    assert list(df["name"]) == ["lr0.01", "lr0.001", "lr0.1"]
+    assert list(df["metrics.acc"]) == [0.9, 0.85, 0.8]
+    assert str(df["start_time"].dtype).startswith("datetime64")
+    best = mlnb.runs(filter="params.lr < 0.05 and metrics.acc > 0.86", experiment="grid")
+    assert list(best["name"]) == ["lr0.01"]
+    assert len(mlnb.runs(max_results=2)) == 2
+
+
+def test_delete_and_restore_through_the_api(store: Store) -> None:
+    with mlnb.start_run("d") as run:
+        pass
+    mlnb.delete_run(run.run_id[:8])
+    assert mlnb.runs().empty
+    mlnb.restore_run(run.run_id)
+    assert len(mlnb.runs()) == 1
