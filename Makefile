@@ -22,9 +22,11 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 	touch $@ $(VENV)/.installed-examples
 
 quickstart: $(VENV)/.installed-examples
-	$(VENV)/bin/jupyter execute --output=/tmp/mlnb-quickstart.ipynb notebooks/quickstart.ipynb
-	$(VENV)/bin/mlnb runs --experiment quickstart --columns name,status,params.model,params.C,params.max_depth,metrics.accuracy,duration
-	$(VENV)/bin/mlnb runs --experiment quickstart --order-by 'metrics.accuracy desc' --limit 1 --format show
+	MLNB_STORE=$(CURDIR)/.mlnb $(VENV)/bin/jupyter execute --output=/tmp/mlnb-quickstart.ipynb notebooks/quickstart.ipynb
+	@echo; echo "== runs of the quickstart experiment, best first =="
+	@$(VENV)/bin/mlnb --store .mlnb runs -e quickstart -o 'metrics.accuracy desc' -n 12 -c name,status,params.model,params.C,params.max_depth,metrics.accuracy,metrics.f1,duration
+	@echo; echo "== the best run =="
+	@$(VENV)/bin/mlnb --store .mlnb show -e quickstart -o 'metrics.accuracy desc'
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check mlnb tests benchmarks

@@ -6,7 +6,7 @@ when a function needs them.
 """
 
 from mlnb.errors import MlnbError
-from mlnb.search import delete_run, get_run, restore_run, runs
+from mlnb.search import delete_run, diff, get_run, restore_run, runs
 from mlnb.store import Store
 from mlnb.tracking import (
     ActiveRun,
@@ -35,6 +35,7 @@ __all__ = [
     "__version__",
     "active_run",
     "delete_run",
+    "diff",
     "end_run",
     "flush",
     "get_run",

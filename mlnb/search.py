@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from mlnb import tracking
+from mlnb.diff import RunDiff, diff_runs
 from mlnb.models import RunRecord
 from mlnb.store import Store
 
@@ -65,3 +66,10 @@ def delete_run(run_id: str, *, store: Store | None = None) -> str:
 def restore_run(run_id: str, *, store: Store | None = None) -> str:
     """Bring back a deleted run; returns its full id."""
     return _store(store).restore_run(run_id)
+
+
+def diff(run_a: str, run_b: str, *, all: bool = False, store: Store | None = None) -> RunDiff:
+    """What differs between two runs: params, metrics (with Δ), tags, status. Only the
+    differences unless ``all``; prints as text, renders as HTML in a notebook."""
+    st = _store(store)
+    return diff_runs(st.get_run(run_a), st.get_run(run_b), all=all)

@@ -245,8 +245,12 @@ class Store:
         self.close()
 
     def __repr__(self) -> str:
-        where = "memory" if self.db_path is None else str(self.db_path)
-        return f"<mlnb.Store {where}>"
+        return f"<mlnb.Store {self.location}>"
+
+    @property
+    def location(self) -> str:
+        """The database file's path (or ``:memory:``), for messages."""
+        return ":memory:" if self.db_path is None else str(self.db_path)
 
     @property
     def db(self) -> Database:
@@ -451,7 +455,7 @@ class Store:
             lambda c: c.execute("SELECT id, status FROM runs WHERE run_id = ?", [run_id]).fetchone()
         )
         if row is None:
-            raise RunNotFoundError(f"no run with id {run_id!r} in {self}")
+            raise RunNotFoundError(f"no run with id {run_id!r} in {self.location}")
         return row[0], row[1]
 
     def resolve_run_id(self, ref: str) -> str:
@@ -479,7 +483,9 @@ class Store:
         if len(ids) == 1:
             return ids[0]
         if not ids:
-            raise RunNotFoundError(f"no run matches {ref!r} (by id prefix or name) in {self}")
+            raise RunNotFoundError(
+                f"no run matches {ref!r} (by id prefix or name) in {self.location}"
+            )
         shown = ", ".join(i[:12] for i in ids[:5])
         raise AmbiguousRunIdError(
             f"{ref!r} matches several runs ({shown}{', ...' if len(ids) > 5 else ''}); "
@@ -527,7 +533,7 @@ class Store:
     def _writable_run(self, conn: sqlite3.Connection, run_id: str) -> int:
         row = conn.execute("SELECT id, status FROM runs WHERE run_id = ?", [run_id]).fetchone()
         if row is None:
-            raise RunNotFoundError(f"no run with id {run_id!r} in {self}")
+            raise RunNotFoundError(f"no run with id {run_id!r} in {self.location}")
         if row[1] in TERMINAL_STATUSES:
             raise RunStateError(
                 f"run {run_id[:8]} is {row[1]}; it cannot be logged to. Start a new run, or "
