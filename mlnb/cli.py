@@ -94,17 +94,17 @@ def runs_cmd(
 ) -> None:
     """List runs as a table, CSV, JSON or Markdown."""
     store = _open_store(ctx)
-    all_columns, rows = store.search_runs(
+    table = store.search_runs(
         filter_,
         experiment=list(experiment) or None,
         order_by=order_by,
         max_results=limit,
         include_deleted=deleted,
     )
-    chosen = _select_columns(all_columns, columns, fmt)
-    index = [all_columns.index(c) for c in chosen]
-    table = [[row[i] for i in index] for row in rows]
-    click.echo(render(chosen, table, fmt), nl=False)
+    chosen = _select_columns(list(table), columns, fmt)
+    n = len(table["run_id"])
+    rows = list(zip(*(table.get(c, [None] * n) for c in chosen), strict=True))
+    click.echo(render(chosen, rows, fmt), nl=False)
 
 
 def _select_columns(all_columns: list[str], spec: str | None, fmt: str) -> list[str]:
@@ -237,12 +237,10 @@ def show_cmd(
     """
     store = _open_store(ctx)
     if run is None:
-        _, rows = store.search_runs(
-            filter_, experiment=experiment, order_by=order_by, max_results=1
-        )
-        if not rows:
+        found = store.search_runs(filter_, experiment=experiment, order_by=order_by, max_results=1)
+        if not found["run_id"]:
             raise MlnbClickError("no run matches")
-        run = rows[0][0]
+        run = found["run_id"][0]
     record = store.get_run(run)
     if fmt == "json":
         click.echo(json.dumps(_json_clean(record.to_dict()), indent=2, default=_json_default))

@@ -39,14 +39,14 @@ def runs(
     """
     import pandas as pd
 
-    columns, rows = _store(store).search_runs(
+    table = _store(store).search_runs(
         filter,
         experiment=experiment,
         order_by=order_by,
         max_results=max_results,
         include_deleted=include_deleted,
     )
-    frame = pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(table)
     for col in ("start_time", "end_time"):
         frame[col] = pd.to_datetime(frame[col], unit="s", utc=True)
     return frame

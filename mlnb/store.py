@@ -71,7 +71,7 @@ LATEST_UPSERT = (
 RUN_COLUMNS = (
     "r.id, r.run_id, r.name, e.name, r.status, r.start_time, r.end_time, r.parent_run_id, "
     "r.host, r.pid, r.user, r.source, r.deleted_at"
-)
+)  # search_runs relies on the first eight being id + BASE_COLUMNS
 NETWORK_FS = {"nfs", "nfs4", "cifs", "smbfs", "smb3", "fuse.sshfs", "9p", "afs", "lustre"}
 
 
@@ -804,14 +804,15 @@ class Store:
         max_results: int | None = None,
         include_deleted: bool = False,
         now: float | None = None,
-    ) -> tuple[list[str], list[list[Any]]]:
-        """Runs as a wide table ``(columns, rows)``: run attributes, then ``params.*``,
-        ``metrics.*`` (latest value) and ``tags.*``; ``mlnb.runs()`` wraps it in pandas."""
+    ) -> dict[str, list[Any]]:
+        """Runs as a wide table, column by column (``{column: values}``): run attributes,
+        then ``params.*`` (typed), ``metrics.*`` (latest value) and ``tags.*``; a run
+        without a key has None there. ``mlnb.runs()`` wraps it in pandas."""
         from mlnb.query import compile_filter, compile_order_by
 
         now = time.time() if now is None else now
         where, args = compile_filter(filter, now=now)
-        order, order_args = compile_order_by(order_by)
+        order, order_args = compile_order_by(order_by, now=now)
         conds = [f"({where})"]
         if not include_deleted:
             conds.append("r.deleted_at IS NULL")
@@ -823,44 +824,44 @@ class Store:
             raise InvalidInputError(f"max_results must be a non-negative int: {max_results!r}")
         sql = (
             f"SELECT {RUN_COLUMNS} FROM runs r JOIN experiments e ON e.id = r.experiment_id "
-            f"WHERE {' AND '.join(conds)} ORDER BY {order} LIMIT ?"
+            f"WHERE {' AND '.join(conds)} ORDER BY {order}, r.id DESC LIMIT ?"
         )
         args = [*args, *order_args, -1 if max_results is None else max_results]
         self.reap_crashed()
 
-        def fetch(c: sqlite3.Connection) -> tuple[list[str], list[list[Any]]]:
+        def fetch(c: sqlite3.Connection) -> dict[str, list[Any]]:
             runs = c.execute(sql, args).fetchall()
+            n = len(runs)
             ids = json.dumps([r[0] for r in runs])
             pos = {r[0]: i for i, r in enumerate(runs)}
-            base = [
-                [r[1], r[2], r[3], r[4], r[5], r[6],
-                 (r[6] if r[6] is not None else now) - r[5], r[7]]
-                for r in runs
-            ]  # fmt: skip
-            extra: list[dict[str, Any]] = [{} for _ in runs]
-            keys: dict[str, None] = {}
+            table: dict[str, list[Any]] = {
+                name: [r[i] for r in runs] for i, name in enumerate(BASE_COLUMNS, start=1)
+            }
+            table["duration"] = [(r[6] if r[6] is not None else now) - r[5] for r in runs]
+            extra: dict[str, list[Any]] = {}
             in_ids = "run IN (SELECT value FROM json_each(?))"
-            for run, key, value, type_ in c.execute(
-                f"SELECT run, key, value, type FROM params WHERE {in_ids}", [ids]
+            # One pass per table, column-wise; SQLite converts the common param types so
+            # Python only decodes bools, None and JSON (marked with a \x01 prefix).
+            for prefix, query in (
+                ("params.", f"SELECT run, key, {PARAM_VALUE_SQL} FROM params WHERE {in_ids}"),
+                ("metrics.", f"SELECT run, key, value FROM latest_metrics WHERE {in_ids}"),
+                ("tags.", f"SELECT run, key, value FROM tags WHERE {in_ids}"),
             ):
-                col = "params." + key
-                keys.setdefault(col)
-                extra[pos[run]][col] = validation.decode_param(value, type_)
-            for run, key, value in c.execute(
-                f"SELECT run, key, value FROM latest_metrics WHERE {in_ids}", [ids]
-            ):
-                col = "metrics." + key
-                keys.setdefault(col)
-                extra[pos[run]][col] = math.nan if value is None else value
-            for run, key, value in c.execute(
-                f"SELECT run, key, value FROM tags WHERE {in_ids}", [ids]
-            ):
-                col = "tags." + key
-                keys.setdefault(col)
-                extra[pos[run]][col] = value
-            ordered = sorted(keys, key=_column_order)
-            rows = [b + [e.get(k) for k in ordered] for b, e in zip(base, extra, strict=True)]
-            return [*BASE_COLUMNS, *ordered], rows
+                nan_for_null = prefix == "metrics."
+                for run, key, value in c.execute(query, [ids]):
+                    col = extra.get(prefix + key)
+                    if col is None:
+                        col = extra[prefix + key] = [None] * n
+                    col[pos[run]] = math.nan if value is None and nan_for_null else value
+            for name, col in extra.items():
+                if name.startswith("params."):
+                    for i, value in enumerate(col):
+                        if type(value) is str and value[:1] == "\x01":
+                            type_, _, text = value[1:].partition("\x01")
+                            col[i] = validation.decode_param(text, type_)
+            for name in sorted(extra, key=_column_order):
+                table[name] = extra[name]
+            return table
 
         return self.read(fetch)
 
@@ -955,9 +956,15 @@ class Store:
 
 
 BASE_COLUMNS = (
-    "run_id", "name", "experiment", "status", "start_time", "end_time", "duration",
-    "parent_run_id",
+    "run_id", "name", "experiment", "status", "start_time", "end_time", "parent_run_id",
 )  # fmt: skip
+# A param's value as SQLite can give it; bools, None and JSON come back marked for Python.
+PARAM_VALUE_SQL = (
+    "CASE type WHEN 'float' THEN value_num WHEN 'int' THEN CAST(value AS INTEGER) "
+    "WHEN 'str' THEN CASE WHEN substr(value, 1, 1) = char(1) "
+    "THEN char(1) || type || char(1) || value ELSE value END "
+    "ELSE char(1) || type || char(1) || value END"
+)
 
 
 def _column_order(col: str) -> tuple[int, str]:

@@ -536,6 +536,7 @@ def _install_hooks() -> None:
         return
     _hooks_installed = True
     atexit.register(_at_exit)
+    _register_multiprocessing_flush()
     if sys.excepthook is sys.__excepthook__:
         _previous_excepthook = sys.excepthook
         sys.excepthook = _excepthook
@@ -555,9 +556,17 @@ def _after_fork_in_child() -> None:
         run._writer = _writer_for(run.store)
         run._lock_fd = None
     _Heartbeat.thread = None
-    mp_util = sys.modules.get("multiprocessing.util")
-    if mp_util is not None:  # multiprocessing children skip atexit: flush at their exit
-        mp_util.Finalize(None, _flush_quietly, exitpriority=100)
+
+
+def _register_multiprocessing_flush() -> None:
+    """multiprocessing children end with os._exit (no atexit) and clear inherited
+    finalizers, so each child registers, after that clearing, a flush at its exit."""
+    from multiprocessing import util
+
+    def in_child(_: object) -> None:
+        util.Finalize(None, _flush_quietly, exitpriority=100)
+
+    util.register_after_fork(_register_multiprocessing_flush, in_child)
 
 
 def _flush_quietly() -> None:

@@ -185,3 +185,27 @@ def test_a_dead_run_on_another_host_is_reaped_by_heartbeat(tmp_path: Path) -> No
         )
         assert st.reap_crashed(force=True) == [run_id]
         assert st.get_run(fresh).status == "running"
+
+
+def test_forked_children_log_to_the_parents_run(tmp_path: Path) -> None:
+    code = """
+        import multiprocessing as mp, mlnb
+
+        def work(i):
+            for step in range(100):
+                mlnb.log_metric(f"child{i}", step, step=step)
+
+        with mlnb.start_run("parent") as run:
+            mlnb.log_metric("before", 1.0)
+            ctx = mp.get_context("fork")
+            procs = [ctx.Process(target=work, args=(i,)) for i in range(3)]
+            for p in procs: p.start()
+            for p in procs: p.join()
+            assert all(p.exitcode == 0 for p in procs)
+        print(run.run_id)
+    """
+    proc = run_python(textwrap.dedent(code), env={"MLNB_STORE": str(tmp_path / "s")})
+    with Store(tmp_path / "s") as st:
+        rec = st.get_run(proc.stdout.split()[-1])
+    assert rec.status == "finished"
+    assert rec.metric_steps == {"before": 0, "child0": 99, "child1": 99, "child2": 99}

@@ -28,6 +28,6 @@ def test_example_notebook_executes(
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert errors == []
     with mlnb.Store(os.environ["MLNB_STORE"]) as store:
-        columns, rows = store.search_runs()
-        assert rows, "the notebook tracked no runs"
-        assert {r[columns.index("status")] for r in rows} == {"finished"}
+        table = store.search_runs()
+        assert table["run_id"], "the notebook tracked no runs"
+        assert set(table["status"]) == {"finished"}

@@ -224,11 +224,11 @@ def test_gc_removes_only_unreferenced_old_files(store: Store) -> None:
 def test_delete_and_restore_hide_and_show_a_run(store: Store) -> None:
     run_id = store.create_run(name="x")
     store.delete_run(run_id[:6])
-    assert store.search_runs()[1] == []
-    assert len(store.search_runs(include_deleted=True)[1]) == 1
+    assert store.search_runs()["run_id"] == []
+    assert store.search_runs(include_deleted=True)["run_id"] == [run_id]
     assert store.get_run(run_id).deleted
     store.restore_run(run_id)
-    assert len(store.search_runs()[1]) == 1
+    assert store.search_runs()["run_id"] == [run_id]
 
 
 def test_info_reports_counts_and_schema(store: Store) -> None:

@@ -1,0 +1,696 @@
+"""The run filter language: text → AST → a SQL boolean expression with bound parameters.
+
+Users write MLflow's search syntax (``params.lr = '0.01' and metrics.acc > 0.9``) and more:
+``or``, ``not``, parentheses, ``in``/``not in``, ``like``/``ilike``, ``is [not] null``,
+numeric comparison of params, ISO dates and ``duration``. ``docs/query.md`` is the user's
+page. A hand-written tokenizer and recursive-descent parser build an AST of frozen
+dataclasses; :func:`compile_filter` turns it into an expression for::
+
+    SELECT ... FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE <expr>
+
+Every value *and* every key becomes a ``?`` parameter, never SQL text, so no filter can
+change the shape of a query. The SQL contains no quote character at all. Everything here is
+a pure function of strings (standard library only); the store executes the result.
+
+Fields are resolved through a registry, and the built-ins (``params``, ``metrics``,
+``tags``, ``attributes``) use it too::
+
+    def env_field(key: tuple[str, ...], ctx: Context) -> Target:
+        return Target(text="x.value", source="FROM env_facts x WHERE x.run = r.id "
+                      "AND x.key = ?", source_params=(".".join(key),))
+
+    register_field("env", env_field)
+
+A dotted field whose first segment is a registered prefix (case-insensitive) is handed to
+its compiler with the remaining segments (``env.python`` → ``("python",)``; a backtick- or
+double-quoted segment arrives as one segment, dots included). A bare name such as
+``status`` goes to the ``attributes`` compiler as ``("status",)``. A compiler returns a
+:class:`Target` describing where the value lives and which literals it accepts, or raises
+``ValueError`` whose message becomes a :class:`QuerySyntaxError` pointing at the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from mlnb.errors import QuerySyntaxError
+
+__all__ = [
+    "DEFAULT_ORDER",
+    "And",
+    "Comparison",
+    "Context",
+    "Expr",
+    "Field",
+    "FieldCompiler",
+    "Not",
+    "Or",
+    "OrderKey",
+    "Target",
+    "Value",
+    "compile_filter",
+    "compile_order_by",
+    "parse_filter",
+    "parse_order_by",
+    "register_field",
+]
+
+DEFAULT_ORDER = "r.start_time DESC"
+_MAX_DEPTH = 100  # nesting of parentheses and NOT; keeps recursion far from Python's limit
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """A field as written: ``params.lr`` is ``Field(("params", "lr"))``.
+
+    Positions (0-based offsets into the text) are kept for error messages and ignored by
+    ``==``, so tests can compare shapes.
+    """
+
+    path: tuple[str, ...]
+    position: int = dataclasses.field(default=0, compare=False)
+
+    def __str__(self) -> str:
+        return ".".join(s if _KEY.fullmatch(s) else f"`{s}`" for s in self.path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Value:
+    """A literal: ``str`` when quoted, ``int``/``float`` for a bare number, or ``bool``."""
+
+    value: str | int | float | bool
+    position: int = dataclasses.field(default=0, compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """``field op value``. ``op`` is one of ``= != < <= > >=``, ``LIKE``, ``NOT LIKE``,
+    ``ILIKE``, ``NOT ILIKE`` (value: a ``str``), ``IN``, ``NOT IN`` (value: a tuple), or
+    ``IS NULL``, ``IS NOT NULL``, ``IS NAN``, ``IS NOT NAN`` (value: ``None``)."""
+
+    field: Field
+    op: str
+    value: Value | tuple[Value, ...] | None = None
+    position: int = dataclasses.field(default=0, compare=False)  # of the operator
+
+
+@dataclasses.dataclass(frozen=True)
+class And:
+    """All of ``items`` hold (two or more)."""
+
+    items: tuple[Expr, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Or:
+    """Any of ``items`` holds (two or more)."""
+
+    items: tuple[Expr, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Not:
+    """``item`` does not hold (so ``not params.x = 1`` matches runs without ``x``)."""
+
+    item: Expr
+
+
+Expr = Comparison | And | Or | Not
+
+
+@dataclasses.dataclass(frozen=True)
+class OrderKey:
+    """One ``order_by`` key: a field and its direction (ascending unless ``desc``)."""
+
+    field: Field
+    descending: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What a field compiler may depend on besides the key: the time ``duration`` uses."""
+
+    now: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Where a field's value lives in SQL, and which literals it accepts.
+
+    ``text`` and ``number`` are SQL expressions of the value as text and as a number; at
+    least one is set. A quoted literal compares with ``text``, a bare number with
+    ``number``. If only ``number`` is set, quoted literals are an error unless ``dates``
+    (then they are ISO dates, and numbers of 1e11 or more are MLflow-style milliseconds).
+
+    ``source`` is a ``FROM ... WHERE ...`` clause selecting the field's row for the outer
+    run ``r`` (e.g. ``FROM params p WHERE p.run = r.id AND p.key = ?``): a comparison then
+    becomes ``EXISTS (SELECT 1 <source> AND <predicate>)`` and ``IS NULL`` means "no row".
+    Without a source the expressions are columns of ``r``/``e``. Use table aliases other
+    than ``r`` and ``e``. ``source_params`` bind the ``?`` in ``source``; ``expr_params``
+    bind those in ``text``/``number`` (each time the expression is used).
+
+    ``casefold`` lower-cases quoted literals (status), ``bools`` lets ``true``/``false``
+    compare with ``text`` as ``'True'``/``'False'`` (params), ``nan`` says a row whose
+    ``number`` is NULL holds NaN, which ``IS NAN`` finds (metrics).
+    """
+
+    text: str | None = None
+    number: str | None = None
+    source: str | None = None
+    source_params: tuple[object, ...] = ()
+    expr_params: tuple[object, ...] = ()
+    dates: bool = False
+    casefold: bool = False
+    bools: bool = False
+    nan: bool = False
+
+    def __post_init__(self) -> None:
+        if self.text is None and self.number is None:
+            raise ValueError("a Target needs a text or a number expression")
+        if (self.bools and self.text is None) or ((self.dates or self.nan) and not self.number):
+            raise ValueError("bools needs text; dates and nan need a number expression")
+
+
+FieldCompiler = Callable[[tuple[str, ...], Context], Target]
+
+_FIELDS: dict[str, FieldCompiler] = {}
+_ALIASES: dict[str, str] = {}
+_PREFIX = re.compile(r"[A-Za-z_]\w*")
+
+
+def register_field(prefix: str, compiler: FieldCompiler, *, aliases: Iterable[str] = ()) -> None:
+    """Make ``<prefix>.<key...>`` (and ``<alias>.<key...>``) a field resolved by ``compiler``.
+
+    Prefixes are case-insensitive identifiers; a name already taken raises ``ValueError``.
+    Aliases work like the prefix but are not listed in error messages.
+    """
+    names = [prefix.lower(), *(alias.lower() for alias in aliases)]
+    for name in names:
+        if not _PREFIX.fullmatch(name) or name in _FIELDS or name in _ALIASES:
+            raise ValueError(f"field prefix {name!r} is taken or not an identifier")
+    _FIELDS[names[0]] = compiler
+    _ALIASES.update(dict.fromkeys(names[1:], names[0]))
+
+
+def _key_value_field(table: str, alias: str, **columns: Any) -> FieldCompiler:
+    """The compiler of fields stored as ``(run, key, value...)`` rows: params, metrics, tags."""
+    source = f"FROM {table} {alias} WHERE {alias}.run = r.id AND {alias}.key = ?"
+
+    def compile_field(key: tuple[str, ...], ctx: Context) -> Target:
+        return Target(source=source, source_params=(".".join(key),), **columns)
+
+    return compile_field
+
+
+_ATTRIBUTES = {
+    "status": Target(text="r.status", casefold=True),
+    "name": Target(text="r.name"),
+    "run_id": Target(text="r.run_id"),
+    "experiment": Target(text="e.name"),
+    "parent_run_id": Target(text="r.parent_run_id"),
+    "user": Target(text="r.user"),
+    "start_time": Target(number="r.start_time", dates=True),
+    "end_time": Target(number="r.end_time", dates=True),
+}
+_ATTRIBUTE_ALIASES = {
+    "run_name": "name",
+    "run name": "name",  # MLflow's `Run name`
+    "experiment_name": "experiment",
+    "created": "start_time",  # MLflow
+    "user_id": "user",  # MLflow
+}
+
+
+def _attribute_field(key: tuple[str, ...], ctx: Context) -> Target:
+    name = ".".join(key).lower()
+    name = _ATTRIBUTE_ALIASES.get(name, name)
+    if name == "duration":
+        return Target(number="(COALESCE(r.end_time, ?) - r.start_time)", expr_params=(ctx.now,))
+    if name not in _ATTRIBUTES:
+        known = ", ".join(sorted([*_ATTRIBUTES, "duration"]))
+        raise ValueError(f"unknown attribute '{'.'.join(key)}' (known: {known})")
+    return _ATTRIBUTES[name]
+
+
+_PARAMS = _key_value_field("params", "p", text="p.value", number="p.value_num", bools=True)
+register_field("params", _PARAMS, aliases=("param", "parameter", "parameters"))
+_METRICS = _key_value_field("latest_metrics", "m", number="m.value", nan=True)
+register_field("metrics", _METRICS, aliases=("metric",))
+register_field("tags", _key_value_field("tags", "t", text="t.value"), aliases=("tag",))
+register_field("attributes", _attribute_field, aliases=("attribute", "attr", "run"))
+
+
+_NAME = re.compile(r"[^\W\d]\w*")
+_KEY = re.compile(r"\w[\w/-]*")  # a segment after a dot: `metrics.val/loss`, `params.f1-x`
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_OPS = {"<=": "<=", ">=": ">=", "!=": "!=", "<>": "!=", "==": "=", "=": "=", "<": "<", ">": ">"}
+_SEGMENT_KINDS = ("name", "string", "quoted")
+_RESERVED = {"and", "or", "not", "in", "like", "ilike", "is", "null", "true", "false"}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Token:
+    kind: str  # name, string ('…' or "…"), quoted (`…`), number, op, ( ) , . eof
+    value: object
+    start: int
+    end: int
+
+
+def _tokenize(text: str) -> list[_Token]:
+    """Split ``text`` into tokens; a segment right after a dot may hold ``-`` and ``/``."""
+    tokens: list[_Token] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch.isspace():
+            i += 1
+            continue
+        prev = tokens[-1].kind if tokens and tokens[-1].end == i else None  # adjacent
+        if ch in "'\"`":
+            value, end = _read_quoted(text, i)
+            tokens.append(_Token("quoted" if ch == "`" else "string", value, i, end))
+        elif prev == "." and (m := _KEY.match(text, i)):
+            tokens.append(_Token("name", m.group(), i, m.end()))
+        elif (m := _NUMBER.match(text, i)) and not (ch == "." and prev in _SEGMENT_KINDS):
+            end = m.end()
+            if end < n and (text[end].isalnum() or text[end] in "_."):
+                raise QuerySyntaxError("invalid number", text, i)
+            num = m.group()
+            number = float(num) if any(c in num for c in ".eE") else int(num)
+            tokens.append(_Token("number", number, i, end))
+        elif m := _NAME.match(text, i):
+            tokens.append(_Token("name", m.group(), i, m.end()))
+        elif op := next((o for o in _OPS if text.startswith(o, i)), None):
+            tokens.append(_Token("op", _OPS[op], i, i + len(op)))
+        elif ch in "(),.":
+            tokens.append(_Token(ch, ch, i, i + 1))
+        else:
+            raise QuerySyntaxError(f"unexpected character {ch!r}", text, i)
+        i = tokens[-1].end
+    tokens.append(_Token("eof", None, n, n))
+    return tokens
+
+
+def _read_quoted(text: str, start: int) -> tuple[str, int]:
+    """A quoted string or key from ``start``: the quote doubled or after a backslash, and a
+    doubled backslash, stand for themselves. Returns the content and the end offset."""
+    quote, out, i = text[start], [], start + 1
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and quote != "`" and text[i + 1 : i + 2] in (quote, "\\"):
+            out.append(text[i + 1])
+            i += 2
+        elif ch == quote and text.startswith(quote, i + 1):
+            out.append(quote)
+            i += 2
+        elif ch == quote:
+            return "".join(out), i + 1
+        else:
+            out.append(ch)
+            i += 1
+    what = "backtick-quoted key" if quote == "`" else "string"
+    raise QuerySyntaxError(f"unterminated {what} (missing closing {quote})", text, start)
+
+
+class _Parser:
+    """Recursive descent over the tokens; precedence: NOT > AND > OR."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = _tokenize(text)
+        self.i = 0
+        self.depth = 0
+
+    def peek(self) -> _Token:
+        return self.tokens[self.i]
+
+    def take(self, kind: str, *words: str) -> _Token | None:
+        """Consume and return the next token if it is a ``kind`` (and one of ``words``)."""
+        tok = self.tokens[self.i]
+        if tok.kind != kind or (words and str(tok.value).lower() not in words):
+            return None
+        self.i += 1
+        return tok
+
+    def keyword(self, *words: str) -> _Token | None:
+        return self.take("name", *words)
+
+    def source(self, tok: _Token) -> str:
+        return self.text[tok.start : tok.end]
+
+    def error(self, message: str, tok: _Token | None = None) -> QuerySyntaxError:
+        return QuerySyntaxError(message, self.text, (tok or self.peek()).start)
+
+    def after(self, default: str) -> str:
+        """``expected X after '<previous token>'``, or ``default`` at the start."""
+        return f"after '{self.source(self.tokens[self.i - 1])}'" if self.i else default
+
+    def parse_or(self) -> Expr:
+        items = [self.parse_and()]
+        while self.keyword("or"):
+            items.append(self.parse_and())
+        return items[0] if len(items) == 1 else Or(tuple(items))
+
+    def parse_and(self) -> Expr:
+        items = [self.parse_not()]
+        while self.keyword("and"):
+            items.append(self.parse_not())
+        return items[0] if len(items) == 1 else And(tuple(items))
+
+    def parse_not(self) -> Expr:
+        tok = self.keyword("not")
+        if tok is None:
+            return self.parse_primary()
+        self.enter(tok)
+        item = self.parse_not()
+        self.depth -= 1
+        return Not(item)
+
+    def enter(self, tok: _Token) -> None:
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise self.error(f"expression nested more than {_MAX_DEPTH} levels deep", tok)
+
+    def parse_primary(self) -> Expr:
+        if opening := self.take("("):
+            self.enter(opening)
+            inner = self.parse_or()
+            self.depth -= 1
+            if not self.take(")"):
+                raise self.error(f"expected ')' (the '(' at position {opening.start} is open)")
+            return inner
+        field = self.parse_field(f"expected a condition {self.after('such as metrics.acc > 0.9')}")
+        return self.parse_comparison(field)
+
+    def parse_field(self, expected: str) -> Field:
+        first = self.peek()
+        is_name = first.kind == "name" and str(first.value).lower() not in _RESERVED
+        if not (is_name or first.kind == "quoted"):
+            raise self.error(expected)
+        self.i += 1
+        path = [str(first.value)]
+        while dot := self.take("."):
+            seg = self.peek()
+            if seg.kind not in _SEGMENT_KINDS or seg.start != dot.end:
+                raise self.error(f"expected a key after '{self.text[first.start : dot.end]}'")
+            path.append(str(seg.value))
+            self.i += 1
+        return Field(tuple(path), first.start)
+
+    def parse_comparison(self, field: Field) -> Comparison:
+        if op := self.take("op"):
+            value = self.parse_value(f"expected a value after '{self.source(op)}'")
+            return Comparison(field, str(op.value), value, op.start)
+        negated = self.keyword("not")
+        if like := self.keyword("like", "ilike"):
+            word = str(like.value).upper()
+            pattern = self.take("string")
+            if pattern is None:
+                raise self.error(f"expected a quoted pattern after {word}")
+            op_text = f"NOT {word}" if negated else word
+            return Comparison(field, op_text, Value(str(pattern.value), pattern.start), like.start)
+        if in_ := self.keyword("in"):
+            values = self.parse_list()
+            return Comparison(field, "NOT IN" if negated else "IN", values, in_.start)
+        if negated:
+            raise self.error("expected LIKE, ILIKE or IN after NOT")
+        if is_ := self.keyword("is"):
+            negated = self.keyword("not")
+            what = self.keyword("null", "nan")
+            if what is None:
+                raise self.error("expected NULL, NOT NULL, NAN or NOT NAN after IS")
+            op_text = f"IS {'NOT ' if negated else ''}{str(what.value).upper()}"
+            return Comparison(field, op_text, None, is_.start)
+        raise self.error(
+            f"expected an operator after '{field}' (=, !=, <, <=, >, >=, LIKE, ILIKE, IN, IS)"
+        )
+
+    def parse_value(self, expected: str) -> Value:
+        tok = self.peek()
+        if tok.kind in ("string", "number"):
+            self.i += 1
+            return Value(tok.value, tok.start)  # type: ignore[arg-type]
+        word = str(tok.value).lower() if tok.kind == "name" else ""
+        if word in ("true", "false"):
+            self.i += 1
+            return Value(word == "true", tok.start)
+        if word == "null":
+            raise self.error("NULL cannot be compared; use IS NULL or IS NOT NULL")
+        if word and word not in _RESERVED:
+            expected += f"; quote text values, e.g. '{tok.value}'"
+        raise self.error(expected)
+
+    def parse_list(self) -> tuple[Value, ...]:
+        if not self.take("("):
+            raise self.error("expected '(' after IN")
+        values = [self.parse_value("expected a value in the IN list")]
+        while self.take(","):
+            if self.peek().kind == ")":
+                break  # a trailing comma is harmless
+            values.append(self.parse_value("expected a value after ','"))
+        if not self.take(")"):
+            raise self.error("expected ',' or ')' in the IN list")
+        return tuple(values)
+
+    def expect_end(self, expected: str) -> None:
+        tok = self.peek()
+        if tok.kind == ")":
+            raise self.error("unmatched ')'")
+        if tok.kind != "eof":
+            raise self.error(
+                f"expected {expected} or the end of the text, found '{self.source(tok)}'"
+            )
+
+
+def parse_filter(text: str) -> Expr | None:
+    """The AST of a filter; ``None`` for empty or blank text. Raises QuerySyntaxError."""
+    parser = _Parser(text)
+    if parser.peek().kind == "eof":
+        return None
+    tree = parser.parse_or()
+    parser.expect_end("AND, OR")
+    return tree
+
+
+def parse_order_by(text: str) -> list[OrderKey]:
+    """``metrics.acc desc, params.lr`` → order keys (ascending by default)."""
+    parser = _Parser(text)
+    keys: list[OrderKey] = []
+    while parser.peek().kind != "eof":
+        if keys and not parser.take(","):
+            last = keys[-1].field
+            raise parser.error(f"expected ASC, DESC or ',' after '{last}'")
+        where = parser.after("such as metrics.acc desc")
+        field = parser.parse_field(f"expected a field to order by {where}")
+        direction = str(getattr(parser.keyword("asc", "desc"), "value", "asc")).lower()
+        keys.append(OrderKey(field, direction == "desc"))
+    return keys
+
+
+class _Compiler:
+    """Walks an AST, writing SQL and appending parameters in the order their ``?`` appear."""
+
+    def __init__(self, text: str, now: float | None) -> None:
+        self.text = text
+        self.ctx = Context(time.time() if now is None else float(now))
+        self.params: list[object] = []
+
+    def fail(self, message: str, position: int) -> QuerySyntaxError:
+        return QuerySyntaxError(message, self.text, position)
+
+    def target(self, field: Field) -> Target:
+        head = field.path[0].lower()
+        name = _ALIASES.get(head, head)
+        if len(field.path) == 1 and name in _FIELDS:
+            raise self.fail(f"{field} needs a key, as in {field}.<key>", field.position)
+        key: tuple[str, ...] = field.path
+        if len(field.path) == 1:
+            name = "attributes"
+        elif name in _FIELDS:
+            key = field.path[1:]
+        else:
+            known = ", ".join(sorted(_FIELDS))
+            raise self.fail(f"unknown field '{field}' (known prefixes: {known})", field.position)
+        try:
+            return _FIELDS[name](key, self.ctx)
+        except QuerySyntaxError:
+            raise
+        except ValueError as exc:
+            raise self.fail(str(exc), field.position) from exc
+
+    def expr(self, node: Expr) -> str:
+        if isinstance(node, (And, Or)):
+            joiner = " AND " if isinstance(node, And) else " OR "
+            return "(" + joiner.join(self.expr(item) for item in node.items) + ")"
+        if isinstance(node, Not):  # unknown (a NULL column) counts as "did not match"
+            return f"NOT COALESCE({self.expr(node.item)}, 0)"
+        return self.comparison(node)
+
+    def column(self, target: Target, expr: str) -> str:
+        self.params.extend(target.expr_params)
+        return expr
+
+    def scalar(self, target: Target, expr: str) -> str:
+        """``expr`` as a value per run: a subquery when the field lives in a child table."""
+        if target.source is None:
+            return self.column(target, expr)
+        sql = f"(SELECT {self.column(target, expr)} {target.source})"
+        self.params.extend(target.source_params)
+        return sql
+
+    def exists(self, target: Target, predicate: Callable[[], str]) -> str:
+        if target.source is None:
+            return predicate()
+        self.params.extend(target.source_params)
+        return f"EXISTS (SELECT 1 {target.source} AND {predicate()})"
+
+    def comparison(self, node: Comparison) -> str:
+        t = self.target(node.field)
+        if node.op in ("IS NULL", "IS NOT NULL"):
+            if t.source is None:
+                return f"{self.column(t, t.text or t.number or '')} {node.op}"
+            self.params.extend(t.source_params)
+            absent = "NOT " if node.op == "IS NULL" else ""
+            return f"{absent}EXISTS (SELECT 1 {t.source})"
+        if node.op in ("IS NAN", "IS NOT NAN"):
+            if not t.nan:
+                raise self.fail(f"only metrics can be NaN, not {node.field}", node.position)
+            test = "IS NULL" if node.op == "IS NAN" else "IS NOT NULL"
+            return self.exists(t, lambda: f"{self.column(t, t.number or '')} {test}")
+        return self.exists(t, lambda: self.predicate(node, t))
+
+    def predicate(self, node: Comparison, t: Target) -> str:
+        op = node.op
+        if op.endswith("LIKE"):
+            if t.text is None:
+                raise self.fail(f"{op} needs text, but {node.field} is a number", node.position)
+            assert isinstance(node.value, Value)
+            pattern = str(node.value.value)
+            pattern = pattern.lower() if t.casefold else pattern
+            negation = "NOT " if op.startswith("NOT") else ""
+            col = self.column(t, t.text)
+            if op.endswith("ILIKE"):
+                self.params += [_translate_like(pattern, glob=False), "\\"]
+                return f"lower({col}) {negation}LIKE lower(?) ESCAPE ?"
+            self.params.append(_translate_like(pattern, glob=True))
+            return f"{col} {negation}GLOB ?"
+        if op in ("IN", "NOT IN"):
+            assert isinstance(node.value, tuple)
+            groups: dict[str, list[object]] = {}
+            for value in node.value:
+                expr, bound = self.operand(node, t, value)
+                groups.setdefault(expr, []).append(bound)
+            parts = []
+            for expr, bound in groups.items():
+                parts.append(f"{self.column(t, expr)} {op} ({', '.join('?' * len(bound))})")
+                self.params.extend(bound)
+            joined = (" AND " if op == "NOT IN" else " OR ").join(parts)
+            return joined if len(parts) == 1 else f"({joined})"
+        assert isinstance(node.value, Value)
+        expr, bound = self.operand(node, t, node.value)
+        sql = f"{self.column(t, expr)} {op} ?"
+        self.params.append(bound)
+        return sql
+
+    def operand(self, node: Comparison, t: Target, value: Value) -> tuple[str, object]:
+        """Which expression of ``t`` a literal compares with, and the value to bind."""
+        x, field = value.value, node.field
+        if isinstance(x, bool):
+            if not t.bools or t.text is None:
+                raise self.fail(f"{field} cannot be compared with true or false", value.position)
+            if node.op not in ("=", "!=", "IN", "NOT IN"):
+                raise self.fail("true and false only work with =, != and IN", node.position)
+            return t.text, str(x)
+        if isinstance(x, (int, float)):
+            if t.number is None:
+                raise self.fail(f"{field} is text; quote the value: '{x}'", value.position)
+            if t.dates and abs(x) >= 1e11:
+                x = x / 1000  # MLflow's times are milliseconds; ours are seconds
+            return t.number, float(x)
+        if t.text is not None:
+            return t.text, x.lower() if t.casefold else x
+        if t.dates and t.number is not None:
+            seconds = _iso_to_seconds(x)
+            if seconds is None:
+                raise self.fail(
+                    f"expected unix seconds or an ISO date such as '2026-11-01' or "
+                    f"'2026-11-01T12:00' for {field}",
+                    value.position,
+                )
+            return t.number, seconds
+        raise self.fail(
+            f"{field} is a number; compare it with a number, not a string", value.position
+        )
+
+
+def compile_filter(text: str | None, *, now: float | None = None) -> tuple[str, list[object]]:
+    """A filter as ``(sql_boolean_expression, params)``; ``("1", [])`` for no filter.
+
+    ``now`` (unix seconds, default the current time) is what ``duration`` measures running
+    runs against. Raises QuerySyntaxError with the offending position.
+    """
+    tree = parse_filter(text) if text else None
+    if tree is None:
+        return "1", []
+    compiler = _Compiler(text or "", now)
+    return compiler.expr(tree), compiler.params
+
+
+def compile_order_by(
+    text: str | Sequence[str] | None, *, now: float | None = None
+) -> tuple[str, list[object]]:
+    """An ORDER BY list (without the words ``ORDER BY``) and its params; missing values and
+    NaN sort last in either direction. Params order by their number, then by their text.
+    A list of keys (MLflow's ``order_by=[...]``) is joined with commas. No keys → newest
+    first (``DEFAULT_ORDER``)."""
+    if text is not None and not isinstance(text, str):
+        text = ", ".join(text)
+    keys = parse_order_by(text) if text else []
+    if not keys:
+        return DEFAULT_ORDER, []
+    compiler = _Compiler(text or "", now)
+    parts = []
+    for key in keys:
+        t = compiler.target(key.field)
+        direction = "DESC" if key.descending else "ASC"
+        for expr in (t.number, t.text):
+            if expr is not None:
+                parts.append(f"{compiler.scalar(t, expr)} {direction} NULLS LAST")
+    return ", ".join(parts), compiler.params
+
+
+def _iso_to_seconds(text: str) -> float | None:
+    """Unix seconds of an ISO date or date-time; UTC unless it carries an offset."""
+    text = text.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+_LIKE_PIECE = re.compile(r"\\[%_]|.", re.DOTALL)  # `\%` and `\_` are a literal % and _
+
+
+def _translate_like(pattern: str, *, glob: bool) -> str:
+    """A LIKE pattern as GLOB (case-sensitive, whatever ``PRAGMA case_sensitive_like`` says)
+    or as LIKE for ``ESCAPE '\\'`` (every literal ``%``, ``_`` and ``\\`` escaped)."""
+    out = []
+    for match in _LIKE_PIECE.finditer(pattern):
+        piece, ch = match.group(), match.group()[-1]
+        if piece in ("%", "_"):
+            out.append(("*" if ch == "%" else "?") if glob else ch)
+        elif glob:
+            out.append(f"[{ch}]" if ch in "*?[" else ch)
+        else:
+            out.append("\\" + ch if ch in "%_\\" else ch)
+    return "".join(out)
