@@ -4,6 +4,7 @@ asks the store it came from."""
 from __future__ import annotations
 
 import datetime as _dt
+import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -111,3 +112,22 @@ class RunRecord:
                 for a in self.artifacts
             ],
         }
+
+
+_ADJECTIVES = (
+    "amber", "bold", "brave", "bright", "calm", "clever", "crisp", "eager", "fancy", "gentle",
+    "glad", "grand", "keen", "kind", "lively", "lucky", "merry", "neat", "nimble", "proud",
+    "quick", "quiet", "rapid", "sharp", "shiny", "silent", "smart", "steady", "sunny", "swift",
+    "tidy", "vivid", "warm", "wise", "witty", "zesty",
+)  # fmt: skip
+_NOUNS = (
+    "badger", "bee", "cat", "crane", "deer", "dolphin", "eagle", "falcon", "finch", "fox",
+    "gecko", "hare", "hawk", "heron", "ibis", "koala", "lark", "lemur", "lion", "lynx", "mole",
+    "moth", "newt", "otter", "owl", "panda", "robin", "seal", "shrew", "slug", "snail", "swan",
+    "tiger", "toad", "wolf", "wren",
+)  # fmt: skip
+
+
+def random_run_name() -> str:
+    """A readable default run name, as MLflow gives (e.g. ``brave-otter-417``)."""
+    return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(100, 999)}"

@@ -1,49 +1,39 @@
 """``Store``: the one SQLite file (plus a folder of content-addressed artifacts) that every
-part of mlnb writes to and reads from.
+part of mlnb writes to and reads from, with typed reads and writes of runs.
 
-Safe with many processes at once: WAL, ``synchronous=NORMAL``, a 10 s busy timeout, every
-write transaction ``BEGIN IMMEDIATE`` and retried whole with backoff when the database is
-busy, idempotent writes (a retried or replayed batch changes nothing). Migrations run under
-the same lock, so many processes may open a fresh store at once.
-
-Hot paths (open, metric batches, reads) use the standard library's ``sqlite3``; sqlite-utils
-is imported only to apply migrations and for ``Store.db`` (importing it pulls in pandas,
-~0.6 s), so opening an existing store stays cheap.
+Connections, transactions and migrations live in ``mlnb.database`` (every write is one
+``BEGIN IMMEDIATE`` transaction, retried whole while the database is busy); this module
+decides what is written. Writes are idempotent (a retried or replayed batch changes
+nothing), inputs are checked before a transaction begins, and a batch is all or nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import getpass
 import json
 import math
 import os
-import random
-import socket
 import sqlite3
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mlnb import hashing, migrations, validation
+from mlnb import validation
+from mlnb.artifacts import ContentStore
+from mlnb.database import StoreFile
 from mlnb.errors import (
     AmbiguousRunIdError,
     InvalidInputError,
     ParamConflictError,
     RunNotFoundError,
     RunStateError,
-    StoreCorruptError,
     StoreError,
-    StoreReadOnlyError,
-    StoreVersionError,
 )
-from mlnb.models import TERMINAL_STATUSES, Artifact, RunRecord
+from mlnb.liveness import HOST, STALE_AFTER_S, run_lock_held
+from mlnb.models import TERMINAL_STATUSES, Artifact, RunRecord, random_run_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,11 +45,6 @@ STORE_DIRNAME = ".mlnb"
 DB_FILENAME = "mlnb.db"
 ENV_STORE = "MLNB_STORE"
 DEFAULT_EXPERIMENT = "Default"
-BUSY_TIMEOUT_MS = 10_000
-WRITE_DEADLINE_S = 120.0
-HEARTBEAT_INTERVAL_S = 30.0
-STALE_AFTER_S = 300.0  # a run on another host with no heartbeat for this long has crashed
-HOST = socket.gethostname()
 METRIC_INSERT = (
     "INSERT OR REPLACE INTO metrics (run, key, step, value, timestamp) VALUES (?, ?, ?, ?, ?)"
 )
@@ -72,7 +57,6 @@ RUN_COLUMNS = (
     "r.id, r.run_id, r.name, e.name, r.status, r.start_time, r.end_time, r.parent_run_id, "
     "r.host, r.pid, r.user, r.source, r.deleted_at"
 )  # search_runs relies on the first eight being id + BASE_COLUMNS
-NETWORK_FS = {"nfs", "nfs4", "cifs", "smbfs", "smb3", "fuse.sshfs", "9p", "afs", "lustre"}
 
 
 def find_store_dir(start: str | os.PathLike[str] | None = None) -> Path:
@@ -89,11 +73,6 @@ def find_store_dir(start: str | os.PathLike[str] | None = None) -> Path:
     return here / STORE_DIRNAME
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    msg = str(exc)
-    return "locked" in msg or "busy" in msg
-
-
 class Store:
     """An mlnb store: ``Store()`` finds or creates the project's store, ``Store(path)`` opens
     the store folder (or ``.db`` file) at ``path``, ``Store(memory=True)`` is a throwaway
@@ -102,141 +81,31 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, memory: bool = False):
         self.memory = memory
-        self._pid = os.getpid()
-        self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
-        self._conns_lock = threading.Lock()
-        self._mem_lock: threading.RLock | contextlib.nullcontext[None]
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
         self._last_reap = 0.0
         self._db: Database | None = None
-        self.closed = False
+        self.db_path: Path | None
         if memory:
             if path is not None:
                 raise StoreError("pass either a path or memory=True, not both")
             self._tmpdir = tempfile.TemporaryDirectory(prefix="mlnb-memory-")
             self.root = Path(self._tmpdir.name)
             self.db_path = None
-            self._mem_lock = threading.RLock()
         else:
             target = Path(path).expanduser() if path is not None else find_store_dir()
             if target.suffix == ".db" and not target.is_dir():
                 self.root, self.db_path = target.parent, target
             else:
                 self.root, self.db_path = target, target / DB_FILENAME
-            self._mem_lock = contextlib.nullcontext()
-            self._make_dirs()
-            _warn_if_network_fs(self.root)
-            self._preflight()
         self.artifacts_dir = self.root / "artifacts"
+        self.contents = ContentStore(self.artifacts_dir)
         self.locks_dir = self.root / "locks"
-        self._ensure_schema()
-
-    # -- connections ------------------------------------------------------------------
-
-    def _make_dirs(self) -> None:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except PermissionError as exc:
-            raise StoreReadOnlyError(
-                f"cannot create the store folder {self.root}: {exc.strerror}; set MLNB_STORE "
-                "to a writable folder"
-            ) from None
-        if self.db_path is not None and self.db_path.exists() and not self.db_path.is_file():
-            raise StoreCorruptError(f"{self.db_path} is not a file")
-
-    def _preflight(self) -> None:
-        """Refuse a file that is not an mlnb store, or is from a newer mlnb, before
-        changing anything in it (not even its journal mode)."""
-        assert self.db_path is not None
-        if not self.db_path.exists() or self.db_path.stat().st_size == 0:
-            return
-        try:
-            conn = sqlite3.connect(f"{self.db_path.absolute().as_uri()}?mode=ro", uri=True)
-        except sqlite3.Error as exc:
-            raise self._translate(exc) from None
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            applied = self._applied_migrations(conn)
-            if applied is None:
-                tables = [
-                    r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-                ]
-                if tables:
-                    raise StoreCorruptError(
-                        f"{self.db_path} is an SQLite database but not an mlnb store (it has "
-                        f"tables {', '.join(sorted(tables)[:5])}); it was left untouched"
-                    )
-            else:
-                self._refuse_newer(applied, migrations.known_names())
-        except sqlite3.DatabaseError as exc:
-            raise self._translate(exc) from None
-        finally:
-            conn.close()
-
-    def _new_conn(self) -> sqlite3.Connection:
-        target = ":memory:" if self.db_path is None else str(self.db_path)
-        try:
-            conn = sqlite3.connect(
-                target,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-        except sqlite3.OperationalError as exc:
-            raise self._translate(exc) from None
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        try:
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            if self.db_path is not None:
-                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-                if mode != "wal":
-                    self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise self._translate(exc) from None
-        return conn
-
-    def _conn(self) -> sqlite3.Connection:
-        if self.closed:
-            raise StoreError("this store has been closed")
-        if self._pid != os.getpid():
-            self._after_fork()
-        if self.db_path is None:  # one shared connection for the in-memory database
-            if not self._conns:
-                self._conns.append(self._new_conn())
-            return self._conns[0]
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._new_conn()
-            self._local.conn = conn
-            with self._conns_lock:
-                self._conns.append(conn)
-        return conn
-
-    def _after_fork(self) -> None:
-        # Connections inherited from the parent must not be used (or closed) in the child.
-        self._pid = os.getpid()
-        self._local = threading.local()
-        self._conns = []
-        self._conns_lock = threading.Lock()
-        self._db = None
-
-    def close(self) -> None:
-        """Close every connection this store opened (idempotent)."""
-        if self.closed:
-            return
-        self.closed = True
-        if self._pid == os.getpid():
-            with self._conns_lock:
-                for conn in self._conns:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.close()
-                self._conns.clear()
-        if self._tmpdir is not None:
-            self._tmpdir.cleanup()
+            self.file = StoreFile(self.db_path, self.root)
+        except BaseException:
+            if self._tmpdir is not None:
+                self._tmpdir.cleanup()
+            raise
 
     def __enter__(self) -> Store:
         return self
@@ -250,7 +119,30 @@ class Store:
     @property
     def location(self) -> str:
         """The database file's path (or ``:memory:``), for messages."""
-        return ":memory:" if self.db_path is None else str(self.db_path)
+        return self.file.location
+
+    @property
+    def closed(self) -> bool:
+        return self.file.closed
+
+    def close(self) -> None:
+        """Close every connection this store opened (idempotent)."""
+        self.file.close()
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` in one ``BEGIN IMMEDIATE`` transaction; on a busy database the
+        whole transaction is retried, so ``fn`` must only touch the database."""
+        return self.file.write(fn)
+
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` in one read transaction (a consistent snapshot)."""
+        return self.file.read(fn)
+
+    def schema_version(self) -> str:
+        """Name of the newest migration applied to this store."""
+        return self.file.schema_version()
 
     @property
     def db(self) -> Database:
@@ -258,142 +150,8 @@ class Store:
         from sqlite_utils import Database
 
         if self._db is None:
-            self._db = Database(self._conn(), execute_plugins=False)
+            self._db = Database(self.file.conn(), execute_plugins=False)
         return self._db
-
-    # -- transactions -----------------------------------------------------------------
-
-    def _translate(self, exc: sqlite3.Error) -> StoreError:
-        msg = str(exc)
-        where = self.db_path or "the in-memory store"
-        if "not a database" in msg or "malformed" in msg or "file is encrypted" in msg:
-            return StoreCorruptError(
-                f"{where} is not a readable mlnb store ({msg}); it was left untouched. Move "
-                "it aside or set MLNB_STORE to another folder"
-            )
-        if "readonly" in msg or "read-only" in msg or "unable to open" in msg:
-            return StoreReadOnlyError(
-                f"cannot write the store at {where} ({msg}); check the permissions of "
-                f"{self.root} or set MLNB_STORE to a writable folder"
-            )
-        if _is_busy(exc):  # type: ignore[arg-type]
-            return StoreError(
-                f"the store at {where} stayed locked for {WRITE_DEADLINE_S:.0f} s ({msg})"
-            )
-        return StoreError(f"store error at {where}: {msg}")
-
-    def _retry_busy(self, fn: Callable[[], T]) -> T:
-        delay = 0.005
-        deadline = time.monotonic() + WRITE_DEADLINE_S
-        while True:
-            try:
-                return fn()
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 0.5)
-
-    def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` in one ``BEGIN IMMEDIATE`` transaction; on a busy database the
-        whole transaction is retried, so ``fn`` must only touch the database."""
-
-        def attempt() -> T:
-            with self._mem_lock:
-                conn = self._conn()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = fn(conn)
-                    conn.execute("COMMIT")
-                    return result
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-
-        try:
-            return self._retry_busy(attempt)
-        except sqlite3.IntegrityError as exc:
-            raise StoreError(f"store integrity error: {exc}") from None
-        except sqlite3.DatabaseError as exc:
-            raise self._translate(exc) from None
-
-    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` in one read transaction (a consistent snapshot)."""
-
-        def attempt() -> T:
-            with self._mem_lock:
-                conn = self._conn()
-                conn.execute("BEGIN")
-                try:
-                    return fn(conn)
-                finally:
-                    if conn.in_transaction:
-                        conn.execute("COMMIT")
-
-        try:
-            return self._retry_busy(attempt)
-        except sqlite3.DatabaseError as exc:
-            raise self._translate(exc) from None
-
-    # -- schema -----------------------------------------------------------------------
-
-    def _ensure_schema(self) -> None:
-        applied = self.read(self._applied_migrations)
-        known = migrations.known_names()
-        if applied is not None:
-            self._refuse_newer(applied, known)
-            if len(applied) == len(known):
-                return
-        else:
-            tables = self.read(
-                lambda c: [
-                    r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")
-                ]
-            )
-            if tables:
-                raise StoreCorruptError(
-                    f"{self.db_path} is an SQLite database but not an mlnb store (it has "
-                    f"tables {', '.join(sorted(tables)[:5])}); it was left untouched"
-                )
-        from sqlite_utils import Database
-
-        def apply(conn: sqlite3.Connection) -> None:
-            now_applied = self._applied_migrations(conn)
-            if now_applied is not None:
-                self._refuse_newer(now_applied, known)
-            migrations.migrations().apply(Database(conn, execute_plugins=False))
-
-        self.write(apply)
-
-    @staticmethod
-    def _applied_migrations(conn: sqlite3.Connection) -> list[str] | None:
-        exists = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='_sqlite_migrations'"
-        ).fetchone()
-        if not exists:
-            return None
-        return [
-            r[0]
-            for r in conn.execute(
-                "SELECT name FROM _sqlite_migrations WHERE migration_set = ? ORDER BY id",
-                [migrations.MIGRATION_SET],
-            )
-        ]
-
-    def _refuse_newer(self, applied: list[str], known: list[str]) -> None:
-        unknown = [name for name in applied if name not in known]
-        if unknown:
-            raise StoreVersionError(
-                f"the store at {self.db_path} was written by a newer mlnb (schema "
-                f"{applied[-1]!r}, this mlnb knows up to {known[-1]!r}); upgrade with "
-                "`pip install -U mlnb`"
-            )
-
-    def schema_version(self) -> str:
-        """Name of the newest migration applied to this store."""
-        applied = self.read(self._applied_migrations) or ["(none)"]
-        return applied[-1]
 
     # -- runs -------------------------------------------------------------------------
 
@@ -416,7 +174,7 @@ class Store:
             for k, v in (tags or {}).items()
         ]
         run_id = run_id or uuid.uuid4().hex
-        name = name or _random_name()
+        name = name or random_run_name()
         now = time.time() if start_time is None else start_time
         if parent_run_id is not None:
             parent_run_id = self.resolve_run_id(parent_run_id)
@@ -653,32 +411,7 @@ class Store:
 
     def artifact_file(self, digest: str) -> Path:
         """Where the content with this hash lives."""
-        return self.artifacts_dir / digest[:2] / digest
-
-    def _put_content(self, source: str | os.PathLike[str] | bytes) -> tuple[str, int]:
-        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=self.artifacts_dir)
-        tmp = Path(tmp_name)
-        try:
-            if isinstance(source, (bytes, bytearray, memoryview)):
-                data = bytes(source)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                digest, size = hashing.hash_bytes(data), len(data)
-            else:
-                os.close(fd)
-                digest, size = hashing.copy_and_hash(source, tmp)
-            final = self.artifact_file(digest)
-            if final.exists():
-                os.utime(final)  # fresh mtime keeps gc from racing this reference
-                tmp.unlink()
-            else:
-                final.parent.mkdir(exist_ok=True)
-                os.replace(tmp, final)
-            return digest, size
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        return self.contents.path(digest)
 
     def log_artifact(
         self,
@@ -711,7 +444,7 @@ class Store:
             validation.check_key(art_name, "artifact name")
         self.read(lambda c: self._writable_run(c, run_id))
         try:
-            stored = [(art_name, *self._put_content(src)) for art_name, src in items]
+            stored = [(art_name, *self.contents.put(src)) for art_name, src in items]
         except PermissionError as exc:
             raise InvalidInputError(f"cannot read {exc.filename}: permission denied") from None
         now = time.time()
@@ -907,19 +640,7 @@ class Store:
                 lambda c: c.execute("SELECT DISTINCT hash FROM artifacts").fetchall()
             )
         }
-        removed = freed = 0
-        cutoff = time.time() - 3600
-        if self.artifacts_dir.exists():
-            for path in self.artifacts_dir.rglob("*"):
-                if not path.is_file() or path.name in used:
-                    continue
-                stat = path.stat()
-                if stat.st_mtime > cutoff:
-                    continue
-                removed += 1
-                freed += stat.st_size
-                if not dry_run:
-                    path.unlink(missing_ok=True)
+        removed, freed = self.contents.sweep(used, dry_run=dry_run)
         return {"runs_purged": purged, "files_removed": removed, "bytes_freed": freed}
 
     def info(self) -> dict[str, Any]:
@@ -940,11 +661,7 @@ class Store:
                 p = Path(str(self.db_path) + suffix)
                 if p.exists():
                     db_bytes += p.stat().st_size
-        art_bytes = (
-            sum(p.stat().st_size for p in self.artifacts_dir.rglob("*") if p.is_file())
-            if self.artifacts_dir.exists()
-            else 0
-        )
+        art_bytes = self.contents.total_bytes()
         return {
             "path": str(self.db_path) if self.db_path else ":memory:",
             "root": str(self.root),
@@ -992,84 +709,3 @@ def _record(row: Sequence[Any]) -> RunRecord:
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
-
-
-# -- per-run lock files: a run's process holds an exclusive flock while it runs ---------
-
-
-def lock_path(locks_dir: Path, run_id: str) -> Path:
-    return locks_dir / f"{run_id}.lock"
-
-
-def acquire_run_lock(locks_dir: Path, run_id: str) -> int:
-    """Hold the run's lock file for as long as this process runs it; returns the fd."""
-    locks_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path(locks_dir, run_id), os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return fd
-
-
-def release_run_lock(locks_dir: Path, run_id: str, fd: int) -> None:
-    """Give up the run's lock file (after its status has been written)."""
-    with contextlib.suppress(OSError):
-        lock_path(locks_dir, run_id).unlink()
-    with contextlib.suppress(OSError):
-        os.close(fd)
-
-
-def run_lock_held(locks_dir: Path, run_id: str) -> bool:
-    """Whether some process on this host holds the run's lock (i.e. is alive)."""
-    try:
-        fd = os.open(lock_path(locks_dir, run_id), os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return True
-        raise
-    finally:
-        os.close(fd)
-    return False
-
-
-def _warn_if_network_fs(path: Path) -> None:
-    try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return
-    best, fstype = "", ""
-    target = str(path.resolve())
-    for line in mounts:
-        parts = line.split()
-        if len(parts) > 2 and target.startswith(parts[1]) and len(parts[1]) > len(best):
-            best, fstype = parts[1], parts[2]
-    if fstype in NETWORK_FS:
-        import warnings
-
-        warnings.warn(
-            f"the mlnb store {path} is on a network filesystem ({fstype}); SQLite's WAL mode "
-            "needs shared memory and may corrupt or lock there. Set MLNB_STORE to a local "
-            "folder",
-            stacklevel=3,
-        )
-
-
-_ADJECTIVES = (
-    "amber", "bold", "brave", "bright", "calm", "clever", "crisp", "eager", "fancy", "gentle",
-    "glad", "grand", "keen", "kind", "lively", "lucky", "merry", "neat", "nimble", "proud",
-    "quick", "quiet", "rapid", "sharp", "shiny", "silent", "smart", "steady", "sunny", "swift",
-    "tidy", "vivid", "warm", "wise", "witty", "zesty",
-)  # fmt: skip
-_NOUNS = (
-    "badger", "bee", "cat", "crane", "deer", "dolphin", "eagle", "falcon", "finch", "fox",
-    "gecko", "hare", "hawk", "heron", "ibis", "koala", "lark", "lemur", "lion", "lynx", "mole",
-    "moth", "newt", "otter", "owl", "panda", "robin", "seal", "shrew", "slug", "snail", "swan",
-    "tiger", "toad", "wolf", "wren",
-)  # fmt: skip
-
-
-def _random_name() -> str:
-    """A readable default run name, as MLflow gives (e.g. ``brave-otter-417``)."""
-    return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(100, 999)}"

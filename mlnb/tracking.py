@@ -24,14 +24,9 @@ from typing import Any
 
 from mlnb import validation
 from mlnb.errors import InvalidInputError, MlnbError, RunStateError
+from mlnb.liveness import HEARTBEAT_INTERVAL_S, acquire_run_lock, release_run_lock
 from mlnb.models import TERMINAL_STATUSES, Artifact, RunRecord
-from mlnb.store import (
-    HEARTBEAT_INTERVAL_S,
-    Store,
-    acquire_run_lock,
-    find_store_dir,
-    release_run_lock,
-)
+from mlnb.store import Store, find_store_dir
 
 ENV_RUN_ID = "MLNB_RUN_ID"
 FLUSH_INTERVAL_S = 0.1

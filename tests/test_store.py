@@ -43,7 +43,7 @@ def test_store_env_variable_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_store_uses_wal_and_foreign_keys(store: Store) -> None:
-    conn = store._conn()
+    conn = store.file.conn()
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
@@ -162,7 +162,7 @@ def test_eight_processes_open_a_fresh_store_at_once(tmp_path: Path) -> None:
     assert results == ["ok"] * 8
     with Store(tmp_path / "fresh") as st:
         assert st.info()["counts"]["runs"] == 8
-        applied = st.read(st._applied_migrations)
+        applied = st.read(st.file.applied_migrations)
         assert applied == migrations.known_names()
 
 

@@ -1,0 +1,79 @@
+"""Content-addressed files: each distinct content is kept once, named by its SHA-256, in
+``<store>/artifacts/<first two hex digits>/<hash>``. Rows in the ``artifacts`` table refer
+to contents by hash; this module only knows files."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from mlnb import hashing
+
+GRACE_S = 3600.0  # files younger than this are never swept: a writer may be about to refer
+
+
+class ContentStore:
+    """A folder of files addressed by content hash."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def path(self, digest: str) -> Path:
+        """Where the content with this hash lives."""
+        return self.folder / digest[:2] / digest
+
+    def put(self, source: str | os.PathLike[str] | bytes) -> tuple[str, int]:
+        """Store a file's (or bytes') content; returns ``(hash, size)``. Written to a
+        temporary file and renamed into place, so a reader never sees half a file."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=self.folder)
+        tmp = Path(tmp_name)
+        try:
+            if isinstance(source, (bytes, bytearray, memoryview)):
+                data = bytes(source)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                digest, size = hashing.hash_bytes(data), len(data)
+            else:
+                os.close(fd)
+                digest, size = hashing.copy_and_hash(source, tmp)
+            final = self.path(digest)
+            if final.exists():
+                os.utime(final)  # a fresh mtime keeps sweep() from racing this reference
+                tmp.unlink()
+            else:
+                final.parent.mkdir(exist_ok=True)
+                os.replace(tmp, final)
+            return digest, size
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def files(self) -> Iterator[Path]:
+        """Every stored file (and leftover temporary file)."""
+        if self.folder.exists():
+            yield from (p for p in self.folder.rglob("*") if p.is_file())
+
+    def total_bytes(self) -> int:
+        """Disk space the contents take."""
+        return sum(p.stat().st_size for p in self.files())
+
+    def sweep(self, keep: set[str], *, dry_run: bool = False) -> tuple[int, int]:
+        """Remove files whose hash is not in ``keep`` and that are older than an hour;
+        returns ``(files, bytes)`` removed (or that would be)."""
+        removed = freed = 0
+        cutoff = time.time() - GRACE_S
+        for path in self.files():
+            if path.name in keep:
+                continue
+            stat = path.stat()
+            if stat.st_mtime > cutoff:
+                continue
+            removed += 1
+            freed += stat.st_size
+            if not dry_run:
+                path.unlink(missing_ok=True)
+        return removed, freed

@@ -1,0 +1,55 @@
+"""Is a run's process still alive? A running process holds an exclusive ``flock`` on
+``<store>/locks/<run_id>.lock`` and stamps a heartbeat; on the same host a free lock means
+the process died (seen at once, while a paused process keeps its lock), elsewhere a stale
+heartbeat does."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import socket
+from pathlib import Path
+
+HOST = socket.gethostname()
+HEARTBEAT_INTERVAL_S = 30.0
+STALE_AFTER_S = 300.0  # a run on another host with no heartbeat for this long has crashed
+
+
+def lock_path(locks_dir: Path, run_id: str) -> Path:
+    """The lock file of a run."""
+    return locks_dir / f"{run_id}.lock"
+
+
+def acquire_run_lock(locks_dir: Path, run_id: str) -> int:
+    """Hold the run's lock file for as long as this process runs it; returns the fd."""
+    locks_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path(locks_dir, run_id), os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def release_run_lock(locks_dir: Path, run_id: str, fd: int) -> None:
+    """Give up the run's lock file (after its status has been written)."""
+    with contextlib.suppress(OSError):
+        lock_path(locks_dir, run_id).unlink()
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def run_lock_held(locks_dir: Path, run_id: str) -> bool:
+    """Whether some process on this host holds the run's lock (i.e. is alive)."""
+    try:
+        fd = os.open(lock_path(locks_dir, run_id), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return True
+        raise
+    finally:
+        os.close(fd)
+    return False
