@@ -31,6 +31,7 @@ quickstart: $(VENV)/.installed-examples
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check mlnb tests benchmarks
 	$(VENV)/bin/ruff format --check mlnb tests benchmarks
+	$(VENV)/bin/mypy
 
 format: $(VENV)/.installed-test
 	$(VENV)/bin/ruff format mlnb tests benchmarks

@@ -123,7 +123,7 @@ class MetricWriter:
         queue = self.queue
         with self._drain_lock:
             while queue:
-                batch = []
+                batch: list[tuple[int, str, int, float, float]] = []
                 pop = queue.popleft
                 try:
                     while len(batch) < BATCH_LIMIT:
