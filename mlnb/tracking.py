@@ -18,14 +18,14 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 from mlnb import validation
 from mlnb.errors import InvalidInputError, MlnbError, RunStateError
 from mlnb.liveness import HEARTBEAT_INTERVAL_S, acquire_run_lock, release_run_lock
-from mlnb.models import TERMINAL_STATUSES, Artifact, RunRecord
+from mlnb.models import TERMINAL_STATUSES, Artifact, DatasetRef, RunRecord
 from mlnb.store import Store, find_store_dir
 
 ENV_RUN_ID = "MLNB_RUN_ID"
@@ -138,10 +138,11 @@ class MetricWriter:
             self.last_error = None
 
     def flush(self) -> None:
-        """Write everything queued so far, in the calling thread; raises if the store
-        cannot take it (the points stay queued)."""
-        if self.queue:
-            self._drain()
+        """Write everything queued so far, in the calling thread, after any batch the
+        background thread is writing; raises if the store cannot take it (the points stay
+        queued)."""
+        self._drain()  # takes the drain lock even when the queue looks empty: a batch
+        # popped by the background thread is not on disk until that thread releases it
 
 
 # -- runs ------------------------------------------------------------------------------------
@@ -161,6 +162,8 @@ class ActiveRun:
             self._next_step[key] += 1
         self._lock_fd = owned_lock
         self._pid = os.getpid()
+        self._capture: Any = None  # a capture.collect.CaptureJob while capture runs
+        self._sampler: Any = None  # a capture.system.SystemSampler when asked for
         self.status = "running"
 
     # context manager
@@ -276,6 +279,37 @@ class ActiveRun:
         (art,) = self.store.log_artifact(self.run_id, buf.getvalue(), name=name, kind="figure")
         return art
 
+    def log_data(
+        self,
+        data: Any,
+        name: str | None = None,
+        *,
+        role: str = "input",
+        profile: bool = True,
+    ) -> DatasetRef:
+        """Record a dataset the run used (``role="input"``) or produced (``"output"``) by
+        its content fingerprint, with a schema and a statistical profile for DataFrames.
+        Accepts DataFrames, numpy arrays, files, folders, and registered types."""
+        self._check_open()
+        if role not in ("input", "output"):
+            raise InvalidInputError(f"role must be 'input' or 'output', got {role!r}")
+        if name is not None:
+            validation.check_key(name, "dataset name")
+        from mlnb.hashing import fingerprint
+
+        fp = fingerprint(data, cache=self.store.file_hash_cache())
+        if name is None:
+            name = Path(data).name if isinstance(data, (str, os.PathLike)) else "dataset"
+        prof = None
+        if profile and fp.kind in ("dataframe", "series"):
+            from mlnb.capture.profile import profile as make_profile
+
+            prof = make_profile(data)
+        self.store.log_dataset(self.run_id, fp, name=name, role=role, profile=prof)
+        return next(
+            d for d in self.store.get_run(self.run_id).datasets if (d.name, d.role) == (name, role)
+        )
+
     def end(self, status: str = "finished") -> None:
         """End this run (same as ``mlnb.end_run(status)`` for it)."""
         end_run(status, run=self)
@@ -285,6 +319,12 @@ def _finish(run: ActiveRun, status: str) -> None:
     """Flush, write the final status, release the lock. Idempotent."""
     if run.ended:
         return
+    if run._sampler is not None:
+        run._sampler.stop()
+        run._sampler = None
+    if run._capture is not None:
+        run._capture.join()
+        run._capture = None
     try:
         run._writer.flush()
     except MlnbError:
@@ -308,13 +348,24 @@ def start_run(
     run_id: str | None = None,
     source: str | None = None,
     store: Store | None = None,
+    capture: bool | str | Collection[str] | None = None,
+    system_metrics: bool | None = None,
+    system_metrics_interval: float = 5.0,
 ) -> ActiveRun:
     """Start a run and make it the active one; use it as a context manager to end it.
 
     Starting a run while another is active finishes the old one (unless ``nested``, which
     makes the new run a child of the active one). ``run_id`` resumes an existing run; so
     does ``$MLNB_RUN_ID`` (set by ``mlnb run``) the first time a run is started.
+
+    A new run records its environment and git state in the background (``capture``:
+    True, False, or part names; default ``$MLNB_CAPTURE`` or all, see docs/capture.md).
+    ``system_metrics=True`` (or ``$MLNB_SYSTEM_METRICS=1``) samples CPU, memory and GPU
+    use as ``system/*`` metrics every ``system_metrics_interval`` seconds.
     """
+    from mlnb.capture import collect
+
+    parts = collect.resolve_parts(capture)
     global _attached_env_run
     _install_hooks()
     st = store or get_store()
@@ -331,13 +382,19 @@ def start_run(
         if run_id is not None:
             active = _resume(st, run_id, name=name, tags=tags)
         else:
+            source = source or _default_source()
             active = _create(
                 st,
                 name=name,
                 experiment=experiment,
                 tags=tags,
                 parent_run_id=parent_run_id,
-                source=source or _default_source(),
+                source=source,
+            )
+            active._capture = collect.start_capture(st, active.run_id, parts, os.getcwd())
+        if collect.system_metrics_wanted(system_metrics) and active._sampler is None:
+            active._sampler = collect.start_system_metrics(
+                active.log_metrics, system_metrics_interval
             )
         _stack.append(active)
     _Heartbeat.ensure()
@@ -450,6 +507,14 @@ def set_tags(tags: Mapping[str, Any]) -> None:
 def log_artifact(source: str | os.PathLike[str] | bytes, name: str | None = None) -> None:
     """Store a file, folder or bytes with the active run."""
     _active_or_start().log_artifact(source, name)
+
+
+def log_data(
+    data: Any, name: str | None = None, *, role: str = "input", profile: bool = True
+) -> DatasetRef:
+    """Record a dataset the active run used or produced, by content fingerprint (see
+    ``ActiveRun.log_data``)."""
+    return _active_or_start().log_data(data, name, role=role, profile=profile)
 
 
 def log_figure(figure: Any = None, name: str = "figure.png", *, dpi: int | None = None) -> None:
@@ -579,6 +644,7 @@ __all__ = [
     "flush",
     "get_store",
     "log_artifact",
+    "log_data",
     "log_figure",
     "log_metric",
     "log_metrics",

@@ -310,3 +310,28 @@ def test_delete_and_restore_through_the_api(store: Store) -> None:
     assert mlnb.runs().empty
     mlnb.restore_run(run.run_id)
     assert len(mlnb.runs()) == 1
+
+
+def test_flush_waits_for_the_batch_the_writer_thread_is_writing(store: Store) -> None:
+    """Regression: flush() returned at once when the queue was empty although the background
+    thread had popped a batch it had not written yet; a process exiting then lost it."""
+    import threading
+
+    blocker = sqlite3.connect(store.db_path, isolation_level=None)
+    with mlnb.start_run("f") as run:
+        blocker.execute("BEGIN IMMEDIATE")  # the writer's transaction must wait for this
+        run.log_metric("x", 1.0)
+        deadline = time.monotonic() + 5
+        while run._writer.queue and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the background thread has taken the point
+        flushed = threading.Event()
+        thread = threading.Thread(target=lambda: (mlnb.flush(), flushed.set()))
+        thread.start()
+        time.sleep(0.3)
+        assert not flushed.is_set()
+        blocker.execute("COMMIT")
+        thread.join(10)
+        assert flushed.is_set()
+        count = sqlite3.connect(store.db_path).execute("SELECT count(*) FROM metrics")
+        assert count.fetchone()[0] == 1
+    blocker.close()
