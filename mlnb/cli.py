@@ -261,8 +261,7 @@ def format_run(rec: RunRecord) -> str:
         lines.append(f"  duration    {_human_duration(rec.duration)}")
     if rec.parent_run_id:
         lines.append(f"  parent      {rec.parent_run_id}")
-    if rec.source:
-        lines.append(f"  source      {rec.source}")
+    lines.append(f"  source      {rec.source or '(interactive)'}")
     lines.append(f"  host        {rec.host}  pid {rec.pid}  user {rec.user}")
     for title, mapping in (("params", rec.params), ("metrics", rec.metrics), ("tags", rec.tags)):
         if not mapping:
@@ -274,11 +273,54 @@ def format_run(rec: RunRecord) -> str:
             if title == "metrics":
                 shown += f"  (step {rec.metric_steps.get(key, 0)})"
             lines.append(f"  {key.ljust(width)}  {shown}")
+    lines.extend(_provenance_lines(rec))
     if rec.artifacts:
         lines.append("artifacts:")
         for art in rec.artifacts:
             lines.append(f"  {art.path}  {art.size} bytes  {art.kind}  {art.hash[:12]}")
     return "\n".join(lines)
+
+
+def _provenance_lines(rec: RunRecord) -> list[str]:
+    lines = []
+    if rec.environment is not None:
+        env = rec.environment
+        python = env.get("python") or {}
+        platform = (env.get("os") or {}).get("platform", "?")
+        packages = len(env.get("packages") or {})
+        lines.append("environment:")
+        lines.append(
+            f"  python {python.get('version', '?')} ({python.get('implementation', '?')}) on "
+            f"{platform}; {packages} packages  [{(rec.environment_hash or '')[:12]}]"
+        )
+    if rec.git is not None:
+        git = rec.git
+        commit = (git.get("commit") or "no commits yet")[:12]
+        state = "dirty" if git.get("dirty") else "clean"
+        extra = ""
+        if git.get("diff_bytes"):
+            cut = ", truncated" if git.get("diff_truncated") else ""
+            extra = f"; diff {git['diff_bytes']} bytes{cut} (artifact mlnb/git.diff)"
+        if git.get("untracked_count"):
+            extra += f"; {git['untracked_count']} untracked"
+        lines.append("git:")
+        lines.append(f"  {commit} on {git.get('branch') or '(detached)'}, {state}{extra}")
+        if git.get("remote"):
+            lines.append(f"  remote {git['remote']}")
+    if rec.datasets:
+        lines.append("data:")
+        width = max(len(d.name) for d in rec.datasets)
+        for d in rec.datasets:
+            shape = ""
+            if d.rows is not None:
+                shape = f"{d.rows} rows" + (f" x {d.columns} cols" if d.columns is not None else "")
+            elif d.size_bytes is not None:
+                shape = f"{d.size_bytes} bytes"
+            sampled = " (sampled)" if d.sampled else ""
+            lines.append(
+                f"  {d.role:<6} {d.name.ljust(width)}  {d.kind:<9} {shape}{sampled}  {d.hash}"
+            )
+    return lines
 
 
 @cli.command("diff")

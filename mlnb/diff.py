@@ -114,11 +114,15 @@ class RunDiff:
 
 
 def diff_runs(a: RunRecord, b: RunRecord, *, all: bool = False) -> RunDiff:
-    """Compare two runs: params, metrics (latest values, with Δ), tags, and attributes."""
+    """Compare two runs: params, metrics (latest values, with Δ), tags, data (hash, rows,
+    schema), environment (Python, packages), git (commit, dirty) and run attributes."""
     result = RunDiff(a, b, all=all)
     result.sections["params"] = _compare(a.params, b.params, all)
     result.sections["metrics"] = _compare(a.metrics, b.metrics, all)
     result.sections["tags"] = _compare(a.tags, b.tags, all)
+    result.sections["data"] = _compare(_data_view(a), _data_view(b), all)
+    result.sections["environment"] = _compare(_env_view(a), _env_view(b), all)
+    result.sections["git"] = _compare(_git_view(a), _git_view(b), all)
     result.sections["run"] = _compare(
         {"status": a.status, "experiment": a.experiment, "duration": a.duration},
         {"status": b.status, "experiment": b.experiment, "duration": b.duration},
@@ -126,6 +130,42 @@ def diff_runs(a: RunRecord, b: RunRecord, *, all: bool = False) -> RunDiff:
         always_differs={"duration"},
     )
     return result
+
+
+def _data_view(rec: RunRecord) -> dict[str, Any]:
+    """Datasets flattened to comparable keys: hash, rows, columns, and one key per column
+    of the schema (so added, removed and retyped columns show up as such)."""
+    out: dict[str, Any] = {}
+    for d in rec.datasets:
+        prefix = f"{d.role} {d.name}"
+        out[f"{prefix}: hash"] = d.hash
+        if d.rows is not None:
+            out[f"{prefix}: rows"] = d.rows
+        if d.columns is not None:
+            out[f"{prefix}: columns"] = d.columns
+        for col in d.schema or []:
+            out[f"{prefix}: column {col.get('name')}"] = str(col.get("dtype"))
+    return out
+
+
+def _env_view(rec: RunRecord) -> dict[str, Any]:
+    """The environment flattened: Python, platform, and one key per installed package."""
+    env = rec.environment or {}
+    out: dict[str, Any] = {}
+    python = env.get("python") or {}
+    if python:
+        out["python"] = python.get("version")
+    platform = (env.get("os") or {}).get("platform")
+    if platform:
+        out["platform"] = platform
+    for name, info in sorted((env.get("packages") or {}).items()):
+        out[f"package {name}"] = info.get("version") if isinstance(info, dict) else info
+    return out
+
+
+def _git_view(rec: RunRecord) -> dict[str, Any]:
+    git = rec.git or {}
+    return {k: git.get(k) for k in ("commit", "branch", "dirty", "remote") if k in git}
 
 
 def _compare(

@@ -97,7 +97,64 @@ def _m001_initial(db: Database) -> None:
     )
 
 
-_STEPS = [_m001_initial]
+def _m002_capture(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE environments (
+            hash TEXT PRIMARY KEY,
+            python TEXT,
+            platform TEXT,
+            packages INTEGER,
+            data TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        ALTER TABLE runs ADD COLUMN environment_hash TEXT REFERENCES environments(hash);
+        CREATE TABLE git_states (
+            run INTEGER PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+            root TEXT,
+            commit_sha TEXT,
+            branch TEXT,
+            remote TEXT,
+            dirty INTEGER NOT NULL,
+            diff_hash TEXT,
+            diff_bytes INTEGER,
+            diff_truncated INTEGER,
+            untracked TEXT,
+            untracked_count INTEGER
+        );
+        CREATE TABLE datasets (
+            hash TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            rows INTEGER,
+            columns INTEGER,
+            size_bytes INTEGER,
+            schema TEXT,
+            profile TEXT,
+            sampled INTEGER NOT NULL DEFAULT 0,
+            details TEXT,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE run_datasets (
+            run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('input', 'output')),
+            hash TEXT NOT NULL REFERENCES datasets(hash),
+            logged_at REAL NOT NULL,
+            PRIMARY KEY (run, name, role)
+        ) WITHOUT ROWID;
+        CREATE INDEX run_datasets_hash ON run_datasets(hash);
+        CREATE TABLE file_hashes (
+            path TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            inode INTEGER NOT NULL,
+            hash TEXT NOT NULL
+        );
+        """
+    )
+
+
+_STEPS = [_m001_initial, _m002_capture]
 
 
 def migrations() -> Migrations:

@@ -45,6 +45,37 @@ class Artifact:
     created_at: float
 
 
+@dataclass(frozen=True)
+class DatasetRef:
+    """A dataset a run read (``role="input"``) or wrote (``"output"``), by fingerprint."""
+
+    name: str
+    role: str
+    hash: str
+    kind: str
+    rows: int | None
+    columns: int | None
+    size_bytes: int | None
+    schema: list[dict[str, Any]] | None
+    sampled: bool
+    details: dict[str, Any]
+    profile: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly (without the profile, which can be large)."""
+        return {
+            "name": self.name,
+            "role": self.role,
+            "hash": self.hash,
+            "kind": self.kind,
+            "rows": self.rows,
+            "columns": self.columns,
+            "size_bytes": self.size_bytes,
+            "schema": self.schema,
+            "sampled": self.sampled,
+        }
+
+
 @dataclass
 class RunRecord:
     """Everything the store knows about one run, as returned by ``mlnb.get_run``."""
@@ -66,6 +97,10 @@ class RunRecord:
     metric_steps: dict[str, int] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     artifacts: list[Artifact] = field(default_factory=list)
+    environment: dict[str, Any] | None = field(default=None, repr=False)
+    environment_hash: str | None = None
+    git: dict[str, Any] | None = None
+    datasets: list[DatasetRef] = field(default_factory=list)
     _store: Store | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -111,6 +146,10 @@ class RunRecord:
                 {"path": a.path, "hash": a.hash, "size": a.size, "kind": a.kind}
                 for a in self.artifacts
             ],
+            "environment_hash": self.environment_hash,
+            "environment": self.environment,
+            "git": self.git,
+            "datasets": [d.to_dict() for d in self.datasets],
         }
 
 

@@ -33,11 +33,13 @@ from mlnb.errors import (
     StoreError,
 )
 from mlnb.liveness import HOST, STALE_AFTER_S, run_lock_held
-from mlnb.models import TERMINAL_STATUSES, Artifact, RunRecord, random_run_name
+from mlnb.models import TERMINAL_STATUSES, Artifact, DatasetRef, RunRecord, random_run_name
 
 if TYPE_CHECKING:
     import pandas as pd
     from sqlite_utils import Database
+
+    from mlnb.hashing import Fingerprint
 
 T = TypeVar("T")
 
@@ -290,11 +292,13 @@ class Store:
                 )
             )
 
-    def _writable_run(self, conn: sqlite3.Connection, run_id: str) -> int:
+    def _writable_run(
+        self, conn: sqlite3.Connection, run_id: str, *, check_state: bool = True
+    ) -> int:
         row = conn.execute("SELECT id, status FROM runs WHERE run_id = ?", [run_id]).fetchone()
         if row is None:
             raise RunNotFoundError(f"no run with id {run_id!r} in {self.location}")
-        if row[1] in TERMINAL_STATUSES:
+        if check_state and row[1] in TERMINAL_STATUSES:
             raise RunStateError(
                 f"run {run_id[:8]} is {row[1]}; it cannot be logged to. Start a new run, or "
                 "resume this one with start_run(run_id=...)"
@@ -422,6 +426,7 @@ class Store:
         *,
         name: str | None = None,
         kind: str = "file",
+        check_state: bool = True,
     ) -> list[Artifact]:
         """Copy a file, a folder (recursively) or bytes into the store and attach it to
         the run under ``name`` (default: the file's name)."""
@@ -444,7 +449,7 @@ class Store:
                 items = [(name or path.name, path)]
         for art_name, _ in items:
             validation.check_key(art_name, "artifact name")
-        self.read(lambda c: self._writable_run(c, run_id))
+        self.read(lambda c: self._writable_run(c, run_id, check_state=check_state))
         try:
             stored = [(art_name, *self.contents.put(src)) for art_name, src in items]
         except PermissionError as exc:
@@ -453,7 +458,7 @@ class Store:
         arts = [Artifact(n, d, s, kind, now) for n, d, s in stored]
 
         def tx(conn: sqlite3.Connection) -> None:
-            rowid = self._writable_run(conn, run_id)
+            rowid = self._writable_run(conn, run_id, check_state=check_state)
             conn.executemany(
                 "INSERT OR REPLACE INTO artifacts (run, path, hash, size, kind, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -524,11 +529,139 @@ class Store:
                     [rid],
                 )
             ]
+            self._read_provenance(c, rid, rec)
             return rec
 
         rec = self.read(fetch)
         rec._store = self
         return rec
+
+    def _read_provenance(self, c: sqlite3.Connection, rid: int, rec: RunRecord) -> None:
+        env = c.execute(
+            "SELECT e.hash, e.data FROM runs r JOIN environments e ON e.hash = r.environment_hash "
+            "WHERE r.id = ?",
+            [rid],
+        ).fetchone()
+        if env is not None:
+            rec.environment_hash, rec.environment = env[0], json.loads(env[1])
+        git = c.execute(
+            "SELECT root, commit_sha, branch, remote, dirty, diff_hash, diff_bytes, "
+            "diff_truncated, untracked, untracked_count FROM git_states WHERE run = ?",
+            [rid],
+        ).fetchone()
+        if git is not None:
+            keys = ("root", "commit", "branch", "remote", "dirty", "diff_hash", "diff_bytes",
+                    "diff_truncated", "untracked", "untracked_count")  # fmt: skip
+            rec.git = dict(zip(keys, git, strict=True))
+            rec.git["dirty"] = bool(rec.git["dirty"])
+            rec.git["diff_truncated"] = bool(rec.git["diff_truncated"])
+            rec.git["untracked"] = json.loads(rec.git["untracked"] or "[]")
+        rec.datasets = [
+            DatasetRef(
+                name=row[0],
+                role=row[1],
+                hash=row[2],
+                kind=row[3],
+                rows=row[4],
+                columns=row[5],
+                size_bytes=row[6],
+                schema=_json_or_none(row[7]),
+                sampled=bool(row[8]),
+                details=_json_or_none(row[9]) or {},
+                profile=_json_or_none(row[10]),
+            )
+            for row in c.execute(
+                "SELECT l.name, l.role, d.hash, d.kind, d.rows, d.columns, d.size_bytes, "
+                "d.schema, d.sampled, d.details, d.profile FROM run_datasets l "
+                "JOIN datasets d ON d.hash = l.hash WHERE l.run = ? ORDER BY l.role, l.name",
+                [rid],
+            )
+        ]
+
+    # -- provenance: environment, git, datasets -------------------------------------------
+
+    def save_environment(self, run_id: str, env: Mapping[str, Any], digest: str) -> None:
+        """Record the run's environment; identical environments are stored once."""
+        data = json.dumps(env, sort_keys=True, default=str)
+        python = str(env.get("python", {}).get("version", "")) or None
+        platform = str(env.get("os", {}).get("platform", "")) or None
+        packages = len(env.get("packages", {}) or {})
+
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR IGNORE INTO environments (hash, python, platform, packages, data, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [digest, python, platform, packages, data, time.time()],
+            )
+            conn.execute("UPDATE runs SET environment_hash = ? WHERE run_id = ?", [digest, run_id])
+
+        self.write(tx)
+
+    def save_git(self, run_id: str, git: Mapping[str, Any]) -> None:
+        """Record the run's git state; the uncommitted diff becomes an artifact."""
+        diff = git.get("diff") or b""
+        diff_hash = None
+        if diff:
+            (art,) = self.log_artifact(
+                run_id, diff if isinstance(diff, bytes) else str(diff).encode(),
+                name="mlnb/git.diff", kind="git-diff", check_state=False,
+            )  # fmt: skip
+            diff_hash = art.hash
+        untracked = list(git.get("untracked") or [])
+
+        def tx(conn: sqlite3.Connection) -> None:
+            rowid = conn.execute("SELECT id FROM runs WHERE run_id = ?", [run_id]).fetchone()[0]
+            conn.execute(
+                "INSERT OR REPLACE INTO git_states (run, root, commit_sha, branch, remote, "
+                "dirty, diff_hash, diff_bytes, diff_truncated, untracked, untracked_count) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [rowid, git.get("root"), git.get("commit"), git.get("branch"),
+                 git.get("remote"), bool(git.get("dirty")), diff_hash, git.get("diff_bytes"),
+                 bool(git.get("diff_truncated")), json.dumps(untracked),
+                 git.get("untracked_count", len(untracked))],
+            )  # fmt: skip
+
+        self.write(tx)
+
+    def log_dataset(
+        self,
+        run_id: str,
+        fingerprint: Fingerprint,
+        *,
+        name: str,
+        role: str,
+        profile: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Link a dataset (stored once per fingerprint) to the run by name and role."""
+        validation.check_key(name, "dataset name")
+        if role not in ("input", "output"):
+            raise InvalidInputError(f"dataset role must be 'input' or 'output', got {role!r}")
+        fp = fingerprint
+        schema = None if fp.schema is None else json.dumps(fp.schema, default=str)
+        details = json.dumps(fp.details or {}, sort_keys=True, default=str)
+        prof = None if profile is None else json.dumps(profile, default=str)
+
+        def tx(conn: sqlite3.Connection) -> None:
+            rowid = self._writable_run(conn, run_id)
+            conn.execute(
+                "INSERT INTO datasets (hash, kind, rows, columns, size_bytes, schema, profile, "
+                "sampled, details, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (hash) DO UPDATE SET profile = coalesce(datasets.profile, "
+                "excluded.profile)",
+                [fp.hash, fp.kind, fp.rows, fp.columns, fp.size_bytes, schema, prof,
+                 fp.sampled, details, time.time()],
+            )  # fmt: skip
+            conn.execute(
+                "INSERT OR REPLACE INTO run_datasets (run, name, role, hash, logged_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [rowid, name, role, fp.hash, time.time()],
+            )
+
+        self.write(tx)
+
+    def file_hash_cache(self) -> StoreFileHashCache:
+        """A cache of file fingerprints keyed on (path, size, mtime_ns, inode)."""
+        return StoreFileHashCache(self)
 
     def search_runs(
         self,
@@ -706,6 +839,37 @@ def _record(row: Sequence[Any]) -> RunRecord:
         source=row[11],
         deleted=row[12] is not None,
     )
+
+
+def _json_or_none(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class StoreFileHashCache:
+    """File fingerprints remembered in the store, so re-hashing an unchanged file (same
+    path, size, mtime and inode) is free."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def get(self, key: tuple[str, int, int, int]) -> str | None:
+        row = self.store.read(
+            lambda c: c.execute(
+                "SELECT hash FROM file_hashes WHERE path = ? AND size = ? AND mtime_ns = ? "
+                "AND inode = ?",
+                list(key),
+            ).fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    def put(self, key: tuple[str, int, int, int], digest: str) -> None:
+        self.store.write(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO file_hashes (path, size, mtime_ns, inode, hash) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [*key, digest],
+            )
+        )
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

@@ -106,19 +106,22 @@ def test_newer_schema_is_refused_with_upgrade_hint(tmp_path: Path) -> None:
         Store(tmp_path / "s")
 
 
-def test_older_store_is_upgraded_on_open(tmp_path: Path) -> None:
-    Store(tmp_path / "s").close()
-    conn = sqlite3.connect(tmp_path / "s" / "mlnb.db")
-    last = migrations.known_names()[-1]
-    conn.execute("DELETE FROM _sqlite_migrations WHERE name = ?", [last])
-    conn.commit()
-    conn.close()
-    # re-applying the last migration must work on a store that lacks only it; for the
-    # initial migration that means starting from an empty database
-    if len(migrations.known_names()) == 1:
-        (tmp_path / "s" / "mlnb.db").unlink()
+def test_older_store_is_upgraded_on_open_and_keeps_its_data(tmp_path: Path) -> None:
+    from sqlite_utils import Database
+
+    names = migrations.known_names()
+    (tmp_path / "s").mkdir()
+    db = Database(tmp_path / "s" / "mlnb.db")
+    migrations.migrations().apply(db, stop_before=names[-1])  # the schema one version back
+    db.execute("INSERT INTO experiments (name, created_at) VALUES ('old', 0)")
+    db.execute(
+        "INSERT INTO runs (run_id, experiment_id, name, status, start_time) "
+        "VALUES ('a' || hex(randomblob(15)), 1, 'from-before', 'finished', 0)"
+    )
+    db.close()
     with Store(tmp_path / "s") as st:
-        assert st.schema_version() == last
+        assert st.schema_version() == names[-1]
+        assert st.search_runs(include_deleted=True)["name"] == ["from-before"]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
