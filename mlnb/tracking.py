@@ -75,7 +75,11 @@ def _writer_for(store: Store) -> MetricWriter:
 
 
 def flush(store: Store | None = None) -> None:
-    """Wait until every metric logged so far (to ``store``, or to all) is on disk."""
+    """Wait until everything logged so far is on disk: queued metrics (to ``store``, or to
+    all stores) and the environment and git capture of runs started so far."""
+    collect = sys.modules.get("mlnb.capture.collect")
+    if collect is not None:
+        collect.wait_for_capture()
     writers = [_writer_for(store)] if store is not None else list(_writers.values())
     for writer in writers:
         writer.flush()
@@ -162,7 +166,6 @@ class ActiveRun:
             self._next_step[key] += 1
         self._lock_fd = owned_lock
         self._pid = os.getpid()
-        self._capture: Any = None  # a capture.collect.CaptureJob while capture runs
         self._sampler: Any = None  # a capture.system.SystemSampler when asked for
         self.status = "running"
 
@@ -322,9 +325,6 @@ def _finish(run: ActiveRun, status: str) -> None:
     if run._sampler is not None:
         run._sampler.stop()
         run._sampler = None
-    if run._capture is not None:
-        run._capture.join()
-        run._capture = None
     try:
         run._writer.flush()
     except MlnbError:
@@ -391,7 +391,7 @@ def start_run(
                 parent_run_id=parent_run_id,
                 source=source,
             )
-            active._capture = collect.start_capture(st, active.run_id, parts, os.getcwd())
+            collect.start_capture(st, active.run_id, parts, os.getcwd())
         if collect.system_metrics_wanted(system_metrics) and active._sampler is None:
             active._sampler = collect.start_system_metrics(
                 active.log_metrics, system_metrics_interval

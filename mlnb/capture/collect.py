@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import sys
 import threading
 import warnings
@@ -83,48 +84,79 @@ def _environment(parts: frozenset[str]) -> tuple[dict[str, Any], str]:
         return cached
 
 
-class CaptureJob:
-    """The environment and git capture of one run, running in a daemon thread."""
+class _CaptureWorker:
+    """One daemon thread per process that captures runs' environment and git state in
+    order, so neither ``start_run`` nor ``end_run`` waits for it (and a loop of many short
+    runs does not start many git processes at once)."""
 
-    def __init__(self, store: Store, run_id: str, parts: frozenset[str], cwd: Path) -> None:
-        self.store, self.run_id, self.parts, self.cwd = store, run_id, parts, cwd
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._work, name="mlnb-capture", daemon=True)
-        self._thread.start()
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.jobs: queue.SimpleQueue[tuple[Store, str, frozenset[str], Path]] = queue.SimpleQueue()
+        self.pending = 0
+        self.errors: list[str] = []
+        self.cond = threading.Condition()
+        threading.Thread(target=self._loop, name="mlnb-capture", daemon=True).start()
 
-    def _work(self) -> None:
-        try:
-            if "environment" in self.parts:
-                env, digest = _environment(self.parts)
-                self.store.save_environment(self.run_id, env, digest)
-            if "git" in self.parts:
-                from mlnb.capture.git import capture_git
+    def submit(self, store: Store, run_id: str, parts: frozenset[str], cwd: Path) -> None:
+        with self.cond:
+            self.pending += 1
+        self.jobs.put((store, run_id, parts, cwd))
 
-                state = capture_git(self.cwd)
-                if state is not None:
-                    self.store.save_git(self.run_id, state)
-        except Exception as exc:  # capture must never break the user's run
-            self.error = exc
+    def _loop(self) -> None:
+        while True:
+            store, run_id, parts, cwd = self.jobs.get()
+            try:
+                _capture(store, run_id, parts, cwd)
+            except Exception as exc:  # capture must never break the user's run
+                if not store.closed:  # a store closed meanwhile cannot take it: not an error
+                    with self.cond:
+                        self.errors.append(f"run {run_id[:8]}: {type(exc).__name__}: {exc}")
+            finally:
+                with self.cond:
+                    self.pending -= 1
+                    self.cond.notify_all()
 
-    def join(self, timeout: float = JOIN_TIMEOUT_S) -> None:
-        """Wait for the capture to be written (at run end); warn if it failed."""
-        self._thread.join(timeout)
-        if self.error is not None:
-            warnings.warn(
-                f"mlnb could not record the environment of run {self.run_id[:8]}: "
-                f"{type(self.error).__name__}: {self.error}",
-                stacklevel=3,
-            )
-            self.error = None
+    def wait(self, timeout: float) -> None:
+        with self.cond:
+            self.cond.wait_for(lambda: self.pending == 0, timeout)
+            errors, self.errors = self.errors, []
+        for error in errors:
+            warnings.warn(f"mlnb could not record the environment of {error}", stacklevel=3)
+
+
+_worker: _CaptureWorker | None = None
+
+
+def _capture(store: Store, run_id: str, parts: frozenset[str], cwd: Path) -> None:
+    if store.closed:
+        return
+    if "environment" in parts:
+        env, digest = _environment(parts)
+        store.save_environment(run_id, env, digest)
+    if "git" in parts:
+        from mlnb.capture.git import capture_git
+
+        state = capture_git(cwd)
+        if state is not None:
+            store.save_git(run_id, state)
 
 
 def start_capture(
     store: Store, run_id: str, parts: frozenset[str], cwd: str | os.PathLike[str] | None = None
-) -> CaptureJob | None:
-    """Begin capturing the parts for a new run; None when there is nothing to capture."""
+) -> None:
+    """Queue the capture of the parts for a new run (done in the background)."""
+    global _worker
     if not parts:
-        return None
-    return CaptureJob(store, run_id, parts, Path(cwd or os.getcwd()))
+        return
+    if _worker is None or _worker.pid != os.getpid():
+        _worker = _CaptureWorker()
+    _worker.submit(store, run_id, parts, Path(cwd or os.getcwd()))
+
+
+def wait_for_capture(timeout: float = JOIN_TIMEOUT_S) -> None:
+    """Wait until every queued capture is in the store; warn about any that failed."""
+    if _worker is not None and _worker.pid == os.getpid():
+        _worker.wait(timeout)
 
 
 def system_metrics_wanted(flag: bool | None) -> bool:
