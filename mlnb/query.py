@@ -245,6 +245,68 @@ register_field("tags", _key_value_field("tags", "t", text="t.value"), aliases=("
 register_field("attributes", _attribute_field, aliases=("attribute", "attr", "run"))
 
 
+_DATA_COLUMNS = {"hash": ("d.hash", None), "kind": ("d.kind", None), "role": ("l.role", None),
+                 "rows": (None, "d.rows"), "columns": (None, "d.columns"),
+                 "size_bytes": (None, "d.size_bytes")}  # fmt: skip
+
+
+def _data_field(key: tuple[str, ...], ctx: Context) -> Target:
+    """``data.<name>.<hash|rows|columns|kind|role|size_bytes>`` of a dataset the run logged."""
+    if len(key) != 2 or key[1].lower() not in _DATA_COLUMNS:
+        raise ValueError(
+            f"data fields are data.<name>.<{'|'.join(_DATA_COLUMNS)}>, e.g. data.train.hash"
+        )
+    text, number = _DATA_COLUMNS[key[1].lower()]
+    return Target(
+        text=text,
+        number=number,
+        source="FROM run_datasets l JOIN datasets d ON d.hash = l.hash "
+        "WHERE l.run = r.id AND l.name = ?",
+        source_params=(key[0],),
+    )
+
+
+def _env_field(key: tuple[str, ...], ctx: Context) -> Target:
+    """``env.python``, ``env.platform``, ``env.packages`` (a count), ``env.hash``, and
+    ``env.package.<name>`` (an installed version) of the run's environment."""
+    source = "FROM environments v WHERE v.hash = r.environment_hash"
+    name = ".".join(key).lower()
+    if name == "hash":
+        return Target(text="r.environment_hash")
+    if name in ("python", "platform"):
+        return Target(text=f"v.{name}", source=source)
+    if name == "packages":
+        return Target(number="v.packages", source=source)
+    if len(key) == 2 and key[0].lower() in ("package", "packages"):
+        package = re.sub(r"[-_.]+", "-", key[1]).lower()  # PEP 503 normalization
+        return Target(
+            text="json_extract(v.data, ?)",
+            source=source,
+            expr_params=(f'$.packages."{package}"',),
+        )
+    raise ValueError(
+        "env fields are env.python, env.platform, env.packages, env.hash, env.package.<name>"
+    )
+
+
+_GIT_COLUMNS = {"commit": ("g.commit_sha", None), "branch": ("g.branch", None),
+                "remote": ("g.remote", None), "dirty": (None, "g.dirty")}  # fmt: skip
+
+
+def _git_field(key: tuple[str, ...], ctx: Context) -> Target:
+    """``git.commit``, ``git.branch``, ``git.remote``, ``git.dirty`` (1 or 0)."""
+    name = ".".join(key).lower()
+    if name not in _GIT_COLUMNS:
+        raise ValueError(f"git fields are git.{', git.'.join(_GIT_COLUMNS)}")
+    text, number = _GIT_COLUMNS[name]
+    return Target(text=text, number=number, source="FROM git_states g WHERE g.run = r.id")
+
+
+register_field("data", _data_field, aliases=("dataset", "datasets"))
+register_field("env", _env_field, aliases=("environment",))
+register_field("git", _git_field)
+
+
 _NAME = re.compile(r"[^\W\d]\w*")
 _KEY = re.compile(r"\w[\w/-]*")  # a segment after a dot: `metrics.val/loss`, `params.f1-x`
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")

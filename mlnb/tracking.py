@@ -32,6 +32,7 @@ ENV_RUN_ID = "MLNB_RUN_ID"
 FLUSH_INTERVAL_S = 0.1
 QUEUE_LIMIT = 200_000
 BATCH_LIMIT = 50_000
+WAKE_EVERY_MASK = 8_192 - 1
 
 _lock = threading.RLock()
 _stack: list[ActiveRun] = []
@@ -100,13 +101,15 @@ class MetricWriter:
         self._thread = threading.Thread(target=self._loop, name="mlnb-metric-writer", daemon=True)
         self._thread.start()
 
-    def put(self, row: tuple[int, str, int, float, float]) -> None:
-        queue = self.queue
-        queue.append(row)
-        if len(queue) > QUEUE_LIMIT:  # backpressure: wait for the writer to catch up
-            self._wake.set()
-            while len(queue) > QUEUE_LIMIT // 2 and self._thread.is_alive():
-                time.sleep(0.001)
+    def wake(self) -> None:
+        """Ask the writer to drain now rather than at its next tick."""
+        self._wake.set()
+
+    def wait_for_room(self) -> None:
+        """Backpressure: a producer that filled the queue waits for the writer."""
+        self._wake.set()
+        while len(self.queue) > QUEUE_LIMIT // 2 and self._thread.is_alive():
+            time.sleep(0.001)
 
     def _loop(self) -> None:
         while True:
@@ -127,13 +130,8 @@ class MetricWriter:
         queue = self.queue
         with self._drain_lock:
             while queue:
-                batch: list[tuple[int, str, int, float, float]] = []
-                pop = queue.popleft
-                try:
-                    while len(batch) < BATCH_LIMIT:
-                        batch.append(pop())
-                except IndexError:
-                    pass
+                pop = queue.popleft  # only the drain lock holder pops: len() items are there
+                batch = [pop() for _ in range(min(len(queue), BATCH_LIMIT))]
                 try:
                     self.store.insert_metrics(batch)
                 except BaseException:
@@ -231,7 +229,13 @@ class ActiveRun:
             step = validation.step_value(key, step)
         if step >= next_step[key]:
             next_step[key] = step + 1
-        self._writer.put((self._rowid, key, step, value, timestamp or time.time()))
+        queue = self._writer.queue  # inlined MetricWriter.put: this is the hot path
+        queue.append((self._rowid, key, step, value, timestamp or time.time()))
+        n = len(queue)
+        if not n & WAKE_EVERY_MASK:  # a busy loop wakes the writer every 8,192 points
+            self._writer.wake()
+            if n > QUEUE_LIMIT:
+                self._writer.wait_for_room()
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Queue several metrics at once; every value is checked before any is queued."""

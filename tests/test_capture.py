@@ -167,3 +167,23 @@ def test_system_metrics_are_sampled_when_asked(store: Store) -> None:
     assert "system/cpu_percent" in rec.metrics
     assert "system/memory_percent" in rec.metrics
     assert rec.metric_steps["system/cpu_percent"] >= 1
+
+
+def test_filters_reach_environment_and_git(store: Store, repo: Path) -> None:
+    import pytest as pytest_module
+
+    with mlnb.start_run("clean") as clean:
+        pass
+    (repo / "train.py").write_text("print('edited')\n")
+    with mlnb.start_run("dirty") as dirty:
+        pass
+    names = lambda flt: sorted(mlnb.runs(filter=flt)["name"])  # noqa: E731
+    assert names("git.dirty = 1") == ["dirty"]
+    assert names("git.dirty = 0 and git.branch = 'main'") == ["clean"]
+    assert names(f"git.commit = '{git(repo, 'rev-parse', 'HEAD')}'") == ["clean", "dirty"]
+    assert names("env.python like '3.%' and env.packages > 10") == ["clean", "dirty"]
+    assert names(f"env.package.pytest = '{pytest_module.__version__}'") == ["clean", "dirty"]
+    assert names("env.package.PyTest = '0.0.1'") == []
+    assert mlnb.get_run(clean.run_id).environment_hash == mlnb.runs(
+        filter=f"run_id = '{dirty.run_id}'"
+    )["run_id"].pipe(lambda ids: mlnb.get_run(ids[0]).environment_hash)

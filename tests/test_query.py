@@ -377,7 +377,7 @@ def test_parse_filter_long_flat_chains_are_fine(db: sqlite_utils.Database) -> No
         ("attributes.nope = 1", "unknown attribute 'nope' " + KNOWN_ATTRIBUTES, 0),
         (
             "status = 'a' or foo.bar = 1",
-            "unknown field 'foo.bar' (known prefixes: attributes, metrics, params, tags)",
+            "unknown field 'foo.bar' (known prefixes: attributes, data, env, git, metrics, params, tags)",
             16,
         ),
         ("params = 1", "params needs a key, as in params.<key>", 0),
@@ -736,7 +736,7 @@ def test_order_by_sorts_missing_last(
         ("nope", "unknown attribute 'nope' " + KNOWN_ATTRIBUTES, 0),
         (
             "name, foo.bar",
-            "unknown field 'foo.bar' (known prefixes: attributes, metrics, params, tags)",
+            "unknown field 'foo.bar' (known prefixes: attributes, data, env, git, metrics, params, tags)",
             6,
         ),
     ],
@@ -769,11 +769,11 @@ def env_field(key: tuple[str, ...], ctx: Context) -> Target:
 
 @pytest.mark.usefixtures("registry")
 def test_register_field_adds_a_prefix(db: sqlite_utils.Database) -> None:
-    register_field("env", env_field, aliases=["environment"])
-    assert select(db, "env.python like '3.12%'") == "a"
-    assert select(db, "Environment.python is null") == "cde"
-    assert ordered(db, "env.python desc") == "abcde"
-    with pytest.raises(QuerySyntaxError, match="known prefixes: attributes, env, metrics"):
+    register_field("lab", env_field, aliases=["laboratory"])
+    assert select(db, "lab.python like '3.12%'") == "a"
+    assert select(db, "Laboratory.python is null") == "cde"
+    assert ordered(db, "lab.python desc") == "abcde"
+    with pytest.raises(QuerySyntaxError, match="known prefixes: attributes, data, env, git, lab"):
         compile_filter("nope.x = 1")
 
 
@@ -791,15 +791,15 @@ def test_register_field_passes_quoted_segments_whole() -> None:
             source_params=(key[0],),
         )
 
-    register_field("data", data_field)
-    sql, params = compile_filter("data.`train.csv`.hash = 'abc'")
+    register_field("files", data_field)
+    sql, params = compile_filter("files.`train.csv`.hash = 'abc'")
     assert (
         sql == "EXISTS (SELECT 1 FROM datasets d WHERE d.run = r.id AND d.name = ? AND d.hash = ?)"
     )
     assert seen == [("train.csv", "hash")]
     assert params == ["train.csv", "abc"]
     with pytest.raises(QuerySyntaxError) as info:
-        compile_filter("status = 'a' and data.train.size > 1")
+        compile_filter("status = 'a' and files.train.size > 1")
     assert (info.value.reason, info.value.position) == (
         "unknown data field 'size' (known: hash)",
         17,

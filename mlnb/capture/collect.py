@@ -1,6 +1,6 @@
-"""What a run records about itself without being asked: its environment and git state,
-captured at run start in a background thread (so ``start_run`` stays fast), and, when
-asked, system metrics sampled while it runs.
+"""What a run records about itself without being asked: its git state, captured when the
+run starts, and its environment, captured by a background thread (so ``start_run`` stays
+fast); and, when asked, system metrics sampled while it runs.
 
 Which parts are captured is chosen by ``start_run(capture=...)`` or ``$MLNB_CAPTURE``:
 ``all`` (the default), ``none``, or a comma-separated list of parts from
@@ -85,9 +85,8 @@ def _environment(parts: frozenset[str]) -> tuple[dict[str, Any], str]:
 
 
 class _CaptureWorker:
-    """One daemon thread per process that captures runs' environment and git state in
-    order, so neither ``start_run`` nor ``end_run`` waits for it (and a loop of many short
-    runs does not start many git processes at once)."""
+    """One daemon thread per process that captures runs' environments in order, so
+    neither ``start_run`` nor ``end_run`` waits for it."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
@@ -133,24 +132,34 @@ def _capture(store: Store, run_id: str, parts: frozenset[str], cwd: Path) -> Non
     if "environment" in parts:
         env, digest = _environment(parts)
         store.save_environment(run_id, env, digest)
-    if "git" in parts:
-        from mlnb.capture.git import capture_git
-
-        state = capture_git(cwd)
-        if state is not None:
-            store.save_git(run_id, state)
 
 
 def start_capture(
     store: Store, run_id: str, parts: frozenset[str], cwd: str | os.PathLike[str] | None = None
 ) -> None:
-    """Queue the capture of the parts for a new run (done in the background)."""
+    """Capture a new run's git state now (the code as it is at run start: a training
+    script that writes into its repository must not change the record) and queue its
+    environment for the background worker (cached; it rarely changes within a process)."""
     global _worker
-    if not parts:
+    where = Path(cwd or os.getcwd())
+    if "git" in parts:
+        try:
+            from mlnb.capture.git import capture_git
+
+            state = capture_git(where)
+            if state is not None:
+                store.save_git(run_id, state)
+        except Exception as exc:  # capture must never break the user's run
+            warnings.warn(
+                f"mlnb could not record the git state of run {run_id[:8]}: "
+                f"{type(exc).__name__}: {exc}",
+                stacklevel=3,
+            )
+    if "environment" not in parts:
         return
     if _worker is None or _worker.pid != os.getpid():
         _worker = _CaptureWorker()
-    _worker.submit(store, run_id, parts, Path(cwd or os.getcwd()))
+    _worker.submit(store, run_id, parts, where)
 
 
 def wait_for_capture(timeout: float = JOIN_TIMEOUT_S) -> None:
