@@ -1,7 +1,7 @@
-"""Stable content hashes, used to address artifacts (identical files are stored once).
+"""Content hashes for artifacts: SHA-256 from the standard library (~1 GiB/s here,
+collision-resistant, present everywhere), so identical files are stored once.
 
-SHA-256 from the standard library: ~1 GiB/s here, collision-resistant, and present
-everywhere. Data fingerprints (capture) may choose a faster function by measurement.
+Data fingerprints (xxh3-128, chosen by measurement) live in :mod:`mlnb.fingerprints`.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from sqlite_utils import Database
 
-    from mlnb.hashing import Fingerprint
+    from mlnb.fingerprints import Fingerprint
 
 T = TypeVar("T")
 

@@ -302,7 +302,7 @@ class ActiveRun:
             raise InvalidInputError(f"role must be 'input' or 'output', got {role!r}")
         if name is not None:
             validation.check_key(name, "dataset name")
-        from mlnb.hashing import fingerprint
+        from mlnb.fingerprints import fingerprint
 
         fp = fingerprint(data, cache=self.store.file_hash_cache())
         if name is None:

@@ -187,3 +187,73 @@ def test_filters_reach_environment_and_git(store: Store, repo: Path) -> None:
     assert mlnb.get_run(clean.run_id).environment_hash == mlnb.runs(
         filter=f"run_id = '{dirty.run_id}'"
     )["run_id"].pipe(lambda ids: mlnb.get_run(ids[0]).environment_hash)
+
+
+def test_log_data_records_fingerprint_schema_and_profile_once(store: Store) -> None:
+    import pandas as pd
+
+    df = pd.DataFrame({"age": [31, 45, 27, 60], "city": ["Oslo", "Lima", "Oslo", "Pune"]})
+    with mlnb.start_run("a") as a:
+        ref = mlnb.log_data(df, name="train")
+    with mlnb.start_run("b") as b:
+        mlnb.log_data(df.copy(), name="train")
+    assert ref.hash.startswith("xxh128:") and (ref.rows, ref.columns) == (4, 2)
+    assert ref.schema == [{"name": "age", "dtype": "int64"}, {"name": "city", "dtype": "str"}]
+    (da,) = mlnb.get_run(a.run_id).datasets
+    (db,) = mlnb.get_run(b.run_id).datasets
+    assert da.hash == db.hash and (da.name, da.role) == ("train", "input")
+    assert da.profile is not None and da.profile["rows"] == 4
+    conn = sqlite3.connect(store.db_path)
+    assert conn.execute("SELECT count(*) FROM datasets").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM run_datasets").fetchone()[0] == 2
+    assert sorted(mlnb.runs(filter=f"data.train.hash = '{da.hash}'")["name"]) == ["a", "b"]
+    assert "train" in show(store, "show", a.run_id) and da.hash in show(store, "show", "a")
+
+
+def test_log_data_of_a_file_is_cached_on_path_size_mtime_inode(
+    store: Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "data.csv"
+    path.write_text("a,b\n1,2\n")
+    old = time.time() - 60  # older than the racy window, so the cache may keep it
+    os.utime(path, (old, old))
+    with mlnb.start_run("f"):
+        first = mlnb.log_data(path)
+        cached = sqlite3.connect(store.db_path).execute("SELECT path, hash FROM file_hashes")
+        assert cached.fetchall() == [(str(path), first.hash)]
+        again = mlnb.log_data(str(path), name="again")
+        path.write_text("a,b\n1,3\n")  # same size, new content
+        os.utime(path, (old + 1, old + 1))
+        changed = mlnb.log_data(path, name="changed")
+    assert first.name == "data.csv" and first.kind == "file"
+    assert again.hash == first.hash != changed.hash
+
+
+def test_log_data_bad_input_is_refused_and_records_nothing(store: Store, tmp_path: Path) -> None:
+    with mlnb.start_run("bad") as run:
+        with pytest.raises(InvalidInputError, match="missing.csv"):
+            mlnb.log_data(tmp_path / "missing.csv")
+        with pytest.raises(InvalidInputError, match="object"):
+            mlnb.log_data(object(), name="thing")
+        with pytest.raises(InvalidInputError, match="role must be 'input' or 'output'"):
+            mlnb.log_data(b"x", name="x", role="training")
+    assert mlnb.get_run(run.run_id).datasets == []
+
+
+def test_diff_explains_changed_data(store: Store) -> None:
+    import pandas as pd
+
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0, 1, 0]})
+    with mlnb.start_run("before") as a:
+        mlnb.log_data(df, name="train")
+    df2 = pd.concat([df, pd.DataFrame({"x": [4.0], "y": [1]})]).reset_index(drop=True)
+    df2["z"] = df2["x"] * 2
+    df2["y"] = df2["y"].astype("float64")
+    with mlnb.start_run("after") as b:
+        mlnb.log_data(df2, name="train")
+    text = show(store, "diff", a.run_id, b.run_id)
+    assert "data:" in text
+    assert "input train: hash" in text
+    assert "input train: rows       3 → 4" in text or re.search(r"rows\s+3 → 4", text)
+    assert re.search(r"column y\s+int64 → float64", text)
+    assert re.search(r"column z\s+— → float64", text)

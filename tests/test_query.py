@@ -33,6 +33,9 @@ from mlnb.query import (
     register_field,
 )
 
+UNKNOWN_FOO_BAR = (
+    "unknown field 'foo.bar' (known prefixes: attributes, data, env, git, metrics, params, tags)"
+)
 KNOWN_ATTRIBUTES = (
     "(known: duration, end_time, experiment, name, parent_run_id, run_id, start_time, status, user)"
 )
@@ -377,7 +380,7 @@ def test_parse_filter_long_flat_chains_are_fine(db: sqlite_utils.Database) -> No
         ("attributes.nope = 1", "unknown attribute 'nope' " + KNOWN_ATTRIBUTES, 0),
         (
             "status = 'a' or foo.bar = 1",
-            "unknown field 'foo.bar' (known prefixes: attributes, data, env, git, metrics, params, tags)",
+            UNKNOWN_FOO_BAR,
             16,
         ),
         ("params = 1", "params needs a key, as in params.<key>", 0),
@@ -736,7 +739,7 @@ def test_order_by_sorts_missing_last(
         ("nope", "unknown attribute 'nope' " + KNOWN_ATTRIBUTES, 0),
         (
             "name, foo.bar",
-            "unknown field 'foo.bar' (known prefixes: attributes, data, env, git, metrics, params, tags)",
+            UNKNOWN_FOO_BAR,
             6,
         ),
     ],
