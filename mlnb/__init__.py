@@ -1,33 +1,99 @@
 """mlnb: experiment tracking for people who train models in Jupyter.
 
 The public surface is what ``__all__`` lists; a test keeps the two in step. Importing mlnb
-is cheap: pandas, matplotlib, IPython, ipywidgets, papermill and jupyter_server load only
-when a function needs them.
+costs a few milliseconds: each name is loaded from its module on first use (PEP 562), and
+pandas, matplotlib, IPython, ipywidgets, papermill and jupyter_server load only when a
+function needs them.
 """
 
-from mlnb.errors import MlnbError
-from mlnb.search import delete_run, diff, get_run, restore_run, runs
-from mlnb.store import Store
-from mlnb.tracking import (
-    ActiveRun,
-    active_run,
-    end_run,
-    flush,
-    get_store,
-    log_artifact,
-    log_data,
-    log_figure,
-    log_metric,
-    log_metrics,
-    log_param,
-    log_params,
-    set_store,
-    set_tag,
-    set_tags,
-    start_run,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlnb.autologging import autolog
+    from mlnb.errors import MlnbError
+    from mlnb.live import live
+    from mlnb.search import delete_run, diff, get_run, restore_run, runs
+    from mlnb.store import Store
+    from mlnb.tracking import (
+        ActiveRun,
+        active_run,
+        end_run,
+        flush,
+        get_store,
+        log_artifact,
+        log_data,
+        log_figure,
+        log_metric,
+        log_metrics,
+        log_param,
+        log_params,
+        set_store,
+        set_tag,
+        set_tags,
+        start_run,
+    )
 
 __version__ = "0.1.0.dev0"
+
+_LAZY = {
+    "autolog": "mlnb.autologging",
+    "MlnbError": "mlnb.errors",
+    "live": "mlnb.live",
+    "Store": "mlnb.store",
+    **dict.fromkeys(("delete_run", "diff", "get_run", "restore_run", "runs"), "mlnb.search"),
+    **dict.fromkeys(
+        (
+            "ActiveRun",
+            "active_run",
+            "end_run",
+            "flush",
+            "get_store",
+            "log_artifact",
+            "log_data",
+            "log_figure",
+            "log_metric",
+            "log_metrics",
+            "log_param",
+            "log_params",
+            "set_store",
+            "set_tag",
+            "set_tags",
+            "start_run",
+        ),
+        "mlnb.tracking",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mlnb' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext mlnb``: register the ``%track`` magics and notebook lineage."""
+    from mlnb.magics import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: object) -> None:
+    """``%unload_ext mlnb``: stop recording lineage."""
+    from mlnb.magics import unload
+
+    unload(ipython)
+
 
 __all__ = [
     "ActiveRun",
@@ -35,12 +101,15 @@ __all__ = [
     "Store",
     "__version__",
     "active_run",
+    "autolog",
     "delete_run",
     "diff",
     "end_run",
     "flush",
     "get_run",
     "get_store",
+    "live",
+    "load_ipython_extension",
     "log_artifact",
     "log_data",
     "log_figure",
@@ -54,4 +123,5 @@ __all__ = [
     "set_tag",
     "set_tags",
     "start_run",
+    "unload_ipython_extension",
 ]

@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 import click
 
 from mlnb import __version__
-from mlnb.diff import diff_runs
 from mlnb.errors import MlnbError
 from mlnb.models import RunRecord, iso
+from mlnb.rundiff import diff_runs
 from mlnb.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])

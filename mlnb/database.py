@@ -20,7 +20,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -48,7 +48,7 @@ class StoreFile:
         self.closed = False
         self._pid = os.getpid()
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        self._conns: list[tuple[sqlite3.Connection, threading.RLock]] = []
         self._conns_lock = threading.Lock()
         self._mem_lock: threading.RLock | contextlib.nullcontext[None]
         if db_path is None:
@@ -132,21 +132,36 @@ class StoreFile:
 
     def conn(self) -> sqlite3.Connection:
         """This thread's connection (opened on first use, reopened after fork)."""
+        return self._conn_and_lock()[0]
+
+    def _conn_and_lock(self) -> tuple[sqlite3.Connection, threading.RLock]:
         if self.closed:
             raise StoreError("this store has been closed")
         if self._pid != os.getpid():
             self._after_fork()
         if self.db_path is None:  # one shared connection for the in-memory database
-            if not self._conns:
-                self._conns.append(self._new_conn())
-            return self._conns[0]
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._new_conn()
-            self._local.conn = conn
             with self._conns_lock:
-                self._conns.append(conn)
-        return conn
+                if not self._conns:
+                    self._conns.append((self._new_conn(), threading.RLock()))
+                return self._conns[0]
+        pair: tuple[sqlite3.Connection, threading.RLock] | None = getattr(self._local, "pair", None)
+        if pair is None:
+            pair = (self._new_conn(), threading.RLock())
+            self._local.pair = pair
+            with self._conns_lock:
+                self._conns.append(pair)
+        return pair
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, held so that ``close()`` from another thread waits
+        for the transaction instead of closing the connection under it (which crashes)."""
+        with self._mem_lock:
+            conn, lock = self._conn_and_lock()
+            with lock:
+                if self.closed:
+                    raise StoreError("this store has been closed")
+                yield conn
 
     def _after_fork(self) -> None:
         # Connections inherited from the parent must not be used (or closed) in the child.
@@ -156,16 +171,18 @@ class StoreFile:
         self._conns_lock = threading.Lock()
 
     def close(self) -> None:
-        """Close every connection opened here (idempotent)."""
+        """Close every connection opened here (idempotent); waits for transactions other
+        threads have in flight."""
         if self.closed:
             return
         self.closed = True
-        if self._pid == os.getpid():
-            with self._conns_lock:
-                for conn in self._conns:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.close()
-                self._conns.clear()
+        if self._pid != os.getpid():
+            return
+        with self._conns_lock:
+            pairs, self._conns = list(self._conns), []
+        for conn, lock in pairs:
+            with lock, contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     # -- transactions -----------------------------------------------------------------
 
@@ -205,8 +222,7 @@ class StoreFile:
         whole transaction is retried, so ``fn`` must only touch the database."""
 
         def attempt() -> T:
-            with self._mem_lock:
-                conn = self.conn()
+            with self._session() as conn:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     result = fn(conn)
@@ -228,8 +244,7 @@ class StoreFile:
         """Run ``fn(conn)`` in one read transaction (a consistent snapshot)."""
 
         def attempt() -> T:
-            with self._mem_lock:
-                conn = self.conn()
+            with self._session() as conn:
                 conn.execute("BEGIN")
                 try:
                     return fn(conn)

@@ -154,7 +154,28 @@ def _m002_capture(db: Database) -> None:
     )
 
 
-_STEPS = [_m001_initial, _m002_capture]
+def _m003_lineage(db: Database) -> None:
+    db.executescript(
+        """
+        ALTER TABLE runs ADD COLUMN notebook TEXT;
+        ALTER TABLE runs ADD COLUMN linearity TEXT;
+        ALTER TABLE runs ADD COLUMN linearity_detail TEXT;
+        CREATE TABLE cells (
+            run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            execution_count INTEGER,
+            source_hash TEXT NOT NULL,
+            source TEXT NOT NULL,
+            started REAL NOT NULL,
+            ended REAL,
+            error TEXT,
+            PRIMARY KEY (run, seq)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
+_STEPS = [_m001_initial, _m002_capture, _m003_lineage]
 
 
 def migrations() -> Migrations:

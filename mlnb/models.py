@@ -92,6 +92,9 @@ class RunRecord:
     user: str | None
     source: str | None
     deleted: bool
+    notebook: str | None = None
+    linearity: str | None = None
+    linearity_detail: dict[str, Any] | None = None
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     metric_steps: dict[str, int] = field(default_factory=dict)
@@ -139,6 +142,9 @@ class RunRecord:
             "user": self.user,
             "source": self.source,
             "deleted": self.deleted,
+            "notebook": self.notebook,
+            "linearity": self.linearity,
+            "linearity_detail": self.linearity_detail,
             "params": dict(self.params),
             "metrics": dict(self.metrics),
             "tags": dict(self.tags),

@@ -214,6 +214,8 @@ _ATTRIBUTES = {
     "experiment": Target(text="e.name"),
     "parent_run_id": Target(text="r.parent_run_id"),
     "user": Target(text="r.user"),
+    "notebook": Target(text="r.notebook"),
+    "linearity": Target(text="r.linearity", casefold=True),
     "start_time": Target(number="r.start_time", dates=True),
     "end_time": Target(number="r.end_time", dates=True),
 }

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from mlnb import tracking
-from mlnb.diff import RunDiff, diff_runs
 from mlnb.models import RunRecord
+from mlnb.rundiff import RunDiff, diff_runs
 from mlnb.store import Store
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mlnb import validation
+from mlnb import hashing, validation
 from mlnb.artifacts import ContentStore
 from mlnb.database import StoreFile
 from mlnb.errors import (
@@ -73,7 +73,8 @@ LATEST_REFRESH = (  # the highest step is the latest point: one index seek per s
 )
 RUN_COLUMNS = (
     "r.id, r.run_id, r.name, e.name, r.status, r.start_time, r.end_time, r.parent_run_id, "
-    "r.host, r.pid, r.user, r.source, r.deleted_at"
+    "r.host, r.pid, r.user, r.source, r.deleted_at, r.notebook, r.linearity, "
+    "r.linearity_detail"
 )  # search_runs relies on the first eight being id + BASE_COLUMNS
 
 
@@ -593,6 +594,63 @@ class Store:
             )
         ]
 
+    # -- notebook lineage -------------------------------------------------------------------
+
+    def record_cell(
+        self,
+        run_id: str,
+        *,
+        execution_count: int | None,
+        source: str,
+        started: float,
+        ended: float | None,
+        error: str | None,
+    ) -> None:
+        """Append one executed cell to the run's lineage (the next ``seq``)."""
+        digest = hashing.hash_bytes(source.encode())
+
+        def tx(conn: sqlite3.Connection) -> None:
+            rowid = self._writable_run(conn, run_id, check_state=False)
+            conn.execute(
+                "INSERT INTO cells (run, seq, execution_count, source_hash, source, started, "
+                "ended, error) VALUES (?, (SELECT coalesce(max(seq) + 1, 0) FROM cells "
+                "WHERE run = ?), ?, ?, ?, ?, ?, ?)",
+                [rowid, rowid, execution_count, digest, source, started, ended, error],
+            )
+
+        self.write(tx)
+
+    def cells(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's executed cells in execution order."""
+        keys = ("seq", "execution_count", "source_hash", "source", "started", "ended", "error")
+        rows = self.read(
+            lambda c: c.execute(
+                f"SELECT {', '.join(keys)} FROM cells WHERE run = "
+                "(SELECT id FROM runs WHERE run_id = ?) ORDER BY seq",
+                [run_id],
+            ).fetchall()
+        )
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def set_notebook(
+        self,
+        run_id: str,
+        *,
+        notebook: str | None = None,
+        linearity: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record the run's notebook path and/or its linearity verdict."""
+        detail_json = None if detail is None else json.dumps(detail, default=str)
+        self.write(
+            lambda c: c.execute(
+                "UPDATE runs SET notebook = coalesce(?, notebook), linearity = "
+                "coalesce(?, linearity), linearity_detail = coalesce(?, linearity_detail) "
+                "WHERE run_id = ?",
+                [notebook, linearity, detail_json, run_id],
+            )
+        )
+
     # -- provenance: environment, git, datasets -------------------------------------------
 
     def save_environment(self, run_id: str, env: Mapping[str, Any], digest: str) -> None:
@@ -721,6 +779,8 @@ class Store:
                 name: [r[i] for r in runs] for i, name in enumerate(BASE_COLUMNS, start=1)
             }
             table["duration"] = [(r[6] if r[6] is not None else now) - r[5] for r in runs]
+            table["notebook"] = [r[13] for r in runs]
+            table["linearity"] = [r[14] for r in runs]
             extra: dict[str, list[Any]] = {}
             in_ids = "run IN (SELECT value FROM json_each(?))"
             # One pass per table, column-wise; SQLite converts the common param types so
@@ -823,8 +883,14 @@ class Store:
 
 
 BASE_COLUMNS = (
-    "run_id", "name", "experiment", "status", "start_time", "end_time", "parent_run_id",
-)  # fmt: skip
+    "run_id",
+    "name",
+    "experiment",
+    "status",
+    "start_time",
+    "end_time",
+    "parent_run_id",
+)  # fmt: skip  (then duration, notebook and linearity)
 # A param's value as SQLite can give it; bools, None and JSON come back marked for Python.
 PARAM_VALUE_SQL = (
     "CASE type WHEN 'float' THEN value_num WHEN 'int' THEN CAST(value AS INTEGER) "
@@ -853,6 +919,9 @@ def _record(row: Sequence[Any]) -> RunRecord:
         user=row[10],
         source=row[11],
         deleted=row[12] is not None,
+        notebook=row[13],
+        linearity=row[14],
+        linearity_detail=_json_or_none(row[15]),
     )
 
 

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,9 @@ _explicit_store: Store | None = None
 _writers: dict[int, MetricWriter] = {}
 _attached_env_run: str | None = None
 _uncaught = False
+_metric_listeners: list[Callable[[ActiveRun, str, int, float], None]] = []
+_end_hooks: list[Callable[[ActiveRun, str], None]] = []
+_kernel_notebook: str | None = None  # this kernel's notebook ("" when none), looked up once
 _hooks_installed = False
 
 
@@ -73,6 +76,31 @@ def _writer_for(store: Store) -> MetricWriter:
         if writer is None or writer.store is not store:
             writer = _writers[id(store)] = MetricWriter(store)
         return writer
+
+
+def add_metric_listener(listener: Callable[[ActiveRun, str, int, float], None]) -> None:
+    """Call ``listener(run, key, step, value)`` on every metric logged in this process
+    (live plots use it). It runs in the logging thread: keep it to a few microseconds."""
+    _metric_listeners.append(listener)
+
+
+def remove_metric_listener(listener: Callable[[ActiveRun, str, int, float], None]) -> None:
+    """Stop calling a listener added with ``add_metric_listener``."""
+    with contextlib.suppress(ValueError):
+        _metric_listeners.remove(listener)
+
+
+def add_end_hook(hook: Callable[[ActiveRun, str], None]) -> None:
+    """Call ``hook(run, status)`` just before a run of this process ends (the notebook
+    extension stores lineage there); it may still log to the run."""
+    if hook not in _end_hooks:
+        _end_hooks.append(hook)
+
+
+def remove_end_hook(hook: Callable[[ActiveRun, str], None]) -> None:
+    """Stop calling a hook added with ``add_end_hook``."""
+    with contextlib.suppress(ValueError):
+        _end_hooks.remove(hook)
 
 
 def flush(store: Store | None = None) -> None:
@@ -236,6 +264,9 @@ class ActiveRun:
             self._writer.wake()
             if n > QUEUE_LIMIT:
                 self._writer.wait_for_room()
+        if _metric_listeners:
+            for listener in _metric_listeners:
+                listener(self, key, step, value)
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Queue several metrics at once; every value is checked before any is queued."""
@@ -326,6 +357,16 @@ def _finish(run: ActiveRun, status: str) -> None:
     """Flush, write the final status, release the lock. Idempotent."""
     if run.ended:
         return
+    for hook in list(_end_hooks):
+        try:
+            hook(run, status)
+        except Exception as exc:  # an extension's bookkeeping must not lose the run
+            import warnings
+
+            warnings.warn(
+                f"mlnb: finishing run {run.run_id[:8]}: {type(exc).__name__}: {exc}",
+                stacklevel=3,
+            )
     if run._sampler is not None:
         run._sampler.stop()
         run._sampler = None
@@ -380,6 +421,8 @@ def start_run(
         if nested:
             if parent_run_id is None and _stack:
                 parent_run_id = _stack[-1].run_id
+            if experiment is None and parent_run_id is not None:  # children stay with it
+                experiment = st.get_run(parent_run_id).experiment
         else:
             for old in reversed(_stack):
                 end_run("finished", run=old)
@@ -441,8 +484,18 @@ def _resume(st: Store, ref: str, *, name: str | None, tags: Mapping[str, Any] | 
 
 
 def _default_source() -> str | None:
+    """The script that started the run; in a notebook kernel, the notebook (MLflow records
+    ``ipykernel_launcher.py`` there, which says nothing)."""
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
+    if "ipykernel" in sys.modules and (not path or Path(path).name == "ipykernel_launcher.py"):
+        global _kernel_notebook
+        if _kernel_notebook is None:  # asking the Jupyter server may take up to a second
+            from mlnb.capture.notebook import find_notebook_path
+
+            found = find_notebook_path(getattr(main, "__dict__", None))
+            _kernel_notebook = str(found) if found else ""
+        return _kernel_notebook or None
     return str(Path(path).absolute()) if path else None
 
 

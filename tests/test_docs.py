@@ -79,3 +79,16 @@ def test_every_public_function_is_documented() -> None:
 if __name__ == "__main__":
     (DOCS / "cli.md").write_text(render_cli_reference())
     print("wrote", DOCS / "cli.md")
+
+
+def test_every_track_subcommand_is_documented() -> None:
+    from mlnb import magics
+
+    text = (DOCS / "magics.md").read_text()
+    for name in magics.SUBCOMMANDS:
+        assert f"%track {name}" in text, f"`%track {name}` is missing from docs/magics.md"
+    for name in magics.CELL_SUBCOMMANDS:
+        assert f"%%track {name}" in text, f"`%%track {name}` is missing from docs/magics.md"
+    parser = magics.parser()
+    choices = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert set(choices) == set(magics.SUBCOMMANDS)

@@ -21,6 +21,7 @@ def test_example_notebook_executes(
     path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLNB_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("MLNB_NOTEBOOK", str(path))  # what `mlnb run` will set
     nb = nbformat.read(path, as_version=4)
     NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
@@ -31,3 +32,5 @@ def test_example_notebook_executes(
         table = store.search_runs()
         assert table["run_id"], "the notebook tracked no runs"
         assert set(table["status"]) == {"finished"}
+        # runs tracked with the magics judge their lineage; a top-to-bottom run is linear
+        assert set(table["linearity"]) <= {"linear", None}

@@ -13,11 +13,22 @@ HEAVY = ("pandas", "numpy", "matplotlib", "IPython", "ipywidgets", "papermill",
 
 
 def test_all_lists_exactly_the_public_names() -> None:
-    public = {name for name in vars(mlnb) if not name.startswith("_")}
+    public = {name for name in dir(mlnb) if not name.startswith("_")}
+    helpers = {"annotations", "importlib", "TYPE_CHECKING", "Any"}
     modules = {name for name in public if type(getattr(mlnb, name)).__name__ == "module"}
-    assert set(mlnb.__all__) - {"__version__"} == public - modules
+    assert set(mlnb.__all__) - {"__version__"} == public - modules - helpers
     for name in mlnb.__all__:
         assert getattr(mlnb, name) is not None
+
+
+def test_public_functions_are_not_shadowed_by_submodules() -> None:
+    """Regression: `mlnb.diff` was the module mlnb/diff.py once that module was imported."""
+    code = (
+        "import mlnb, mlnb.rundiff, mlnb.autologging, mlnb.magics, mlnb.search\n"
+        "print(all(callable(getattr(mlnb, n)) and type(getattr(mlnb, n)).__name__ != 'module'"
+        " for n in mlnb.__all__ if n != '__version__'))\n"
+    )
+    assert run_python(code).stdout.strip() == "True"
 
 
 def test_import_mlnb_loads_no_heavy_modules() -> None:

@@ -37,7 +37,8 @@ UNKNOWN_FOO_BAR = (
     "unknown field 'foo.bar' (known prefixes: attributes, data, env, git, metrics, params, tags)"
 )
 KNOWN_ATTRIBUTES = (
-    "(known: duration, end_time, experiment, name, parent_run_id, run_id, start_time, status, user)"
+    "(known: duration, end_time, experiment, linearity, name, notebook, parent_run_id, run_id, "
+    "start_time, status, user)"
 )
 OPERATORS = " (=, !=, <, <=, >, >=, LIKE, ILIKE, IN, IS)"
 NOW = 1_800_000_000.0  # 2027-01-15, passed as `now` so durations are exact
@@ -373,8 +374,7 @@ def test_parse_filter_long_flat_chains_are_fine(db: sqlite_utils.Database) -> No
     [
         (
             "statuss = 'x'",
-            "unknown attribute 'statuss' (known: duration, end_time, experiment, name, "
-            "parent_run_id, run_id, start_time, status, user)",
+            "unknown attribute 'statuss' " + KNOWN_ATTRIBUTES,
             0,
         ),
         ("attributes.nope = 1", "unknown attribute 'nope' " + KNOWN_ATTRIBUTES, 0),

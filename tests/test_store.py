@@ -132,7 +132,7 @@ def test_read_only_store_directory_gives_a_clear_error(tmp_path: Path) -> None:
     os.chmod(ro, 0o555)
     code = (
         "import os, sys\n"
-        "import mlnb\n"
+        "import mlnb, mlnb.store, mlnb.database, mlnb.artifacts, mlnb.liveness\n"
         "from mlnb.errors import StoreReadOnlyError\n"
         "if os.geteuid() == 0:  # root ignores permissions: act as nobody\n"
         "    os.setgid(65534); os.setuid(65534)\n"
@@ -242,3 +242,30 @@ def test_info_reports_counts_and_schema(store: Store) -> None:
     assert info["counts"]["runs"] == 1
     assert info["counts"]["metrics"] == 2
     assert info["database_bytes"] > 0
+
+
+def test_closing_a_store_while_another_thread_writes_is_safe(tmp_path: Path) -> None:
+    """Regression: close() closed the connection another thread was in a transaction on,
+    which crashed the interpreter (the environment capture thread hit it in the tests)."""
+    code = f"""
+import threading, time
+from mlnb.store import Store
+from mlnb.errors import StoreError
+st = Store({str(tmp_path / "s")!r})
+run_id = st.create_run(name="x")
+errors = []
+def writer():
+    try:
+        for i in range(1_000_000):
+            st.set_tags(run_id, {{"k": str(i)}})
+    except StoreError as exc:
+        errors.append(str(exc))
+thread = threading.Thread(target=writer)
+thread.start()
+time.sleep(0.3)
+st.close()
+thread.join(10)
+print(thread.is_alive(), errors)
+"""
+    proc = run_python(code)
+    assert proc.stdout.strip() == "False ['this store has been closed']"
