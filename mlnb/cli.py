@@ -101,18 +101,20 @@ def runs_cmd(
         max_results=limit,
         include_deleted=deleted,
     )
-    chosen = _select_columns(list(table), columns, fmt)
+    chosen = _select_columns(table, columns, fmt)
     n = len(table["run_id"])
     rows = list(zip(*(table.get(c, [None] * n) for c in chosen), strict=True))
     click.echo(render(chosen, rows, fmt), nl=False)
 
 
-def _select_columns(all_columns: list[str], spec: str | None, fmt: str) -> list[str]:
+def _select_columns(table: dict[str, list[Any]], spec: str | None, fmt: str) -> list[str]:
+    all_columns = list(table)
     if not spec:
         if fmt in ("json", "csv"):
             return all_columns
+        notebook = ["linearity"] if any(table["linearity"]) else []  # notebook runs only
         dynamic = [c for c in all_columns if c.startswith(("params.", "metrics."))]
-        return [*DEFAULT_COLUMNS, *dynamic]
+        return [*DEFAULT_COLUMNS, *notebook, *dynamic]
     chosen: list[str] = []
     for item in (s.strip() for s in spec.split(",")):
         if not item:
@@ -262,6 +264,9 @@ def format_run(rec: RunRecord) -> str:
     if rec.parent_run_id:
         lines.append(f"  parent      {rec.parent_run_id}")
     lines.append(f"  source      {rec.source or '(interactive)'}")
+    if rec.linearity:
+        reasons = "; ".join((rec.linearity_detail or {}).get("reasons") or [])
+        lines.append(f"  linearity   {rec.linearity}" + (f" ({reasons})" if reasons else ""))
     lines.append(f"  host        {rec.host}  pid {rec.pid}  user {rec.user}")
     for title, mapping in (("params", rec.params), ("metrics", rec.metrics), ("tags", rec.tags)):
         if not mapping:

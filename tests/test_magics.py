@@ -283,3 +283,22 @@ def test_load_ext_is_fast_and_light(tmp_path: Path) -> None:
         assert heavy == []
         times.append(elapsed)
     assert sorted(times)[1] < 0.150, times
+
+
+def test_cli_shows_the_linearity_of_notebook_runs(shell: InteractiveShell, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from mlnb.cli import cli
+
+    make_notebook(tmp_path / "train.ipynb", ["%track start", "x = 1"])
+    run(shell, "%track start")
+    run(shell, "x = 1")
+    run(shell, "%track end")
+    store = tracking.get_store()
+    table = CliRunner().invoke(cli, ["--store", str(store.root), "runs"]).output
+    assert table.splitlines()[0].split()[:6] == [
+        "run_id", "name", "status", "start_time", "duration", "linearity",
+    ]  # fmt: skip
+    assert "linear" in table.splitlines()[1]
+    shown = CliRunner().invoke(cli, ["--store", str(store.root), "show", "train"]).output
+    assert "linearity   linear" in shown and "train.ipynb" in shown
