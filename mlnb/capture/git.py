@@ -45,6 +45,19 @@ _CHUNK = 1 << 16
 _WEB_SCHEMES = re.compile(r"^([a-z0-9.-]+\+)?(https?|ftps?)$")
 
 
+def _may_be_in_repository(start: Path) -> bool:
+    """Whether a ``.git`` (folder or file) is in ``start`` or above it, or git is pointed
+    elsewhere by ``GIT_DIR``: a few ``stat`` calls spare the ~3 ms of starting git outside
+    any repository (most runs of scripts in temporary or data folders)."""
+    if os.environ.get("GIT_DIR") or os.environ.get("GIT_WORK_TREE"):
+        return True
+    folder = start.absolute()
+    for candidate in (folder, *folder.parents):
+        if os.path.exists(os.path.join(candidate, ".git")):
+            return True
+    return False
+
+
 def capture_git(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -92,7 +105,7 @@ def capture_git(
     start = Path(path) if path is not None else Path.cwd()
     if start.is_file():
         start = start.parent
-    if not start.is_dir():
+    if not start.is_dir() or not _may_be_in_repository(start):
         return None
     runner = _Git(git, timeout)
 

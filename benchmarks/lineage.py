@@ -1,0 +1,173 @@
+"""The lineage section: what recording every executed cell costs a notebook.
+
+    python benchmarks/lineage.py [--quick] [--out docs/benchmarks.md]
+
+In a fresh process of the dev venv, an in-process IPython shell runs the same trivial cell
+many times (1) without mlnb, (2) with ``%load_ext mlnb`` and an active run, so every cell
+goes through the ``pre_run_cell``/``post_run_cell`` events and is written to the store.
+The difference of the medians is the overhead per cell (budget: < 1 ms). The event
+handlers are also timed on their own, and ``%load_ext mlnb`` in a fresh process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import REPO, fmt_time, load_average, log, table, verdict, write_section
+
+NAME = "lineage"
+BUDGET_S = 0.001
+LOAD_BUDGET_S = 0.150
+
+
+def python() -> str:
+    dev = REPO / ".venv" / "bin" / "python"
+    return str(dev) if dev.exists() else sys.executable
+
+
+def worker(cells: int) -> dict:
+    import os
+
+    os.environ["MLNB_STORE"] = tempfile.mkdtemp(prefix="mlnb-bench-lineage-")
+    os.environ["MLNB_CAPTURE"] = "none"
+    from IPython.core.interactiveshell import InteractiveShell
+
+    ip = InteractiveShell.instance()
+
+    def timed_cells(n: int) -> list[float]:
+        out = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            ip.run_cell(f"x = {i}", store_history=True)
+            out.append(time.perf_counter() - t0)
+        return out
+
+    timed_cells(50)  # warm up
+    bare = timed_cells(cells)
+    t0 = time.perf_counter()
+    ip.run_line_magic("load_ext", "mlnb")
+    load_in_process = time.perf_counter() - t0
+    ip.run_cell("%track start bench")
+    timed_cells(50)
+    tracked = timed_cells(cells)
+
+    from mlnb import magics
+
+    (_, lineage) = next(iter(magics._loaded.values()))
+
+    class Info:
+        raw_cell = "x = 1"
+
+    class Result:
+        execution_count = 1
+        error_in_exec = None
+        error_before_exec = None
+
+    handlers = []
+    for _ in range(cells):
+        t0 = time.perf_counter()
+        lineage.pre_run_cell(Info())
+        lineage.post_run_cell(Result())
+        handlers.append(time.perf_counter() - t0)
+    ip.run_cell("%track end")
+    return {
+        "cells": cells,
+        "bare_median": statistics.median(bare),
+        "tracked_median": statistics.median(tracked),
+        "handlers_median": statistics.median(handlers),
+        "handlers_p90": sorted(handlers)[int(0.9 * len(handlers))],
+        "load_in_process": load_in_process,
+    }
+
+
+def load_ext_fresh() -> float:
+    code = (
+        "import time\n"
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "ip = InteractiveShell.instance()\n"
+        "t = time.perf_counter(); ip.run_line_magic('load_ext', 'mlnb')\n"
+        "print(time.perf_counter() - t)\n"
+    )
+    out = subprocess.run([python(), "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())
+
+
+def measure(quick: bool, profile_dir: Path | None = None) -> dict:
+    cells = 300 if quick else 1000
+    log(f"lineage: {cells} cells without and with mlnb")
+    proc = subprocess.run(
+        [python(), __file__, "--worker", str(cells)], capture_output=True, text=True, check=True
+    )
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["load_ext_fresh"] = statistics.median(load_ext_fresh() for _ in range(5))
+    result["load_average"] = load_average()
+    return result
+
+
+def render(res: dict, command: str) -> str:
+    overhead = res["tracked_median"] - res["bare_median"]
+    rows = [
+        ["cell without mlnb (median)", fmt_time(res["bare_median"]), ""],
+        ["cell with mlnb and an active run (median)", fmt_time(res["tracked_median"]), ""],
+        ["**overhead per cell**", fmt_time(overhead), verdict(overhead < BUDGET_S) + " (< 1 ms)"],
+        ["event handlers alone (median / p90)",
+         f"{fmt_time(res['handlers_median'])} / {fmt_time(res['handlers_p90'])}",
+         verdict(res["handlers_median"] < BUDGET_S)],
+        ["`%load_ext mlnb` in a fresh process (median of 5)", fmt_time(res["load_ext_fresh"]),
+         verdict(res["load_ext_fresh"] < LOAD_BUDGET_S) + " (< 150 ms)"],
+    ]  # fmt: skip
+    return "\n".join(
+        [
+            "## Notebook lineage (`%track`)",
+            "",
+            f"An in-process IPython shell runs the trivial cell `x = i` {res['cells']:,} times "
+            "without mlnb, then with `%load_ext mlnb` and an active run, so that every cell "
+            "goes through the `pre_run_cell`/`post_run_cell` events and is written to the "
+            "store's `cells` table (one SQLite transaction per cell). Environment capture is "
+            f"off (`MLNB_CAPTURE=none`) so only lineage is measured. Load average: "
+            f"{res['load_average']}.",
+            "",
+            "Command:",
+            "",
+            "```",
+            command,
+            "```",
+            "",
+            table(["", "time", "budget"], rows),
+            "",
+        ]
+    )
+
+
+def run_section(quick: bool) -> str:
+    return render(measure(quick), shlex.join(["python", "benchmarks/run.py", "--section", NAME]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker)))
+        return 0
+    shown = ["python", "benchmarks/lineage.py", *(argv if argv is not None else sys.argv[1:])]
+    body = render(measure(args.quick), shlex.join(shown))
+    if args.out:
+        write_section(args.out, NAME, body)
+    else:
+        print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
