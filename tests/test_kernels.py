@@ -99,3 +99,16 @@ def test_sklearn_autolog_in_a_kernel(env: Path, monkeypatch: pytest.MonkeyPatch)
         assert child.params["max_iter"] == 500
         assert "training_score" in child.metrics
         assert "model.pkl" in {a.path for a in child.artifacts}
+
+
+def test_interrupting_the_kernel_does_not_end_the_run(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, nb = notebook("interrupted.ipynb", env, monkeypatch)
+    c = client(nb, env)
+    c.allow_errors = True
+    c.execute()
+    rec, cells = only_run(env / "store")
+    assert [c["error"] for c in cells] == [None, "KeyboardInterrupt", None]
+    assert rec.metrics == {"after_interrupt": 1.0}  # logged after the interrupt
+    assert rec.status == "finished"  # ended by the kernel's shutdown, not by the interrupt
