@@ -177,7 +177,7 @@ def _logged_fit(
         result = original(estimator, *args, **kwargs)
     except BaseException as exc:
         if run is not None:
-            _end(run, "killed" if isinstance(exc, KeyboardInterrupt) else "failed", problems)
+            _end(run, tracking.status_after(exc), problems)
         if problems:  # a warning turned into an error must not hide the fit's exception
             with contextlib.suppress(Warning):
                 _warn(estimator, problems)

@@ -348,13 +348,7 @@ class TrackMagics(Magics):
         with _usage_errors():
             run = self._start_run(name, experiment=None, tags={}, nested=False)
         result = self.ip.run_cell(cell)
-        error = result.error_in_exec or result.error_before_exec
-        if error is None:
-            status = "finished"
-        elif isinstance(error, KeyboardInterrupt):
-            status = "killed"
-        else:
-            status = "failed"
+        status = tracking.status_after(result.error_in_exec or result.error_before_exec)
         with _usage_errors():
             tracking.end_run(status, run=run)
 

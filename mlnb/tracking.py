@@ -200,14 +200,8 @@ class ActiveRun:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is None:
-            status = "finished"
-        elif issubclass(exc_type, KeyboardInterrupt):
-            status = "killed"
-        else:
-            status = "failed"
         if not self.ended:
-            end_run(status, run=self)
+            end_run(status_after(exc_type), run=self)
 
     def __repr__(self) -> str:
         return f"<mlnb.ActiveRun {self.run_id[:8]} {self.status}>"
@@ -351,6 +345,15 @@ class ActiveRun:
     def end(self, status: str = "finished") -> None:
         """End this run (same as ``mlnb.end_run(status)`` for it)."""
         end_run(status, run=self)
+
+
+def status_after(error: type[BaseException] | BaseException | None) -> str:
+    """The status a run ends with after this exception (or none): finished, killed on
+    Ctrl-C, failed otherwise."""
+    if error is None:
+        return "finished"
+    kind = error if isinstance(error, type) else type(error)
+    return "killed" if issubclass(kind, KeyboardInterrupt) else "failed"
 
 
 def _finish(run: ActiveRun, status: str) -> None:
