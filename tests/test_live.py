@@ -30,11 +30,23 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(autouse=True)
 def fast_frames(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Frames follow each other at `every` even after a slow one (tests poll for them),
-    and no plot outlives its test."""
+    and no plot outlives its test, nor its widgets (once ipykernel is imported, a widget
+    left open complains when the interpreter shuts down)."""
     monkeypatch.setattr(live_module, "MAX_DUTY", 1.0)
+    made: list[Any] = []
+    init = LivePlot.__init__
+
+    def recording_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(LivePlot, "__init__", recording_init)
     yield
-    for plot in list(live_module._open):
+    for plot in made:
         plot.close()
+        if plot.widget is not None:
+            plot.widget.layout.close()
+            plot.widget.close()
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 20.0) -> None:
@@ -227,7 +239,9 @@ def test_a_series_keeps_at_most_max_points_and_exact_extremes(store: mlnb.Store)
 @pytest.mark.parametrize(
     ("key", "lower"),
     [("loss", True), ("val/loss", True), ("val_acc", False), ("train/f1", False),
-     ("accuracy", False), ("error_rate", True), ("lr", True), ("auc", False)],
+     ("accuracy", False), ("error_rate", True), ("lr", True), ("auc", False),
+     ("map@5", False), ("Top1-Acc", False), ("window_size", True), ("bitmap", True),
+     ("acc_loss", True), ("eval/perplexity", True)],
 )  # fmt: skip
 def test_best_is_the_minimum_or_the_maximum_by_the_key_name(key: str, lower: bool) -> None:
     assert live_module.lower_is_better(key) is lower
