@@ -64,7 +64,7 @@ def _work() -> int:
 def worker(task: str, cfg: dict) -> dict:
     import mlnb
     from mlnb import tracking
-    from mlnb.live import LivePlot
+    from mlnb.liveplot import LivePlot
 
     tracking.set_store(mlnb.Store(Path(tempfile.mkdtemp()) / "store"))
     t0 = time.perf_counter()
@@ -85,11 +85,11 @@ def _tight_loop(cfg: dict) -> dict:
     (order reversed every repeat) so drift in the machine's load hits all of them."""
     import mlnb
     from mlnb import tracking
-    from mlnb.live import LivePlot
+    from mlnb.liveplot import LivePlot
 
     n = cfg["calls"]
 
-    def empty(run: object, key: str, step: int, value: float) -> None:
+    def empty(store: object, rows: object) -> None:
         pass
 
     modes = ["none", "empty listener", "live plot"]
@@ -101,7 +101,7 @@ def _tight_loop(cfg: dict) -> dict:
             run = mlnb.start_run(capture=False)
             plot = None
             if mode == "empty listener":
-                tracking.add_metric_listener(empty)
+                tracking.add_batch_listener(empty)
             elif mode == "live plot":
                 t0 = time.perf_counter()
                 plot = LivePlot(["loss"], every=0.5)
@@ -119,7 +119,7 @@ def _tight_loop(cfg: dict) -> dict:
                 frames.append(plot.frames - f0)
                 draw_s.append(plot.draw_seconds - d0)
                 plot.close()
-            tracking.remove_metric_listener(empty)
+            tracking.remove_batch_listener(empty)
             run.end()
     listener_ns = _listener_cost()
     return {
@@ -137,17 +137,18 @@ def _listener_cost() -> dict:
     import timeit
 
     import mlnb
-    from mlnb.live import LivePlot
+    from mlnb.liveplot import LivePlot
 
-    def empty(run: object, key: str, step: int, value: float) -> None:
+    def empty(store: object, rows: object) -> None:
         pass
 
     run = mlnb.start_run(capture=False)
     plot = LivePlot(["loss"], every=60)
     listener = plot._listener
     number = 200_000
-    live = min(timeit.repeat(lambda: listener(run, "loss", 7, 0.5), number=number, repeat=7))
-    bare = min(timeit.repeat(lambda: empty(run, "loss", 7, 0.5), number=number, repeat=7))
+    rows = [(run._rowid, "loss", 7, 0.5, 0.0)]  # a batch of one point, as the writer passes
+    live = min(timeit.repeat(lambda: listener(run.store, rows), number=number, repeat=7))
+    bare = min(timeit.repeat(lambda: empty(run.store, rows), number=number, repeat=7))
     plot.close()
     run.end()
     return {"live": live / number * 1e9, "empty": bare / number * 1e9}
@@ -158,7 +159,7 @@ def _training_loop(cfg: dict) -> dict:
     metrics; without a plot, with a plot of both that never redraws during the loop (the
     listener's share), and with a live plot (``every=0.5``), taking turns."""
     import mlnb
-    from mlnb.live import LivePlot
+    from mlnb.liveplot import LivePlot
 
     t0 = time.perf_counter()
     for _ in range(200):
@@ -205,7 +206,7 @@ def _redraw(cfg: dict) -> dict:
     import matplotlib
     import numpy as np
 
-    from mlnb.live import Series, _Renderer
+    from mlnb.liveplot import Series, _Renderer
 
     x = np.arange(REDRAW_POINTS, dtype=float)
     y = np.exp(-x / 3000) + np.random.default_rng(0).random(REDRAW_POINTS) * 0.05
@@ -322,7 +323,8 @@ def render(res: dict, command: str) -> str:
     out = [TITLE, ""]
     out.append(
         "What attaching a live plot costs the loop that logs. The listener "
-        "(`tracking.add_metric_listener`) appends each point of the watched run to two lists; "
+        "(`tracking.add_batch_listener`) runs in the metric writer thread: it gets each batch "
+        "of points after it is written and appends the watched run's to two lists; "
         "a daemon thread redraws at most every `every` s (0.5 here). Measured in fresh "
         f"processes of `{res['python']}`, after one plot was made and closed (numpy, "
         "matplotlib, PIL and ipywidgets are imported before any timing, as in a notebook)."
@@ -378,7 +380,7 @@ def render(res: dict, command: str) -> str:
         f"- The live plot's listener called directly costs {ns['live']:.0f} ns per point "
         f"(an empty Python function with the same arguments: {ns['empty']:.0f} ns). In the "
         f"loop, any listener at all costs {_pct(empty)} wall / {_pct(empty_cpu)} CPU: that "
-        "is tracking's dispatch (a loop over the listeners and a Python call per point), "
+        "is what a listener costs the loop now that it runs in the writer thread, "
         f"paid before the plot does anything; the plot's own work adds the rest "
         f"({_pct(tight)} wall / {_pct(tight_cpu)} CPU in all).",
         f"- Frames drawn during the {n:,} calls: {sum(loop['frames'])} in "

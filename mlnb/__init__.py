@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mlnb.autologging import autolog
     from mlnb.errors import MlnbError
-    from mlnb.live import live
+    from mlnb.liveplot import live
     from mlnb.search import delete_run, diff, get_run, restore_run, runs
     from mlnb.store import Store
     from mlnb.tracking import (
@@ -41,7 +41,7 @@ __version__ = "0.1.0.dev0"
 _LAZY = {
     "autolog": "mlnb.autologging",
     "MlnbError": "mlnb.errors",
-    "live": "mlnb.live",
+    "live": "mlnb.liveplot",
     "Store": "mlnb.store",
     **dict.fromkeys(("delete_run", "diff", "get_run", "restore_run", "runs"), "mlnb.search"),
     **dict.fromkeys(

@@ -303,9 +303,9 @@ class TrackMagics(Magics):
         print(f"mlnb: {args.framework} autologging {args.state}")
 
     def _live(self, args: argparse.Namespace) -> Any:
-        from mlnb.live import live
+        from mlnb.liveplot import live
 
-        return live(*args.keys, run=self._run(), every=args.every)
+        return live(*args.keys, every=args.every)  # follows the run that logs next
 
     def _compare(self, args: argparse.Namespace) -> Any:
         import mlnb

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,9 @@ _explicit_store: Store | None = None
 _writers: dict[int, MetricWriter] = {}
 _attached_env_run: str | None = None
 _uncaught = False
-_metric_listeners: list[Callable[[ActiveRun, str, int, float], None]] = []
 _end_hooks: list[Callable[[ActiveRun, str], None]] = []
+BatchListener = Callable[[Store, Sequence[tuple[int, str, int, float, float]]], None]
+_batch_listeners: list[BatchListener] = []
 _kernel_notebook: str | None = None  # this kernel's notebook ("" when none), looked up once
 _hooks_installed = False
 
@@ -78,16 +79,17 @@ def _writer_for(store: Store) -> MetricWriter:
         return writer
 
 
-def add_metric_listener(listener: Callable[[ActiveRun, str, int, float], None]) -> None:
-    """Call ``listener(run, key, step, value)`` on every metric logged in this process
-    (live plots use it). It runs in the logging thread: keep it to a few microseconds."""
-    _metric_listeners.append(listener)
+def add_batch_listener(listener: BatchListener) -> None:
+    """Call ``listener(store, rows)`` in the metric writer thread with every batch of
+    points ``(run_rowid, key, step, value, time)`` just written (live plots use it: it
+    costs ``log_metric`` nothing). A listener that raises is removed."""
+    _batch_listeners.append(listener)
 
 
-def remove_metric_listener(listener: Callable[[ActiveRun, str, int, float], None]) -> None:
-    """Stop calling a listener added with ``add_metric_listener``."""
+def remove_batch_listener(listener: BatchListener) -> None:
+    """Stop calling a listener added with ``add_batch_listener``."""
     with contextlib.suppress(ValueError):
-        _metric_listeners.remove(listener)
+        _batch_listeners.remove(listener)
 
 
 def add_end_hook(hook: Callable[[ActiveRun, str], None]) -> None:
@@ -165,6 +167,11 @@ class MetricWriter:
                 except BaseException:
                     queue.extendleft(reversed(batch))
                     raise
+                for listener in tuple(_batch_listeners):
+                    try:
+                        listener(self.store, batch)
+                    except Exception:  # a viewer's bug must not stop metrics being written
+                        _batch_listeners.remove(listener)
             self.last_error = None
 
     def flush(self) -> None:
@@ -258,9 +265,6 @@ class ActiveRun:
             self._writer.wake()
             if n > QUEUE_LIMIT:
                 self._writer.wait_for_room()
-        if _metric_listeners:
-            for listener in _metric_listeners:
-                listener(self, key, step, value)
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Queue several metrics at once; every value is checked before any is queued."""

@@ -386,6 +386,7 @@ def test_unreadable_file_is_refused_naming_the_path() -> None:
         os.chmod(inner, 0o000)
         code = (
             "import os\n"
+            "import xxhash  # imported lazily by fingerprints: load it before losing access\n"
             "from mlnb.fingerprints import fingerprint\n"
             "from mlnb.errors import InvalidInputError\n"
             "if os.geteuid() == 0:  # root ignores permissions: act as nobody\n"

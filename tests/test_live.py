@@ -21,7 +21,7 @@ from mlnb.errors import InvalidInputError
 from tests.conftest import run_python
 
 # `mlnb.live` may be re-exported as the function; the module is what these tests need
-live_module: Any = importlib.import_module("mlnb.live")
+live_module: Any = importlib.import_module("mlnb.liveplot")
 LivePlot = live_module.LivePlot
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -63,7 +63,7 @@ def count(plot: Any, key: str) -> int:
 
 
 def listening(plot: Any) -> bool:
-    return plot._listener is not None and plot._listener in tracking._metric_listeners
+    return plot._listener is not None and plot._listener in tracking._batch_listeners
 
 
 # -- drawing while a loop logs ---------------------------------------------------------------
@@ -308,7 +308,9 @@ def test_the_listener_costs_no_more_than_a_few_appends(store: mlnb.Store) -> Non
     with mlnb.start_run(capture=False) as run:
         plot = LivePlot(["loss"], every=60)
         listener = plot._listener
-        per_call = min(timeit.repeat(lambda: listener(run, "loss", 1, 0.5), number=20_000)) / 20_000
+        rows = [(run._rowid, "loss", 1, 0.5, 0.0)]
+        calls = timeit.repeat(lambda: listener(run.store, rows), number=20_000)
+        per_call = min(calls) / 20_000
         assert per_call < 2e-6
     plot.close()
 
@@ -321,7 +323,7 @@ def test_outside_a_kernel_live_is_an_inactive_plot(store: mlnb.Store) -> None:
         plot = live_module.live("loss")
         run.log_metric("loss", 1.0)
         assert not plot.active and not plot.live and plot.widget is None
-        assert plot._listener is None and tracking._metric_listeners == []
+        assert plot._listener is None and tracking._batch_listeners == []
         assert plot._repr_html_() is None and "inactive" in repr(plot)
         plot._ipython_display_()
         plot.close()
@@ -330,7 +332,7 @@ def test_outside_a_kernel_live_is_an_inactive_plot(store: mlnb.Store) -> None:
 def test_a_script_with_a_live_plot_prints_nothing_and_loads_no_plotting(tmp_path: Path) -> None:
     code = (
         "import sys, json, mlnb\n"
-        "from mlnb.live import live\n"
+        "from mlnb.liveplot import live\n"
         "with mlnb.start_run(capture=False):\n"
         "    plot = live('loss', 'val_acc')\n"
         "    for i in range(100):\n"
@@ -432,7 +434,7 @@ def test_mlnb_live_works_whether_the_module_or_the_function_came_first() -> None
     `mlnb.live("loss")` then raised "'module' object is not callable"."""
     code = (
         "import mlnb\n"
-        "from mlnb.live import LivePlot\n"
+        "from mlnb.liveplot import LivePlot\n"
         "plot = mlnb.live('loss', every=1)\n"
         "print(type(plot).__name__, plot.active, callable(mlnb.live))"
     )
@@ -441,7 +443,7 @@ def test_mlnb_live_works_whether_the_module_or_the_function_came_first() -> None
 
 def test_import_mlnb_live_loads_no_plotting_library() -> None:
     code = (
-        "import sys, json, mlnb.live\n"
+        "import sys, json, mlnb.liveplot\n"
         "print(json.dumps([m for m in ('matplotlib', 'ipywidgets', 'IPython', 'numpy') "
         "if m in sys.modules]))"
     )
@@ -456,7 +458,7 @@ def test_frames_reach_the_widget_from_the_thread_in_a_real_kernel(tmp_path: Path
 
     code = (
         "import time, mlnb\n"
-        "from mlnb.live import live\n"
+        "from mlnb.liveplot import live\n"
         "with mlnb.start_run(capture=False):\n"
         "    plot = live('loss', every=0.05)\n"
         "    for i in range(300):\n"

@@ -2,9 +2,10 @@
 
 How it works, and what each part costs:
 
-- A metric listener (``tracking.add_metric_listener``) appends each ``step`` and ``value``
-  the watched run logs to a pair of plain lists for that key: 0.1–0.2 µs in the logging
-  thread, no lock, no object the garbage collector has to track.
+- A batch listener (``tracking.add_batch_listener``) gets every batch of points the
+  metric writer thread has just stored (every ~0.1 s, or every 8,192 points) and appends
+  the watched run's ``step`` and ``value`` to a pair of plain lists per key. It runs in the
+  writer thread, so ``log_metric`` pays nothing for a plot.
 - A daemon thread wakes every ``every`` seconds. When points arrived it moves them into
   numpy series (at most ``max_points`` per key: beyond that, min/max decimation halves a
   series), draws them with matplotlib's Agg backend off-screen, and sends the PNG to an
@@ -30,7 +31,6 @@ import re
 import sys
 import threading
 import time
-import types
 import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -67,7 +67,7 @@ _HIGHER_PREFIXES = ("acc", "precision", "recall", "f1", "auc", "auroc", "auprc",
 _HIGHER_WORDS = frozenset({"ap", "map", "mrr", "hit", "hits", "win", "r2", "dice", "top1",
                            "top3", "top5", "top10"})  # fmt: skip
 
-Listener = Callable[[ActiveRun, str, int, float], None]
+Listener = Callable[[Any, Sequence[tuple[int, str, int, float, float]]], None]
 Append = Callable[[Any], None]
 _SINK: Append = deque(maxlen=0).append  # a C-level no-op for keys this plot ignores
 _SINKS = (_SINK, _SINK)
@@ -208,13 +208,13 @@ class LivePlot:
             return
         self._listener = self._make_listener()
         self._since = time.time()
-        tracking.add_metric_listener(self._listener)
+        tracking.add_batch_listener(self._listener)
         try:
             if self.run is not None and not self.run.ended:
                 self._load_history(self.run)
             self._draw()
         except BaseException:
-            tracking.remove_metric_listener(self._listener)
+            tracking.remove_batch_listener(self._listener)
             raise
         with _open_lock:
             _open.append(self)
@@ -238,44 +238,44 @@ class LivePlot:
     # -- the logging thread ----------------------------------------------------------
 
     def _make_listener(self) -> Listener:
-        """The function ``log_metric`` calls: append to this key's lists and return.
-        A closure over locals, since every attribute lookup here costs the training loop."""
+        """What the metric writer thread calls with each batch it stored: append the
+        watched run's points to their keys' lists. It runs in the writer thread, after the
+        batch is on disk, so ``log_metric`` itself pays nothing for a live plot."""
         watched = self.run if self._bound else None
         appends = self._appends
         add_key = self._add_key
         plot = self
-        now = time.time
+        use_time = self.x == "time"
 
-        def adopt(run: ActiveRun) -> bool:
+        def adopt(store: Any, rowid: int) -> bool:
             nonlocal watched
+            candidates = [plot.run, *tracking._stack]  # a run being ended is off the stack
+            run = next(
+                (r for r in candidates if r is not None and r._rowid == rowid and r.store is store),
+                None,
+            )
+            if run is None:
+                return False
             with _open_lock:  # two threads logging their first point at once
                 if watched is None and not plot.closed:
                     watched = run
                     plot._adopt(run)
             return watched is run
 
-        if self.x == "time":
-
-            def listener(run: ActiveRun, key: str, step: int, value: float) -> None:
-                if run is not watched and (watched is not None or not adopt(run)):
-                    return
+        def listener(store: Any, rows: Sequence[tuple[int, str, int, float, float]]) -> None:
+            since = plot._since  # points logged before it are read from the store instead
+            for rowid, key, step, value, stamp in rows:
+                if stamp < since:
+                    continue
+                if watched is None and not adopt(store, rowid):
+                    continue
+                if watched is None or rowid != watched._rowid or store is not watched.store:
+                    continue
                 try:
                     append_x, append_y = appends[key]
                 except KeyError:  # once per key
                     append_x, append_y = add_key(key)
-                append_x(now())
-                append_y(value)
-
-        else:
-
-            def listener(run: ActiveRun, key: str, step: int, value: float) -> None:
-                if run is not watched and (watched is not None or not adopt(run)):
-                    return
-                try:
-                    append_x, append_y = appends[key]
-                except KeyError:  # once per key
-                    append_x, append_y = add_key(key)
-                append_x(step)
+                append_x(stamp if use_time else step)
                 append_y(value)
 
         return listener
@@ -315,7 +315,7 @@ class LivePlot:
                 run = self.run
                 ending = stopping or (self._bound and run is not None and run.ended)
                 if ending and self._listener is not None:
-                    tracking.remove_metric_listener(self._listener)
+                    tracking.remove_batch_listener(self._listener)
                 changed = False
                 if self._reload and run is not None:
                     self._reload = False
@@ -339,7 +339,7 @@ class LivePlot:
 
     def _finish(self) -> None:
         if self._listener is not None:
-            tracking.remove_metric_listener(self._listener)
+            tracking.remove_batch_listener(self._listener)
         self.closed = True
         with _open_lock:
             if self in _open:
@@ -509,12 +509,16 @@ class LivePlot:
 
     def close(self) -> None:
         """Stop following the run: remove the listener and draw a last frame."""
+        run = self.run
+        if run is not None and not run.ended and not self.closed:
+            with contextlib.suppress(MlnbError):
+                run._writer.flush()  # what the loop logged so far reaches the last frame
         self._stop.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(JOIN_TIMEOUT_S)
         elif self._listener is not None:
-            tracking.remove_metric_listener(self._listener)
+            tracking.remove_batch_listener(self._listener)
         self.closed = True
 
     def __enter__(self) -> LivePlot:
@@ -786,16 +790,5 @@ def _check_keys(keys: Sequence[str]) -> tuple[str, ...]:
             out.append(checked)
     return tuple(out)
 
-
-class _CallableModule(types.ModuleType):
-    """``mlnb.live`` is this module or its ``live`` function, whichever was imported first
-    (importing the module binds the package attribute to it), so calling the module calls
-    the function: ``mlnb.live("loss")`` works in either order."""
-
-    def __call__(self, *keys: str, **options: Any) -> LivePlot:
-        return live(*keys, **options)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["LivePlot", "Series", "live", "lower_is_better"]
