@@ -25,7 +25,6 @@ import functools
 import inspect
 import math
 import numbers
-import os
 import pickle
 import threading
 import time
@@ -204,8 +203,7 @@ def _start(estimator: Any, problems: list[str]) -> tracking.ActiveRun | None:
     tags = {"estimator_class": f"{cls.__module__}.{cls.__qualname__}", "autolog": "sklearn"}
     try:
         parent = tracking.active_run()
-        job_run = os.environ.get(tracking.ENV_RUN_ID)
-        if parent is None and job_run and tracking._attached_env_run != job_run:
+        if parent is None and tracking.pending_job_run():
             parent = tracking.start_run()  # the run of an `mlnb run` job: fits nest under it
         if parent is not None and not parent.ended:
             run = tracking.start_run(

@@ -421,9 +421,9 @@ def start_run(
     global _attached_env_run
     _install_hooks()
     st = store or get_store()
-    env_run = os.environ.get(ENV_RUN_ID)
-    if run_id is None and env_run and _attached_env_run != env_run:
-        run_id, _attached_env_run = env_run, env_run
+    job_run = pending_job_run()
+    if run_id is None and job_run:
+        run_id, _attached_env_run = job_run, job_run
     with _lock:
         if nested:
             if parent_run_id is None and _stack:
@@ -504,6 +504,13 @@ def _default_source() -> str | None:
             _kernel_notebook = str(found) if found else ""
         return _kernel_notebook or None
     return str(Path(path).absolute()) if path else None
+
+
+def pending_job_run() -> str | None:
+    """The run id in ``$MLNB_RUN_ID`` (set by ``mlnb run``) that this process has not
+    attached to yet: the next ``start_run()`` will resume it."""
+    env_run = os.environ.get(ENV_RUN_ID)
+    return env_run if env_run and _attached_env_run != env_run else None
 
 
 def active_run() -> ActiveRun | None:
