@@ -404,6 +404,156 @@ def store_cmd(ctx: click.Context, fmt: str) -> None:
     click.echo(f"artifact bytes  {info['artifact_bytes']}")
 
 
+# -- headless jobs ----------------------------------------------------------------------
+
+
+def _cli_value(text: str) -> Any:
+    """A ``-p NAME VALUE`` value as papermill reads it: bool, None, int, float, else text."""
+    lowered = text.strip()
+    if lowered in ("True", "true"):
+        return True
+    if lowered in ("False", "false"):
+        return False
+    if lowered in ("None", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(lowered)
+        except ValueError:
+            pass
+    return text
+
+
+def _job_parameters(
+    pairs: Sequence[tuple[str, str]], yaml_text: str | None, yaml_file: str | None
+) -> dict[str, Any]:
+    import yaml
+
+    params: dict[str, Any] = {}
+    for source, text in (("--parameters-file", yaml_file), ("-y", yaml_text)):
+        if text is None:
+            continue
+        try:
+            raw = open(text).read() if source == "--parameters-file" else text  # noqa: SIM115
+            loaded = yaml.safe_load(raw) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise click.BadParameter(f"cannot read parameters: {exc}", param_hint=source) from None
+        if not isinstance(loaded, dict):
+            raise click.BadParameter("parameters must be a mapping of names to values",
+                                     param_hint=source)  # fmt: skip
+        params.update(loaded)
+    for name, value in pairs:
+        params[name] = _cli_value(value)
+    return params
+
+
+@cli.command("run")
+@click.argument("notebook", type=click.Path(dir_okay=False))
+@click.argument("output", required=False, type=click.Path(dir_okay=False))
+@click.option("-p", "--parameter", "pairs", nargs=2, multiple=True, metavar="NAME VALUE",
+              help="A parameter (repeatable); values read as in papermill.")  # fmt: skip
+@click.option("-y", "--parameters-yaml", "yaml_text", metavar="YAML", help="Parameters as YAML.")
+@click.option("-f", "--parameters-file", "yaml_file", metavar="FILE", help="Parameters file.")
+@click.option("--name", help="Run name (default: the notebook's name).")
+@click.option("-e", "--experiment", help="Experiment name.")
+@click.option("-t", "--tag", "tags", multiple=True, metavar="K=V", help="Tag (repeatable).")
+@click.option("--kernel", help="Kernel name (default: the notebook's).")
+@click.option("--cwd", type=click.Path(file_okay=False), help="Working directory of the kernel.")
+@click.option("--cell-timeout", type=float, help="Seconds a cell may run.")
+@click.option("--start-timeout", type=float, default=60.0, show_default=True)
+@click.option("--log-output", is_flag=True, help="Print the notebook's output as it runs.")
+@click.option("--strict-params", is_flag=True, help="Refuse unknown or mistyped parameters.")
+@click.option(
+    "--check",
+    "checks",
+    multiple=True,
+    metavar="EXPR",
+    help='A gate on the finished run, e.g. "metrics.acc >= 0.9" (repeatable).',
+)
+@click.pass_context
+@handles_errors
+def run_cmd(
+    ctx: click.Context,
+    notebook: str,
+    output: str | None,
+    pairs: tuple[tuple[str, str], ...],
+    yaml_text: str | None,
+    yaml_file: str | None,
+    name: str | None,
+    experiment: str | None,
+    tags: tuple[str, ...],
+    kernel: str | None,
+    cwd: str | None,
+    cell_timeout: float | None,
+    start_timeout: float,
+    log_output: bool,
+    strict_params: bool,
+    checks: tuple[str, ...],
+) -> None:
+    """Run NOTEBOOK headless (papermill) as one tracked run; write it to OUTPUT.
+
+    Exit codes: 0 ok, 1 a cell raised, 2 usage or parameter error, 3 a --check failed,
+    124 a cell timed out, 138 the kernel died.
+    """
+    from mlnb.query import compile_filter
+    from mlnb.runner import run_notebook
+
+    for expr in checks:  # a bad gate is a usage error, found before anything runs
+        try:
+            compile_filter(expr)
+        except MlnbError as exc:
+            raise click.BadParameter(str(exc), param_hint="--check") from None
+    tag_map = {}
+    for item in tags:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected K=V, got {item!r}", param_hint="--tag")
+        tag_map[key] = value
+    store = _open_store(ctx)
+    try:
+        result = run_notebook(
+            notebook, output, parameters=_job_parameters(pairs, yaml_text, yaml_file),
+            name=name, experiment=experiment, tags=tag_map, kernel=kernel, cwd=cwd,
+            cell_timeout=cell_timeout, start_timeout=start_timeout, log_output=log_output,
+            strict_params=strict_params, store=store,
+        )  # fmt: skip
+    except MlnbError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        ctx.exit(2)
+    click.echo(f"run {result.run_id}  {result.status}  ({result.duration:.1f} s)")
+    if result.error is not None:
+        click.echo(f"  {result.error}", err=True)
+    code = result.exit_code
+    if code == 0 and checks:
+        failed = []
+        for i, expr in enumerate(checks):
+            ok = bool(store.search_runs(f"run_id = '{result.run_id}' and ({expr})")["run_id"])
+            verdict = f"{'pass' if ok else 'fail'}: {expr}"
+            store.set_tags(result.run_id, {f"mlnb.check.{i}": verdict}, check_state=False)
+            click.echo(f"  check {'passed' if ok else 'FAILED'}: {expr}")
+            if not ok:
+                failed.append(expr)
+        code = 3 if failed else 0
+    ctx.exit(code)
+
+
+@cli.command("params")
+@click.argument("notebook", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.pass_context
+@handles_errors
+def params_cmd(ctx: click.Context, notebook: str, fmt: str) -> None:
+    """List NOTEBOOK's parameters (its cell tagged `parameters`): name, type, default, help."""
+    from mlnb.runner import notebook_parameters
+
+    found = notebook_parameters(notebook)
+    rows = [[p.name, p.type, repr(p.default), p.help or ""] for p in found]
+    if not rows and fmt == "table":
+        click.echo("(no parameters cell)")
+        return
+    click.echo(render(["name", "type", "default", "help"], rows, fmt), nl=False)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point."""
     cli.main(args=list(argv) if argv is not None else None, prog_name="mlnb")

@@ -209,7 +209,8 @@ class TrackMagics(Magics):
         self, name: str | None, *, experiment: str | None, tags: dict[str, Any], nested: bool
     ) -> tracking.ActiveRun:
         notebook = self.lineage.notebook()
-        default = Path(notebook).stem if notebook else None
+        # a job's run (mlnb run) keeps the name its runner gave it unless one is asked for
+        default = Path(notebook).stem if notebook and not tracking.pending_job_run() else None
         run = tracking.start_run(
             name or default,
             experiment=experiment,

@@ -354,15 +354,16 @@ class Store(ProvenanceStore):
 
         self.write(tx)
 
-    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        """Set tags (mutable, last write wins) all-or-nothing."""
+    def set_tags(self, run_id: str, tags: Mapping[str, Any], *, check_state: bool = True) -> None:
+        """Set tags (mutable, last write wins) all-or-nothing. ``check_state=False`` lets
+        tools annotate a finished run (gate results); users' runs refuse it once ended."""
         rows = [
             (validation.check_key(k, "tag key"), validation.tag_value(k, v))
             for k, v in tags.items()
         ]
 
         def tx(conn: sqlite3.Connection) -> None:
-            rowid = self._writable_run(conn, run_id)
+            rowid = self._writable_run(conn, run_id, check_state=check_state)
             conn.executemany(
                 "INSERT OR REPLACE INTO tags (run, key, value) VALUES (?, ?, ?)",
                 [(rowid, k, v) for k, v in rows],

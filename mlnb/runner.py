@@ -1,0 +1,636 @@
+"""Headless jobs: run a notebook with papermill as one tracked run.
+
+:func:`run_notebook` checks its inputs, creates the run row, then executes the notebook in
+a fresh kernel that knows the run's id (``$MLNB_RUN_ID`` and the injected papermill
+parameter ``mlnb_run_id``), so ``%track start`` / ``mlnb.start_run()`` inside the notebook
+attach to that run instead of starting another. The run's final status comes from what
+papermill raised, never from the output notebook's metadata (which says ``exception:
+null`` after a dead kernel or a timeout). :func:`notebook_parameters` lists the notebook's
+parameters (papermill's cell tagged ``parameters``). See docs/jobs.md.
+
+papermill, nbformat and nbclient are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlnb.errors import InvalidInputError
+from mlnb.hashing import hash_file
+from mlnb.liveness import acquire_run_lock, release_run_lock
+from mlnb.store import ENV_STORE, Store
+from mlnb.tracking import ENV_RUN_ID
+
+__all__ = [
+    "EXIT_CELL_ERROR",
+    "EXIT_DEAD_KERNEL",
+    "EXIT_OK",
+    "EXIT_TIMEOUT",
+    "EXIT_USAGE",
+    "JobError",
+    "JobResult",
+    "Param",
+    "notebook_parameters",
+    "run_notebook",
+]
+
+EXIT_OK = 0
+EXIT_CELL_ERROR = 1
+EXIT_USAGE = 2  # raised before anything runs: the CLI maps InvalidInputError to it
+EXIT_TIMEOUT = 124  # as timeout(1)
+EXIT_DEAD_KERNEL = 138
+
+ENV_NOTEBOOK = "MLNB_NOTEBOOK"
+RUN_ID_PARAMETER = "mlnb_run_id"
+JOB_TAG = "mlnb.job"
+HASH_TAG = "mlnb.notebook_hash"
+CELL_SECONDS = "job/cell_seconds"
+ENGINE_NAME = "mlnb"
+
+# Run in the kernel after the last cell (when the kernel is still usable), because the
+# kernel is then shut down immediately, without its atexit handlers: write every queued
+# metric, and end the runs the notebook started itself (the job's run is the runner's).
+_FINALIZE = """\
+import os as _mlnb_os, sys as _mlnb_sys
+_mlnb_t = _mlnb_sys.modules.get("mlnb.tracking")
+if _mlnb_t is not None:
+    _mlnb_t.flush()
+    for _mlnb_r in reversed(list(_mlnb_t._stack)):
+        if _mlnb_r.run_id != _mlnb_os.environ.get("MLNB_RUN_ID"):
+            _mlnb_t.end_run("finished", run=_mlnb_r)
+    _mlnb_t.flush()
+"""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a notebook: a line of its ``parameters`` cell.
+
+    ``type`` is the annotation if there is one, else the type of the default (``float``,
+    ``int``, ``str``, ``bool``, ``list``, ``dict``, ``None``…), or ``""`` when the default
+    is an expression rather than a literal; ``default`` is the literal's value (``None``
+    for an expression), ``source`` the default as written, ``help`` the trailing comment.
+    """
+
+    name: str
+    type: str
+    default: Any
+    help: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class JobError:
+    """What stopped a job: ``name`` (the exception's class, or ``Timeout``), ``message``,
+    and ``cell``, the 0-based index of the cell in the input notebook (None if unknown)."""
+
+    name: str
+    message: str
+    cell: int | None
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """The outcome of :func:`run_notebook`."""
+
+    run_id: str
+    status: str
+    output: Path | None
+    error: JobError | None
+    duration: float
+    exit_code: int
+
+    @property
+    def ok(self) -> bool:
+        """Whether every cell ran (``exit_code == 0``)."""
+        return self.exit_code == EXIT_OK
+
+
+# -- parameters -----------------------------------------------------------------------
+
+
+def _read_notebook(path: Path) -> Any:
+    import nbformat
+
+    if not path.exists():
+        raise InvalidInputError(f"no such notebook: {path}")
+    if not path.is_file():
+        raise InvalidInputError(f"{path} is not a notebook file (it is a folder)")
+    try:
+        with _quiet_warnings():
+            reader: Any = nbformat.read
+            return reader(path, as_version=4)
+    except Exception as exc:
+        raise InvalidInputError(
+            f"{path} is not a Jupyter notebook ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+@contextlib.contextmanager
+def _quiet_warnings() -> Iterator[None]:
+    """nbformat warns about notebooks missing cell ids; that is not the user's problem."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _tags(cell: Any) -> list[str]:
+    tags = cell.get("metadata", {}).get("tags", [])
+    return list(tags) if isinstance(tags, list) else []
+
+
+def _params_of(nb: Any) -> list[Param]:
+    from papermill.translators import papermill_translators
+    from papermill.utils import nb_kernel_name, nb_language
+
+    cell = next((c for c in nb.cells if "parameters" in _tags(c)), None)
+    if cell is None:
+        return []
+    try:
+        translator = papermill_translators.find_translator(nb_kernel_name(nb), nb_language(nb))
+        inspected = translator.inspect(cell)
+    except (ValueError, NotImplementedError) as exc:
+        raise InvalidInputError(f"cannot read the parameters of this notebook: {exc}") from None
+    params = []
+    for p in inspected:
+        source = str(p.default)
+        try:
+            value = ast.literal_eval(source)
+            literal = True
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            value, literal = None, False
+        annotation = p.inferred_type_name if p.inferred_type_name != "None" else ""
+        if annotation:
+            type_name = annotation
+        elif literal:
+            type_name = "None" if value is None else type(value).__name__
+        else:
+            type_name = ""
+        params.append(Param(p.name, type_name, value, p.help or "", source))
+    return params
+
+
+def notebook_parameters(path: str | os.PathLike[str]) -> list[Param]:
+    """The parameters of the notebook at ``path``: the assignments of its cell tagged
+    ``parameters`` (papermill's convention), in order. No such cell: an empty list."""
+    return _params_of(_read_notebook(Path(path).expanduser()))
+
+
+# -- checks before running ---------------------------------------------------------------
+
+_JSONISH = (str, int, float, bool, type(None))
+
+
+def _check_value(key: str, value: Any) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInputError(
+            f"parameter {key!r}: {value!r} cannot be passed to a notebook; use a finite number"
+        )
+    if isinstance(value, _JSONISH):
+        return
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _check_value(key, item)
+        return
+    if isinstance(value, dict):
+        for k, item in value.items():
+            if not isinstance(k, str):
+                raise InvalidInputError(f"parameter {key!r}: dict keys must be strings, got {k!r}")
+            _check_value(key, item)
+        return
+    raise InvalidInputError(
+        f"parameter {key!r}: {type(value).__name__} values cannot be passed to a notebook; "
+        "use str, int, float, bool, None, or lists and dicts of them"
+    )
+
+
+_TYPE_CHECKS: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (float, int),
+    "str": (str,),
+    "bool": (bool,),
+    "list": (list, tuple),
+    "dict": (dict,),
+}
+
+
+def _check_parameters(
+    given: Mapping[str, Any], known: list[Param], *, strict: bool, where: Path
+) -> None:
+    for key, value in given.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise InvalidInputError(f"parameter name {key!r} is not a valid Python identifier")
+        if key == RUN_ID_PARAMETER:
+            raise InvalidInputError(f"{RUN_ID_PARAMETER!r} is set by mlnb; do not pass it")
+        _check_value(key, value)
+    if not strict:
+        return
+    by_name = {p.name: p for p in known}
+    unknown = sorted(set(given) - set(by_name))
+    if unknown:
+        names = ", ".join(by_name) if by_name else "none (no cell tagged 'parameters')"
+        raise InvalidInputError(
+            f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} for "
+            f"{where.name}; its parameters are: {names}"
+        )
+    for key, value in given.items():
+        param = by_name[key]
+        allowed = _TYPE_CHECKS.get(param.type)
+        if allowed is None:  # None default, an expression, or an annotation we don't judge
+            continue
+        is_bool = isinstance(value, bool)
+        if not isinstance(value, allowed) or (is_bool and param.type != "bool"):
+            raise InvalidInputError(
+                f"parameter {key!r} of {where.name} is a {param.type} (default "
+                f"{param.source}), got {type(value).__name__}: {value!r}"
+            )
+
+
+def _check_kernel(name: str | None) -> str:
+    if not name:
+        raise InvalidInputError(
+            "the notebook names no kernel (metadata.kernelspec); pass kernel=, e.g. 'python3'"
+        )
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        known = ", ".join(sorted(KernelSpecManager().find_kernel_specs())) or "none"
+        raise InvalidInputError(
+            f"no Jupyter kernel named {name!r}; installed kernels: {known}"
+        ) from None
+    return name
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+class _Holder:
+    """What the engine shares with run_notebook: the notebook being executed (for a
+    partial output after a timeout or a dead kernel) and the cell being run."""
+
+    def __init__(self) -> None:
+        self.nb: Any = None
+        self.cell: int | None = None
+
+
+_engine_registered = False
+
+
+def _register_engine() -> None:
+    """papermill's nbclient engine, plus: the kernel's environment, the current cell, the
+    notebook kept on failure, and a final flush in the kernel."""
+    global _engine_registered
+    if _engine_registered:
+        return
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.log import logger
+    from papermill.utils import merge_kwargs, remove_args
+
+    class Client(PapermillNotebookClient):  # type: ignore[misc]
+        holder: _Holder
+
+        def execute_cell(self, cell: Any, cell_index: int, *args: Any, **kwargs: Any) -> Any:
+            self.holder.cell = cell_index
+            return super().execute_cell(cell, cell_index, *args, **kwargs)
+
+        def papermill_execute_cells(self) -> None:
+            super().papermill_execute_cells()
+            self.holder.cell = None
+            with contextlib.suppress(Exception):  # best effort: never fail a finished job
+                self.wait_for_reply(self.kc.execute(_FINALIZE, silent=True, store_history=False))
+
+    class Engine(NBClientEngine):  # type: ignore[misc]
+        @classmethod
+        def execute_managed_notebook(
+            cls,
+            nb_man: Any,
+            kernel_name: str,
+            log_output: bool = False,
+            stdout_file: Any = None,
+            stderr_file: Any = None,
+            start_timeout: int = 60,
+            execution_timeout: float | None = None,
+            mlnb_holder: _Holder | None = None,
+            mlnb_env: dict[str, str] | None = None,
+            **kwargs: Any,
+        ) -> Any:
+            holder = mlnb_holder or _Holder()
+            holder.nb = nb_man.nb
+            kwargs = remove_args(["input_path"], **kwargs)
+            safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
+            final_kwargs = merge_kwargs(
+                safe_kwargs,
+                timeout=execution_timeout if execution_timeout else kwargs.get("timeout"),
+                startup_timeout=start_timeout,
+                kernel_name=kernel_name,
+                log=logger,
+                log_output=log_output,
+                stdout_file=stdout_file,
+                stderr_file=stderr_file,
+            )
+            client = Client(nb_man, **final_kwargs)
+            client.holder = holder
+            return client.execute(**({"env": mlnb_env} if mlnb_env is not None else {}))
+
+    papermill_engines.register(ENGINE_NAME, Engine)
+    _engine_registered = True
+
+
+def _open_store(store: Store | str | os.PathLike[str] | None) -> tuple[Store, bool]:
+    if isinstance(store, Store):
+        st, owned = store, False
+    else:
+        st, owned = Store(store), True
+    if st.db_path is None:
+        if owned:
+            st.close()
+        raise InvalidInputError(
+            "a notebook job needs a store on disk (its kernel is another process); "
+            "an in-memory store cannot be used"
+        )
+    return st, owned
+
+
+@contextlib.contextmanager
+def _quiet_run_id_warning() -> Iterator[None]:
+    """papermill logs "Passed unknown parameter: mlnb_run_id" for every job whose notebook
+    does not declare it; that one is expected."""
+    import logging
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.getMessage().endswith(f"unknown parameter: {RUN_ID_PARAMETER}")
+
+    log = logging.getLogger("papermill")
+    log.addFilter(keep)
+    try:
+        yield
+    finally:
+        log.removeFilter(keep)
+
+
+def _progress_bar() -> bool:
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def _source_cell(index: int | None, n_input: int, output_nb: Any) -> int | None:
+    """The index in the input notebook of cell ``index`` of the executed notebook, which
+    may hold one more cell: the one papermill injected after the parameters cell."""
+    if index is None or output_nb is None:
+        return index
+    cells = output_nb.cells
+    if len(cells) == n_input:
+        return index
+    injected = [i for i, c in enumerate(cells) if "injected-parameters" in _tags(c)]
+    if injected and index > injected[0]:
+        return index - 1
+    return index
+
+
+def _cell_timings(output_nb: Any, n_input: int) -> list[tuple[int, float]]:
+    out = []
+    for i, cell in enumerate(output_nb.cells):
+        if "injected-parameters" in _tags(cell):
+            continue
+        duration = cell.get("metadata", {}).get("papermill", {}).get("duration")
+        if cell.get("cell_type") == "code" and isinstance(duration, (int, float)):
+            src = _source_cell(i, n_input, output_nb)
+            if src is not None:
+                out.append((src, float(duration)))
+    return out
+
+
+def run_notebook(
+    path: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    experiment: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    kernel: str | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    cell_timeout: float | None = None,
+    start_timeout: float = 60,
+    log_output: bool = False,
+    strict_params: bool = False,
+    store: Store | str | os.PathLike[str] | None = None,
+) -> JobResult:
+    """Run the notebook at ``path`` headless (papermill) as one tracked run.
+
+    ``parameters`` override the defaults of the cell tagged ``parameters``; with
+    ``strict_params`` unknown names and values of the wrong type are refused. Bad input
+    raises :class:`~mlnb.errors.InvalidInputError` before any run row or kernel exists.
+    The executed notebook is written to ``output`` (default: a temporary file) and stored
+    with the run as the artifact ``job/<notebook name>.ipynb``. ``cwd`` defaults to the
+    notebook's folder, ``kernel`` to the notebook's own. Returns a :class:`JobResult`
+    whose ``exit_code`` is 0 (finished), 1 (a cell raised), 124 (a cell timed out) or
+    138 (the kernel died); the run is never left ``running``.
+    """
+    nb_path = Path(path).expanduser().absolute()
+    given = dict(parameters or {})
+    nb = _read_notebook(nb_path)
+    known = _params_of(nb)
+    _check_parameters(given, known, strict=strict_params, where=nb_path)
+    kernel_name = _check_kernel(kernel or nb.metadata.get("kernelspec", {}).get("name"))
+    work_dir = Path(cwd).expanduser().absolute() if cwd is not None else nb_path.parent
+    if not work_dir.is_dir():
+        raise InvalidInputError(f"working directory {work_dir} does not exist")
+    if cell_timeout is not None and not cell_timeout > 0:
+        raise InvalidInputError(
+            f"cell_timeout must be a positive number of seconds, got {cell_timeout!r}"
+        )
+    used = {p.name: p.default for p in known if p.source and _is_literal(p)}
+    used.update(given)
+    st, owned_store = _open_store(store)
+    try:
+        return _run(
+            st, nb_path, nb, output, used, given, name, experiment, tags, kernel_name,
+            work_dir, cell_timeout, start_timeout, log_output,
+        )  # fmt: skip
+    finally:
+        if owned_store:
+            st.close()
+
+
+def _is_literal(p: Param) -> bool:
+    return bool(p.type) and (p.default is not None or p.source == "None")
+
+
+def _run(
+    st: Store,
+    nb_path: Path,
+    nb: Any,
+    output: str | os.PathLike[str] | None,
+    used: dict[str, Any],
+    given: dict[str, Any],
+    name: str | None,
+    experiment: str | None,
+    tags: Mapping[str, Any] | None,
+    kernel_name: str,
+    work_dir: Path,
+    cell_timeout: float | None,
+    start_timeout: float,
+    log_output: bool,
+) -> JobResult:
+    import nbformat
+    import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    _register_engine()
+    started = time.monotonic()
+    notebook_hash = hash_file(nb_path)
+    run_tags = {**(tags or {}), JOB_TAG: "1", HASH_TAG: notebook_hash}
+    import uuid
+
+    run_id = uuid.uuid4().hex
+    lock = acquire_run_lock(st.locks_dir, run_id)  # the runner keeps the run alive
+    status = "failed"
+    error: JobError | None = None
+    exit_code = EXIT_CELL_ERROR
+    holder = _Holder()
+    tmp: tempfile.TemporaryDirectory[str] | None = None
+    out_path: Path | None = None
+    final_nb: Any = None
+    try:
+        st.create_run(
+            run_id=run_id,
+            name=name or nb_path.stem,
+            experiment=experiment,
+            tags=run_tags,
+            source=str(nb_path),
+        )
+        st.log_params(run_id, used)
+        if output is None:
+            tmp = tempfile.TemporaryDirectory(prefix="mlnb-job-")
+            out_path = Path(tmp.name) / nb_path.name
+        else:
+            out_path = Path(output).expanduser().absolute()
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            ENV_RUN_ID: run_id,
+            ENV_NOTEBOOK: str(nb_path),
+            ENV_STORE: str(st.root.absolute()),
+        }
+        try:
+            with _quiet_run_id_warning():
+                final_nb = papermill.execute_notebook(
+                    str(nb_path),
+                    str(out_path),
+                    parameters={**given, RUN_ID_PARAMETER: run_id},
+                    engine_name=ENGINE_NAME,
+                    kernel_name=kernel_name,
+                    cwd=str(work_dir),
+                    execution_timeout=cell_timeout,
+                    start_timeout=start_timeout,
+                    log_output=log_output,
+                    progress_bar=_progress_bar(),
+                    request_save_on_cell_execute=False,
+                    shutdown_kernel="immediate",
+                    mlnb_holder=holder,
+                    mlnb_env=env,
+                )
+            status, exit_code = "finished", EXIT_OK
+        except papermill.PapermillExecutionError as exc:
+            final_nb = holder.nb
+            cell = _source_cell(exc.cell_index, len(nb.cells), final_nb)
+            error = JobError(str(exc.ename), str(exc.evalue), cell)
+            status, exit_code = "failed", EXIT_CELL_ERROR
+        except CellTimeoutError:
+            final_nb = holder.nb
+            cell = _source_cell(holder.cell, len(nb.cells), final_nb)
+            where = f"cell {cell}" if cell is not None else "a cell"
+            error = JobError("Timeout", f"{where} did not finish within {cell_timeout:g} s", cell)
+            status, exit_code = "failed", EXIT_TIMEOUT
+        except DeadKernelError as exc:
+            final_nb = holder.nb
+            cell = _source_cell(holder.cell, len(nb.cells), final_nb)
+            error = JobError("DeadKernelError", f"the kernel died: {exc}".strip(), cell)
+            status, exit_code = "crashed", EXIT_DEAD_KERNEL
+        if final_nb is not None and status != "finished" and exit_code != EXIT_CELL_ERROR:
+            with _quiet_warnings():  # papermill wrote nothing after a timeout/dead kernel
+                writer: Any = nbformat.write
+                writer(final_nb, str(out_path))
+        _record(st, run_id, nb_path, out_path, final_nb, len(nb.cells), error)
+        if name is not None:  # `%track start` in the notebook renames the run it attaches to
+            st.write(
+                lambda c: c.execute("UPDATE runs SET name = ? WHERE run_id = ?", [name, run_id])
+            )
+    except KeyboardInterrupt:
+        status = "killed"
+        raise
+    except BaseException as exc:
+        status = "failed"
+        if error is None:
+            with contextlib.suppress(Exception):
+                st.set_tags(
+                    run_id, {"mlnb.error.name": type(exc).__name__, "mlnb.error.message": str(exc)}
+                )
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            if status == "finished":  # keep a status the notebook chose itself
+                st.set_status(run_id, status, only_from=("running", "crashed"))
+            else:
+                st.set_status(run_id, status, only_from=("running", "crashed", "finished"))
+        release_run_lock(st.locks_dir, run_id, lock)
+        if tmp is not None:
+            tmp.cleanup()
+    stored = st.get_run(run_id)
+    artifact = f"job/{nb_path.stem}.ipynb"
+    final_output: Path | None = out_path if output is not None else None
+    if final_output is None and artifact in {a.path for a in stored.artifacts}:
+        final_output = Path(stored.artifact_path(artifact))
+    return JobResult(
+        run_id=run_id,
+        status=stored.status,
+        output=final_output,
+        error=error,
+        duration=time.monotonic() - started,
+        exit_code=exit_code,
+    )
+
+
+def _record(
+    st: Store,
+    run_id: str,
+    nb_path: Path,
+    out_path: Path | None,
+    final_nb: Any,
+    n_input: int,
+    error: JobError | None,
+) -> None:
+    """Error tags, per-cell timings and the executed notebook, while the run still runs."""
+    if error is not None:
+        tags: dict[str, Any] = {"mlnb.error.name": error.name, "mlnb.error.message": error.message}
+        if error.cell is not None:
+            tags["mlnb.error.cell"] = error.cell
+        st.set_tags(run_id, tags)
+    if final_nb is not None:
+        now = time.time()
+        rowid, _ = st.run_rowid(run_id)
+        st.insert_metrics(
+            [
+                (rowid, CELL_SECONDS, cell, seconds, now)
+                for cell, seconds in _cell_timings(final_nb, n_input)
+            ]
+        )
+    if out_path is not None and out_path.is_file():
+        st.log_artifact(
+            run_id, out_path, name=f"job/{nb_path.stem}.ipynb", kind="notebook", check_state=False
+        )

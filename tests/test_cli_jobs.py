@@ -1,0 +1,86 @@
+"""`mlnb run` and `mlnb params` as a user types them (real kernels through papermill)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlnb.store import Store
+
+NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
+MLNB = [sys.executable, "-m", "mlnb"]
+
+
+def mlnb(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*MLNB, "--store", str(store), *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def runs(store: Path) -> dict[str, list]:
+    with Store(store) as st:
+        return st.search_runs()
+
+
+def test_params_lists_names_types_defaults_and_help(tmp_path: Path) -> None:
+    proc = mlnb(tmp_path / "s", "params", str(NOTEBOOKS / "job_train.ipynb"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["name", "type", "default", "help"]
+    assert lines[1].split()[:3] == ["lr", "float", "0.1"] and "learning rate" in lines[1]
+    assert "model" in proc.stdout and "which model to fit" in proc.stdout
+
+
+@pytest.mark.slow
+def test_run_with_parameters_and_a_passing_check(tmp_path: Path) -> None:
+    proc = mlnb(
+        tmp_path / "s", "run", str(NOTEBOOKS / "job_train.ipynb"), "-p", "lr", "0.5",
+        "-y", "epochs: 2", "--name", "nightly", "--check", "metrics.acc >= 0.9",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "finished" in proc.stdout and "check passed: metrics.acc >= 0.9" in proc.stdout
+    table = runs(tmp_path / "s")
+    assert table["name"] == ["nightly"] and table["params.lr"] == [0.5]
+    assert table["params.epochs"] == [2] and table["tags.mlnb.check.0"] == [
+        "pass: metrics.acc >= 0.9"
+    ]
+
+
+@pytest.mark.slow
+def test_a_failing_check_exits_3_and_is_recorded(tmp_path: Path) -> None:
+    proc = mlnb(
+        tmp_path / "s", "run", str(NOTEBOOKS / "job_train.ipynb"), "--check", "metrics.acc > 0.99"
+    )
+    assert proc.returncode == 3
+    assert "check FAILED: metrics.acc > 0.99" in proc.stdout
+    assert runs(tmp_path / "s")["tags.mlnb.check.0"] == ["fail: metrics.acc > 0.99"]
+
+
+@pytest.mark.slow
+def test_a_failing_cell_exits_1(tmp_path: Path) -> None:
+    proc = mlnb(tmp_path / "s", "run", str(NOTEBOOKS / "job_fail.ipynb"))
+    assert proc.returncode == 1
+    assert runs(tmp_path / "s")["status"] == ["failed"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("run", "missing.ipynb"), "missing.ipynb"),
+        (("run", str(NOTEBOOKS / "job_train.ipynb"), "-y", "a: ["), "cannot read parameters"),
+        (("run", str(NOTEBOOKS / "job_train.ipynb"), "--strict-params", "-p", "epochs", "many"),
+         "epochs"),
+        (("run", str(NOTEBOOKS / "job_train.ipynb"), "--check", "metrics.acc >"), "expected"),
+    ],
+)  # fmt: skip
+def test_usage_and_parameter_errors_exit_2_and_record_nothing(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    proc = mlnb(tmp_path / "s", *args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert runs(tmp_path / "s")["run_id"] == []

@@ -1,0 +1,297 @@
+"""Headless jobs (mlnb.runner): real kernels through papermill on tests/notebooks/job_*."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mlnb.errors import InvalidInputError
+from mlnb.runner import (
+    EXIT_CELL_ERROR,
+    EXIT_DEAD_KERNEL,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    Param,
+    notebook_parameters,
+    run_notebook,
+)
+from mlnb.store import Store
+
+NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh store, named by $MLNB_STORE as the CLI would see it."""
+    folder = tmp_path / "store"
+    monkeypatch.setenv("MLNB_STORE", str(folder))
+    return folder
+
+
+def job(name: str, where: Path) -> Path:
+    """A copy of a job notebook in the test's folder (jobs run in the notebook's folder)."""
+    path = where / f"{name}.ipynb"
+    shutil.copy(NOTEBOOKS / f"{name}.ipynb", path)
+    return path
+
+
+def run_ids(store_dir: Path) -> list[str]:
+    if not (store_dir / "mlnb.db").exists():
+        return []
+    with Store(store_dir) as st:
+        return list(st.search_runs()["run_id"])
+
+
+# -- parameters (no kernel) ------------------------------------------------------------
+
+
+def test_notebook_parameters_reads_names_types_defaults_and_help() -> None:
+    params = notebook_parameters(NOTEBOOKS / "job_train.ipynb")
+    assert params == [
+        Param("lr", "float", 0.1, "learning rate", "0.1"),
+        Param("epochs", "int", 3, "", "3"),
+        Param("model", "str", "logreg", "which model to fit", '"logreg"'),
+        Param("layers", "list", [64, 32], "", "[64, 32]"),
+    ]
+
+
+def test_a_notebook_without_a_parameters_cell_has_none() -> None:
+    assert notebook_parameters(NOTEBOOKS / "job_crash.ipynb") == []
+
+
+def test_an_expression_default_has_no_type_or_value(tmp_path: Path) -> None:
+    nb = json.loads((NOTEBOOKS / "job_fail.ipynb").read_text())
+    nb["cells"][0]["source"] = "n = 2 * 3  # computed\nsize: int = n + 1"
+    path = tmp_path / "expr.ipynb"
+    path.write_text(json.dumps(nb))
+    assert notebook_parameters(path) == [
+        Param("n", "", None, "computed", "2 * 3"),
+        Param("size", "int", None, "", "n + 1"),
+    ]
+
+
+# -- refused before anything runs --------------------------------------------------------
+
+
+def test_a_missing_notebook_is_named_and_creates_no_run(tmp_path: Path, store_dir: Path) -> None:
+    missing = tmp_path / "nope.ipynb"
+    with pytest.raises(InvalidInputError, match=r"no such notebook: .*nope\.ipynb"):
+        run_notebook(missing)
+    assert run_ids(store_dir) == []
+    with pytest.raises(InvalidInputError, match="nope.ipynb"):
+        notebook_parameters(missing)
+
+
+def test_a_file_that_is_not_a_notebook_is_refused(tmp_path: Path, store_dir: Path) -> None:
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text("print('hello')")
+    with pytest.raises(InvalidInputError, match="is not a Jupyter notebook"):
+        run_notebook(bad)
+    with pytest.raises(InvalidInputError, match="is not a notebook file"):
+        run_notebook(tmp_path)
+    assert run_ids(store_dir) == []
+
+
+def test_strict_params_refuse_unknown_names_listing_the_known_ones(
+    tmp_path: Path, store_dir: Path
+) -> None:
+    path = job("job_train", tmp_path)
+    with pytest.raises(InvalidInputError, match=r"unknown parameter lrr .*lr, epochs, model"):
+        run_notebook(path, parameters={"lrr": 0.5}, strict_params=True)
+    assert run_ids(store_dir) == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("lr", "fast"), ("epochs", 2.5), ("epochs", True), ("model", 3), ("layers", {"a": 1})],
+)
+def test_strict_params_refuse_values_of_the_wrong_type(
+    tmp_path: Path, store_dir: Path, key: str, value: object
+) -> None:
+    path = job("job_train", tmp_path)
+    with pytest.raises(InvalidInputError, match=rf"parameter '{key}' of job_train.ipynb is a"):
+        run_notebook(path, parameters={key: value}, strict_params=True)
+    assert run_ids(store_dir) == []
+
+
+def test_values_that_cannot_reach_a_notebook_are_refused(tmp_path: Path, store_dir: Path) -> None:
+    path = job("job_train", tmp_path)
+    with pytest.raises(InvalidInputError, match="object values cannot be passed"):
+        run_notebook(path, parameters={"lr": object()})
+    with pytest.raises(InvalidInputError, match="not a valid Python identifier"):
+        run_notebook(path, parameters={"my lr": 1})
+    with pytest.raises(InvalidInputError, match="no Jupyter kernel named 'no-such-kernel'"):
+        run_notebook(path, kernel="no-such-kernel")
+    assert run_ids(store_dir) == []
+
+
+# -- real kernels ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_job_finishes_with_its_params_metrics_notebook_and_hash_on_one_run(
+    tmp_path: Path, store_dir: Path
+) -> None:
+    path = job("job_train", tmp_path)
+    result = run_notebook(path, parameters={"lr": 0.5}, strict_params=True)
+    assert (result.status, result.exit_code, result.error) == ("finished", EXIT_OK, None)
+    assert run_ids(store_dir) == [result.run_id]  # %track start attached to the job's run
+    with Store(store_dir) as st:
+        rec = st.get_run(result.run_id)
+        assert rec.status == "finished"
+        assert rec.name == "job_train"
+        assert rec.params == {"lr": 0.5, "epochs": 3, "model": "logreg", "layers": [64, 32]}
+        assert rec.metrics["loss"] == pytest.approx(0.125)  # 3 epochs at lr=0.5
+        assert rec.metric_steps["loss"] == 2
+        assert rec.metrics["acc"] == 1.0
+        assert rec.tags["seen_run_id"] == result.run_id  # the injected mlnb_run_id
+        assert rec.tags["seen_notebook"] == str(path)  # $MLNB_NOTEBOOK
+        assert rec.tags["mlnb.job"] == "1"
+        from mlnb.hashing import hash_file
+
+        assert rec.tags["mlnb.notebook_hash"] == hash_file(path)
+        assert "job/cell_seconds" in rec.metrics
+        assert [s for s, _, _ in st.history(result.run_id, "job/cell_seconds")] == [1, 2, 3, 4]
+        assert {a.path for a in rec.artifacts} >= {"job/job_train.ipynb"}
+        assert result.output is not None
+        assert Path(rec.artifact_path("job/job_train.ipynb")) == result.output
+        executed = json.loads(result.output.read_text())
+        assert executed["metadata"]["papermill"]["parameters"]["lr"] == 0.5
+
+
+@pytest.mark.slow
+def test_output_path_is_kept_and_tags_and_experiment_are_used(
+    tmp_path: Path, store_dir: Path
+) -> None:
+    path = job("job_train", tmp_path)
+    out = tmp_path / "out" / "executed.ipynb"
+    result = run_notebook(path, out, name="n1", experiment="exp", tags={"team": "a"})
+    assert result.output == out and out.is_file()
+    with Store(store_dir) as st:
+        rec = st.get_run(result.run_id)
+        assert (rec.name, rec.experiment, rec.tags["team"]) == (
+            "n1",
+            "exp",
+            "a",
+        )  # the runner names the run and its experiment
+        assert rec.params["lr"] == 0.1  # the default
+
+
+@pytest.mark.slow
+def test_a_failing_cell_fails_the_run_with_cell_name_and_message(
+    tmp_path: Path, store_dir: Path
+) -> None:
+    result = run_notebook(job("job_fail", tmp_path))
+    assert (result.status, result.exit_code) == ("failed", EXIT_CELL_ERROR)
+    assert result.error is not None
+    assert (result.error.name, result.error.message, result.error.cell) == (
+        "ZeroDivisionError",
+        "division by zero",
+        2,  # in the input notebook (papermill's injected cell is not counted)
+    )
+    with Store(store_dir) as st:
+        rec = st.get_run(result.run_id)
+        assert rec.status == "failed"
+        assert rec.tags["mlnb.error.cell"] == "2"
+        assert rec.tags["mlnb.error.name"] == "ZeroDivisionError"
+        assert rec.tags["mlnb.error.message"] == "division by zero"
+        assert rec.metrics["before"] == 1.0  # flushed by the runner before the kernel went
+        assert "job/job_fail.ipynb" in {a.path for a in rec.artifacts}
+
+
+@pytest.mark.slow
+def test_a_dead_kernel_crashes_the_run_with_exit_138(tmp_path: Path, store_dir: Path) -> None:
+    result = run_notebook(job("job_crash", tmp_path))
+    assert (result.status, result.exit_code) == ("crashed", EXIT_DEAD_KERNEL)
+    assert result.error is not None and result.error.cell == 1
+    with Store(store_dir) as st:
+        rec = st.get_run(result.run_id)
+        assert rec.status == "crashed"
+        assert rec.tags["mlnb.error.name"] == "DeadKernelError"
+        assert rec.metrics["before"] == 1.0
+        assert "job/job_crash.ipynb" in {a.path for a in rec.artifacts}  # the partial notebook
+
+
+@pytest.mark.slow
+def test_a_cell_timeout_fails_the_run_with_exit_124(tmp_path: Path, store_dir: Path) -> None:
+    result = run_notebook(job("job_sleep", tmp_path), cell_timeout=2)
+    assert (result.status, result.exit_code) == ("failed", EXIT_TIMEOUT)
+    assert result.error is not None
+    assert (result.error.name, result.error.cell) == ("Timeout", 1)
+    assert result.duration < 20
+    with Store(store_dir) as st:
+        rec = st.get_run(result.run_id)
+        assert rec.status == "failed"
+        assert rec.tags["mlnb.error.name"] == "Timeout"
+        assert rec.tags["mlnb.error.cell"] == "1"
+
+
+# -- the run never stays running ----------------------------------------------------------
+
+
+class Boom(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize(("raised", "status"), [(KeyboardInterrupt, "killed"), (Boom, "failed")])
+def test_an_interrupt_or_an_unexpected_error_ends_the_run_and_propagates(
+    tmp_path: Path, store_dir: Path, monkeypatch: pytest.MonkeyPatch, raised: type, status: str
+) -> None:
+    import papermill
+
+    seen: list[str] = []
+
+    def fake_execute(*args: object, parameters: dict[str, str], **kwargs: object) -> None:
+        seen.append(parameters["mlnb_run_id"])
+        raise raised("stop")
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    with pytest.raises(raised):
+        run_notebook(job("job_train", tmp_path))
+    (run_id,) = run_ids(store_dir)
+    assert seen == [run_id]  # the row existed before execution
+    with Store(store_dir) as st:
+        rec = st.get_run(run_id)
+        assert rec.status == status
+        assert rec.params["lr"] == 0.1
+        if raised is Boom:
+            assert rec.tags["mlnb.error.name"] == "Boom"
+        assert not (store_dir / "locks" / f"{run_id}.lock").exists()
+
+
+def test_importing_the_runner_does_not_import_papermill() -> None:
+    import subprocess
+    import sys
+
+    code = "import mlnb, mlnb.runner, sys; print('papermill' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.slow
+def test_runs_the_notebook_starts_itself_are_finished_with_their_metrics(
+    tmp_path: Path, store_dir: Path
+) -> None:
+    nb = json.loads((NOTEBOOKS / "job_crash.ipynb").read_text())
+    nb["cells"] = nb["cells"][:1]
+    nb["cells"][0]["source"] = (
+        "import mlnb\nmlnb.start_run()\nmlnb.start_run('child', nested=True)\n"
+        "mlnb.log_metric('m', 1.0)"
+    )
+    path = tmp_path / "nested.ipynb"
+    path.write_text(json.dumps(nb))
+    result = run_notebook(path)
+    assert result.exit_code == EXIT_OK
+    with Store(store_dir) as st:
+        table = st.search_runs()
+        by_name = dict(zip(table["name"], table["run_id"], strict=True))
+        child = st.get_run(by_name["child"])
+        assert (child.status, child.metrics, child.parent_run_id) == (
+            "finished",
+            {"m": 1.0},
+            result.run_id,
+        )
+        assert st.get_run(result.run_id).status == "finished"
