@@ -317,3 +317,12 @@ def write_section(doc: Path, name: str, body: str) -> None:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)
+
+
+def publish(name: str, markdown: str, out: Path | None) -> None:
+    """A section run on its own: written into ``out`` between its markers, else printed."""
+    if out:
+        write_section(out, name, markdown)
+        log(f"wrote section {name} of {out}")
+    else:
+        print(markdown)

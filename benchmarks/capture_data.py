@@ -27,7 +27,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import REPO, fmt_ratio, fmt_time, load_average, log, table, verdict, write_section
+from _common import (
+    REPO,
+    fmt_ratio,
+    fmt_time,
+    load_average,
+    log,
+    publish,
+    table,
+    verdict,
+)
 
 NAME = "capture_data"
 TITLE = "## Capture (data fingerprints and profiles)"
@@ -366,11 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(args.worker, json.loads(args.args))))
         return 0
     body = run_section(args.quick)
-    if args.out:
-        write_section(args.out, NAME, body)
-        log(f"wrote section {NAME} of {args.out}")
-    else:
-        print(body)
+    publish(NAME, body, args.out)
     return 0
 
 

@@ -20,7 +20,16 @@ import sys
 import time
 from pathlib import Path
 
-from _common import REPO, fmt_time, load_average, log, percentile, table, verdict, write_section
+from _common import (
+    REPO,
+    fmt_time,
+    load_average,
+    log,
+    percentile,
+    publish,
+    table,
+    verdict,
+)
 
 NAME = "capture_env"
 TITLE = "## Capture (environment and git)"
@@ -241,11 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     shown = ["python", "benchmarks/capture_env.py", *(argv if argv is not None else sys.argv[1:])]
     markdown = render(measure(args.quick), shlex.join(shown))
-    if args.out:
-        write_section(args.out, NAME, markdown)
-        log(f"wrote section {NAME} of {args.out}")
-    else:
-        print(markdown)
+    publish(NAME, markdown, args.out)
     return 0
 
 

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import REPO, fmt_time, load_average, log, table, verdict, write_section
+from _common import REPO, fmt_time, load_average, log, publish, table, verdict
 
 NAME = "lineage"
 BUDGET_S = 0.001
@@ -162,10 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     shown = ["python", "benchmarks/lineage.py", *(argv if argv is not None else sys.argv[1:])]
     body = render(measure(args.quick), shlex.join(shown))
-    if args.out:
-        write_section(args.out, NAME, body)
-    else:
-        print(body)
+    publish(NAME, body, args.out)
     return 0
 
 

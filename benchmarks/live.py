@@ -30,9 +30,9 @@ from _common import (
     load_average,
     log,
     mlnb_source_state,
+    publish,
     table,
     verdict,
-    write_section,
 )
 
 NAME = "live"
@@ -466,11 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     shown = ["python", "benchmarks/live.py", *(argv if argv is not None else sys.argv[1:])]
     markdown = render(measure(args.quick), shlex.join(shown))
-    if args.out:
-        write_section(args.out, NAME, markdown)
-        log(f"wrote section {NAME} of {args.out}")
-    else:
-        print(markdown)
+    publish(NAME, markdown, args.out)
     return 0
 
 
