@@ -52,6 +52,7 @@ EXIT_DEAD_KERNEL = 138
 
 ENV_NOTEBOOK = "MLNB_NOTEBOOK"
 RUN_ID_PARAMETER = "mlnb_run_id"
+WARNING_TAG = "mlnb.warning"
 JOB_TAG = "mlnb.job"
 HASH_TAG = "mlnb.notebook_hash"
 CELL_SECONDS = "job/cell_seconds"
@@ -495,6 +496,11 @@ def _run(
     started = time.monotonic()
     notebook_hash = hash_file(nb_path)
     run_tags = {**(tags or {}), JOB_TAG: "1", HASH_TAG: notebook_hash}
+    if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
+        run_tags[WARNING_TAG] = (
+            "the notebook has no cell tagged 'parameters': papermill injected the "
+            "parameters at the top, where the notebook's own assignments may override them"
+        )
     import uuid
 
     run_id = uuid.uuid4().hex

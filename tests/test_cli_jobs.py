@@ -84,3 +84,14 @@ def test_usage_and_parameter_errors_exit_2_and_record_nothing(
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert runs(tmp_path / "s")["run_id"] == []
+
+
+@pytest.mark.slow
+def test_a_notebook_without_a_parameters_cell_runs_with_a_warning_on_the_run(
+    tmp_path: Path,
+) -> None:
+    proc = mlnb(tmp_path / "s", "run", str(NOTEBOOKS / "out_of_order.ipynb"), "-p", "lr", "0.2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    table = runs(tmp_path / "s")
+    assert table["status"] == ["finished"]
+    assert "no cell tagged 'parameters'" in table["tags.mlnb.warning"][0]
