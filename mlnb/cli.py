@@ -10,6 +10,7 @@ import json
 import math
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -552,6 +553,42 @@ def params_cmd(ctx: click.Context, notebook: str, fmt: str) -> None:
         click.echo("(no parameters cell)")
         return
     click.echo(render(["name", "type", "default", "help"], rows, fmt), nl=False)
+
+
+@cli.command("test")
+@click.argument("paths", nargs=-1)
+@click.option("-n", "--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Notebooks run at once (one kernel each).")  # fmt: skip
+@click.option("--cell-timeout", type=float, default=600.0, show_default=True)
+@click.option("--keep", is_flag=True, help="Record the runs in the store (default: discard).")
+@click.pass_context
+@handles_errors
+def test_cmd(
+    ctx: click.Context, paths: tuple[str, ...], workers: int, cell_timeout: float, keep: bool
+) -> None:
+    """Execute notebooks as tests (default: notebooks/); report pass or fail per notebook.
+
+    Each runs in a fresh kernel with $MLNB_TEST=1 (so it can shrink its work); the exit
+    code is 1 when any notebook fails.
+    """
+    from mlnb.runner import run_notebook_tests
+
+    if not paths:
+        paths = ("notebooks",) if Path("notebooks").is_dir() else (".",)
+    store = str(_open_store(ctx).root) if keep else None
+    results = run_notebook_tests(paths, workers=workers, cell_timeout=cell_timeout, store=store)
+    if not results:
+        raise MlnbClickError(f"no notebooks found in {', '.join(paths)}")
+    for res in results:
+        mark = "PASS" if res.passed else "FAIL"
+        line = f"{mark}  {res.path}  ({res.duration:.1f} s)"
+        if res.error is not None:
+            where = f"cell {res.error.cell}: " if res.error.cell is not None else ""
+            line += f"\n      {where}{res.error.name}: {res.error.message}".rstrip()
+        click.echo(line)
+    failed = sum(not r.passed for r in results)
+    click.echo(f"{len(results) - failed} passed, {failed} failed")
+    ctx.exit(1 if failed else 0)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

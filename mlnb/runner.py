@@ -20,12 +20,12 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlnb.errors import InvalidInputError
+from mlnb.errors import InvalidInputError, MlnbError
 from mlnb.hashing import hash_file
 from mlnb.liveness import acquire_run_lock, release_run_lock
 from mlnb.store import ENV_STORE, Store
@@ -626,7 +626,7 @@ def _record(
         tags: dict[str, Any] = {"mlnb.error.name": error.name, "mlnb.error.message": error.message}
         if error.cell is not None:
             tags["mlnb.error.cell"] = error.cell
-        st.set_tags(run_id, tags)
+        st.set_tags(run_id, tags, check_state=False)
     if final_nb is not None:
         now = time.time()
         rowid, _ = st.run_rowid(run_id)
@@ -640,3 +640,75 @@ def _record(
         st.log_artifact(
             run_id, out_path, name=f"job/{nb_path.stem}.ipynb", kind="notebook", check_state=False
         )
+
+
+# -- notebook tests ---------------------------------------------------------------------
+
+ENV_TEST = "MLNB_TEST"
+
+
+@dataclass(frozen=True)
+class NotebookTest:
+    """The outcome of one notebook under ``mlnb test``."""
+
+    path: str
+    passed: bool
+    status: str
+    duration: float
+    error: JobError | None
+    run_id: str | None
+
+
+def _test_one(path: str, store: str, cell_timeout: float | None) -> NotebookTest:
+    os.environ[ENV_TEST] = "1"  # notebooks may shrink their work under test
+    started = time.monotonic()
+    try:
+        result = run_notebook(path, store=store, cell_timeout=cell_timeout)
+    except MlnbError as exc:
+        error = JobError(type(exc).__name__, str(exc), None)
+        return NotebookTest(path, False, "refused", time.monotonic() - started, error, None)
+    return NotebookTest(
+        path, result.ok, result.status, result.duration, result.error, result.run_id
+    )
+
+
+def find_notebooks(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """The ``.ipynb`` files named, or found under the folders named (checkpoints skipped)."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(
+                p for p in sorted(path.rglob("*.ipynb")) if ".ipynb_checkpoints" not in p.parts
+            )
+        elif path.exists():
+            found.append(path)
+        else:
+            raise InvalidInputError(f"no such notebook or folder: {path}")
+    return found
+
+
+def run_notebook_tests(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    workers: int = 1,
+    cell_timeout: float | None = 600.0,
+    store: str | os.PathLike[str] | None = None,
+) -> list[NotebookTest]:
+    """Execute notebooks as tests (``$MLNB_TEST=1`` in their kernels), ``workers`` at a
+    time, each in a fresh process and kernel; runs go to ``store`` (default: a throwaway
+    store, so testing does not fill the project's)."""
+    import concurrent.futures
+    import multiprocessing
+
+    notebooks = find_notebooks(paths)
+    with contextlib.ExitStack() as stack:
+        if store is None:
+            store = stack.enter_context(tempfile.TemporaryDirectory(prefix="mlnb-test-"))
+        Store(store).close()  # create it once, before workers race to
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max(1, workers), mp_context=ctx) as pool:
+            futures = [
+                pool.submit(_test_one, str(nb), str(store), cell_timeout) for nb in notebooks
+            ]
+            return [f.result() for f in futures]

@@ -1,36 +1,45 @@
-"""Every example notebook in notebooks/ runs top to bottom in a real kernel."""
+"""Every example notebook in notebooks/ passes `mlnb test`, as CI runs it."""
 
 from __future__ import annotations
 
-import os
+import subprocess
+import sys
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
 import mlnb
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_example_notebook_executes(
-    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("MLNB_STORE", str(tmp_path / "store"))
-    monkeypatch.setenv("MLNB_NOTEBOOK", str(path))  # what `mlnb run` will set
-    nb = nbformat.read(path, as_version=4)
-    NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    ).execute()
-    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
-    assert errors == []
-    with mlnb.Store(os.environ["MLNB_STORE"]) as store:
-        table = store.search_runs()
-        assert table["run_id"], "the notebook tracked no runs"
+def test_mlnb_test_passes_every_example_notebook(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlnb", "--store", str(store), "test", "--keep", "-n", "2",
+         "notebooks"],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[-1] == f"{len(NOTEBOOKS)} passed, 0 failed"
+    with mlnb.Store(store) as st:
+        table = st.search_runs()
+        assert table["run_id"], "the notebooks tracked no runs"
         assert set(table["status"]) == {"finished"}
         # runs tracked with the magics judge their lineage; a top-to-bottom run is linear
         assert set(table["linearity"]) <= {"linear", None}
+        assert "linear" in table["linearity"]
+
+
+def test_mlnb_test_reports_the_failing_cell(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlnb", "--store", str(tmp_path / "s"), "test",
+         str(REPO / "tests" / "notebooks" / "job_fail.ipynb")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "FAIL" in proc.stdout and "cell 2: ZeroDivisionError" in proc.stdout
+    assert proc.stdout.splitlines()[-1] == "0 passed, 1 failed"
