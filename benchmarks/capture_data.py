@@ -2,7 +2,7 @@
 
     python benchmarks/capture_data.py [--quick] [--out docs/benchmarks.md]
 
-``run_section(quick)`` returns the section's markdown; run alone, the script prints it, or
+``measure`` + ``render`` make the markdown; run alone, the script prints it, or
 writes it between the ``capture_data`` markers of ``--out``. Every measurement runs in a
 fresh process of the dev venv (``.venv/``, else the current interpreter), the same script
 acting as the worker, so the numbers do not depend on what the caller imported.
@@ -358,12 +358,6 @@ def render(res: dict[str, Any], command: str) -> str:
     return "\n".join(out)
 
 
-def run_section(quick: bool) -> str:
-    """The markdown of this section, measured now."""
-    shown = ["python", "benchmarks/capture_data.py", *(["--quick"] if quick else [])]
-    return render(measure(quick), shlex.join(shown))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a 0.25 GiB file, a 1 M-row frame")
@@ -374,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         print(json.dumps(worker(args.worker, json.loads(args.args))))
         return 0
-    body = run_section(args.quick)
+    shown = ["python", "benchmarks/capture_data.py", *(argv if argv is not None else sys.argv[1:])]
+    body = render(measure(args.quick), shlex.join(shown))
     publish(NAME, body, args.out)
     return 0
 

@@ -2,7 +2,7 @@
 
     python benchmarks/capture_env.py [--quick] [--out docs/benchmarks.md]
 
-``run_section(quick)`` returns the section's markdown (``run.py`` writes it between the
+``measure`` + ``render`` make the markdown (``run.py`` writes it between the
 ``capture_env`` markers); run alone, the script prints it, or writes it into ``--out``.
 Every measurement runs in fresh processes of the dev venv (``.venv/``, where mlnb is
 installed editable; else the current interpreter), the same script acting as the worker.
@@ -230,12 +230,6 @@ def render(res: dict, command: str) -> str:
         "```",
     ]
     return "\n".join(out)
-
-
-def run_section(quick: bool) -> str:
-    """The markdown of this section, measured now."""
-    shown = ["python", "benchmarks/run.py", "--section", NAME, *(["--quick"] if quick else [])]
-    return render(measure(quick), shlex.join(shown))
 
 
 def main(argv: list[str] | None = None) -> int:

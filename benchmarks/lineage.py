@@ -147,10 +147,6 @@ def render(res: dict, command: str) -> str:
     )
 
 
-def run_section(quick: bool) -> str:
-    return render(measure(quick), shlex.join(["python", "benchmarks/run.py", "--section", NAME]))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")

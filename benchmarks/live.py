@@ -2,7 +2,7 @@
 
     python benchmarks/live.py [--quick] [--out docs/benchmarks.md]
 
-``run_section(quick)`` returns the section's markdown (``run.py`` writes it between the
+``measure`` + ``render`` make the markdown (``run.py`` writes it between the
 ``live`` markers); run alone, the script prints it, or writes it into ``--out``. Every
 measurement runs in a fresh process of the dev venv (``.venv/``, which has matplotlib and
 ipywidgets; else the current interpreter), the same script acting as the worker. The plot
@@ -446,12 +446,6 @@ def render(res: dict, command: str) -> str:
         "```",
     ]
     return "\n".join(out)
-
-
-def run_section(quick: bool) -> str:
-    """The markdown of this section, measured now."""
-    shown = ["python", "benchmarks/run.py", "--section", NAME, *(["--quick"] if quick else [])]
-    return render(measure(quick), shlex.join(shown))
 
 
 def main(argv: list[str] | None = None) -> int:
