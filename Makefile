@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: default quickstart test lint format bench clean compile
+.PHONY: default quickstart test lint format bench clean compile chromium
 
 default: test
 
@@ -42,7 +42,16 @@ format: $(VENV)/.installed-test
 	$(VENV)/bin/ruff format mlnb tests benchmarks
 	$(VENV)/bin/ruff check --fix mlnb tests benchmarks
 
-test: lint compile
+# The browser tests drive Debian's Chromium with Python Playwright (no `playwright install`
+# here: it cannot download browsers). Non-interactive; `apt-get update` only when needed.
+chromium:
+	@test -x /usr/bin/chromium || { \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q --no-install-recommends chromium </dev/null \
+		|| { apt-get update -q </dev/null && \
+		     apt-get install -y -q --no-install-recommends chromium </dev/null; }; }
+
+test: lint compile chromium
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed-test

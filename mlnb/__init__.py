@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         set_tags,
         start_run,
     )
+    from mlnb.widgets import compare
 
 __version__ = "0.1.0.dev0"
 
@@ -43,6 +44,7 @@ _LAZY = {
     "MlnbError": "mlnb.errors",
     "live": "mlnb.liveplot",
     "Store": "mlnb.store",
+    "compare": "mlnb.widgets",
     **dict.fromkeys(("delete_run", "diff", "get_run", "restore_run", "runs"), "mlnb.search"),
     **dict.fromkeys(
         (
@@ -102,6 +104,7 @@ __all__ = [
     "__version__",
     "active_run",
     "autolog",
+    "compare",
     "delete_run",
     "diff",
     "end_run",

@@ -19,7 +19,7 @@ import numbers
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +172,10 @@ class TrackMagics(Magics):
         """
         if cell is not None:
             return self._cell(line, cell)
+        words = line.split(maxsplit=1)
+        if words and words[0] == "compare" and not {"-h", "--help"} & set(line.split()):
+            with _usage_errors():
+                return self._compare_line(words[1] if len(words) > 1 else "")
         try:
             args = parser().parse_argstring(line)
         except _HelpShown:
@@ -309,12 +313,16 @@ class TrackMagics(Magics):
         return live(*args.keys, every=args.every)  # follows the run that logs next
 
     def _compare(self, args: argparse.Namespace) -> Any:
-        import mlnb
+        from mlnb.widgets import compare
 
-        compare: Callable[..., Any] | None = getattr(mlnb, "compare", None)
-        if compare is None:
-            raise UsageError("the compare widget is not available in this version of mlnb")
         return compare(" ".join(args.filter) or None)
+
+    def _compare_line(self, text: str) -> Any:
+        """``%track compare FILTER``: the rest of the line is the filter, quotes and all
+        (argparse would strip the quotes of ``params.model = 'svc'``)."""
+        from mlnb.widgets import compare
+
+        return compare(text.strip() or None)
 
     # -- cell magics ------------------------------------------------------------------
 

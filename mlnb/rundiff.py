@@ -117,19 +117,25 @@ def diff_runs(a: RunRecord, b: RunRecord, *, all: bool = False) -> RunDiff:
     """Compare two runs: params, metrics (latest values, with Δ), tags, data (hash, rows,
     schema), environment (Python, packages), git (commit, dirty) and run attributes."""
     result = RunDiff(a, b, all=all)
-    result.sections["params"] = _compare(a.params, b.params, all)
-    result.sections["metrics"] = _compare(a.metrics, b.metrics, all)
-    result.sections["tags"] = _compare(a.tags, b.tags, all)
-    result.sections["data"] = _compare(_data_view(a), _data_view(b), all)
-    result.sections["environment"] = _compare(_env_view(a), _env_view(b), all)
-    result.sections["git"] = _compare(_git_view(a), _git_view(b), all)
-    result.sections["run"] = _compare(
-        {"status": a.status, "experiment": a.experiment, "duration": a.duration},
-        {"status": b.status, "experiment": b.experiment, "duration": b.duration},
-        all,
-        always_differs={"duration"},
-    )
+    view_a, view_b = run_sections(a), run_sections(b)
+    for name in view_a:
+        always = {"duration"} if name == "run" else None
+        result.sections[name] = _compare(view_a[name], view_b[name], all, always_differs=always)
     return result
+
+
+def run_sections(rec: RunRecord) -> dict[str, dict[str, Any]]:
+    """A run flattened into the sections a diff compares, key → value: params, metrics,
+    tags, data, environment, git, run. The compare widget diffs many runs with it."""
+    return {
+        "params": dict(rec.params),
+        "metrics": dict(rec.metrics),
+        "tags": dict(rec.tags),
+        "data": _data_view(rec),
+        "environment": _env_view(rec),
+        "git": _git_view(rec),
+        "run": {"status": rec.status, "experiment": rec.experiment, "duration": rec.duration},
+    }
 
 
 def _data_view(rec: RunRecord) -> dict[str, Any]:

@@ -1,0 +1,309 @@
+"""The figures of the compare widget, drawn with matplotlib's object API (``Figure``, no
+pyplot, so no global state and no window): metric curves of several runs, parallel
+coordinates of params against a metric, and a scatter of one param against one metric.
+
+Each builder takes plain data (lists and dicts) and returns PNG bytes; the widget shows
+them in an Output, the static HTML snapshot embeds them as ``data:`` URIs. Nothing here
+reads the store.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+DPI = 80
+PANEL_W_IN = 4.6
+PANEL_H_IN = 2.9
+MAX_COLS = 3
+SELECTED_COLOR = "#d62728"
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One run's series of one metric: ``x`` (steps, or seconds since the run started),
+    ``y`` as logged, and the best point (already chosen: min or max of ``y``)."""
+
+    label: str
+    color: str
+    x: Sequence[float]
+    y: Sequence[float]
+    best: tuple[float, float] | None
+
+
+def run_colors(n: int) -> list[str]:
+    """``n`` distinct colors (tab10, then tab20), the same run keeps its color everywhere."""
+    from matplotlib import colormaps
+
+    palette = [colormaps["tab10"](i) for i in range(10)] + [
+        colormaps["tab20"](i) for i in range(1, 20, 2)
+    ]
+    return [_hex(palette[i % len(palette)]) for i in range(n)]
+
+
+def smooth(values: Sequence[float], weight: float) -> list[float]:
+    """Exponential moving average with bias correction (TensorBoard's smoothing):
+    ``weight`` 0 returns the values, 0.99 smooths hard. NaN points stay NaN and do not
+    disturb their neighbours."""
+    if weight <= 0:
+        return list(values)
+    out: list[float] = []
+    acc, norm = 0.0, 0.0
+    for v in values:
+        if not math.isfinite(v):
+            out.append(v)
+            continue
+        acc = acc * weight + (1 - weight) * v
+        norm = norm * weight + (1 - weight)
+        out.append(acc / norm)
+    return out
+
+
+def curves_png(
+    panels: Mapping[str, Sequence[Curve]],
+    *,
+    x_label: str = "step",
+    smoothing: float = 0.0,
+    log_y: bool = False,
+    lower: Mapping[str, bool] | None = None,
+) -> bytes:
+    """One axes per metric key with one line per run, the best point of each run marked
+    with a star (best = lowest when ``lower[key]``, else highest); ``smoothing`` draws the
+    smoothed line over a faint raw one; ``log_y`` uses a log y axis where every value is
+    positive."""
+    keys = list(panels)
+    if not keys:
+        return message_png("Select runs that logged metrics to see their curves.")
+    cols = min(MAX_COLS, len(keys))
+    rows = math.ceil(len(keys) / cols)
+    fig = _figure(PANEL_W_IN * cols, PANEL_H_IN * rows + 0.5)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    handles: dict[str, Any] = {}
+    for i, key in enumerate(keys):
+        ax = axes[i // cols][i % cols]
+        is_lower = (lower or {}).get(key, True)
+        for curve in panels[key]:
+            if smoothing > 0:
+                ax.plot(curve.x, curve.y, color=curve.color, alpha=0.25, linewidth=1)
+                y = smooth(curve.y, smoothing)
+            else:
+                y = list(curve.y)
+            marker = "o" if len(curve.x) == 1 else None
+            (line,) = ax.plot(curve.x, y, color=curve.color, linewidth=1.6, marker=marker)
+            handles.setdefault(curve.label, line)
+            if curve.best is not None:
+                ax.plot(
+                    *curve.best,
+                    marker="*",
+                    markersize=12,
+                    color=curve.color,
+                    markeredgecolor="black",
+                    markeredgewidth=0.6,
+                    linestyle="none",
+                )
+        positive = all(v > 0 for c in panels[key] for v in c.y if math.isfinite(v))
+        if log_y and positive and any(c.y for c in panels[key]):
+            ax.set_yscale("log")
+        ax.set_title(f"{key}  ({'lower' if is_lower else 'higher'} is better, ★ best)", fontsize=9)
+        ax.set_xlabel(x_label, fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.grid(True, alpha=0.3)
+    for j in range(len(keys), rows * cols):
+        axes[j // cols][j % cols].set_visible(False)
+    if handles:
+        fig.legend(
+            list(handles.values()),
+            list(handles),
+            loc="outside lower center",
+            ncol=min(5, len(handles)),
+            fontsize=8,
+            frameon=False,
+        )
+    return to_png(fig)
+
+
+def parallel_png(
+    columns: Mapping[str, Sequence[Any]],
+    metric: str,
+    *,
+    selected: Sequence[bool] = (),
+    lower: bool = True,
+) -> bytes:
+    """Parallel coordinates: one vertical axis per param in ``columns`` and the ``metric``
+    last, one line per run colored by the metric (dark = best). Numeric axes are scaled
+    min..max, text axes list their values. Selected runs are drawn on top in red."""
+    from matplotlib.collections import LineCollection
+
+    names = [*columns.keys()]
+    if metric not in names or len(names) < 2:
+        return message_png("Parallel coordinates need a metric and at least one param.")
+    n = len(columns[metric])
+    scaled: list[list[float]] = []
+    ticks: list[tuple[list[float], list[str]]] = []
+    for name in names:
+        s, t = _scale(columns[name])
+        scaled.append(s)
+        ticks.append(t)
+    lines = [[(j, scaled[j][i]) for j in range(len(names))] for i in range(n)]
+    metric_values = [_num(v) for v in columns[metric]]
+    values = {i: v for i, v in enumerate(metric_values) if v is not None}
+    keep = sorted(values)
+    if not keep:
+        return message_png(f"No run in view has a value for {metric}.")
+    fig = _figure(max(6.0, 1.3 * len(names) + 1.5), 4.2)
+    ax = fig.add_subplot()
+    lo, hi = min(values.values()), max(values.values())
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
+    cmap = colormaps["viridis_r" if lower else "viridis"]
+    norm = Normalize(vmin=lo, vmax=hi if hi != lo else lo + 1)
+    segs = [[p for p in lines[i] if math.isfinite(p[1])] for i in keep]
+    coll = LineCollection(
+        segs,
+        colors=[cmap(norm(values[i])) for i in keep],
+        linewidths=1.0,
+        alpha=0.6 if len(keep) > 200 else 0.85,
+    )
+    ax.add_collection(coll)
+    chosen = [lines[i] for i in range(n) if i < len(selected) and selected[i]]
+    if chosen:
+        ax.add_collection(LineCollection(chosen, colors=SELECTED_COLOR, linewidths=2.4))
+    for j, (positions, labels) in enumerate(ticks):
+        ax.axvline(j, color="#555", linewidth=0.8)
+        for pos, text in zip(positions, labels, strict=True):
+            ax.text(j + 0.03, pos, text, fontsize=7, va="center", ha="left", color="#333")
+    ax.set_xlim(-0.1, len(names) - 0.6)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8, ha="right")
+    ax.set_yticks([])
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    fig.colorbar(coll_mappable(cmap, norm), ax=ax, label=metric, fraction=0.04)
+    ax.set_title(f"params → {metric} ({len(keep)} runs; red: selected)", fontsize=9)
+    return to_png(fig)
+
+
+def scatter_png(
+    x: Sequence[Any],
+    y: Sequence[Any],
+    *,
+    x_name: str,
+    y_name: str,
+    selected: Sequence[bool] = (),
+    labels: Sequence[str] = (),
+) -> bytes:
+    """One point per run: a param (``x``; text values become evenly spaced categories)
+    against a metric (``y``); selected runs in red and labelled."""
+    ys = [_num(v) for v in y]
+    xs, (positions, names) = _categorical_or_numeric(x)
+    pts: list[tuple[int, float, float]] = []
+    for i, (px, py) in enumerate(zip(xs, ys, strict=False)):
+        if px is not None and py is not None:
+            pts.append((i, px, py))
+    if not pts:
+        return message_png(f"No run in view has both {x_name} and {y_name}.")
+    fig = _figure(6.4, 3.8)
+    ax = fig.add_subplot()
+    ax.scatter(
+        [p[1] for p in pts], [p[2] for p in pts], s=14, color="#1f77b4", alpha=0.6, linewidths=0
+    )
+    sel = [p for p in pts if p[0] < len(selected) and selected[p[0]]]
+    if sel:
+        ax.scatter(
+            [p[1] for p in sel],
+            [p[2] for p in sel],
+            s=40,
+            color=SELECTED_COLOR,
+            edgecolors="black",
+            linewidths=0.6,
+            zorder=3,
+        )
+        for i, px, py in sel[:20]:
+            if i < len(labels):
+                ax.annotate(
+                    labels[i], (px, py), fontsize=7, xytext=(4, 4), textcoords="offset points"
+                )
+    if names:
+        ax.set_xticks(positions, names, rotation=20, fontsize=8, ha="right")
+    ax.set_xlabel(x_name, fontsize=9)
+    ax.set_ylabel(y_name, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.set_title(f"{y_name} by {x_name} ({len(pts)} runs; red: selected)", fontsize=9)
+    return to_png(fig)
+
+
+def message_png(text: str) -> bytes:
+    """A small image that says why there is no plot (keeps the layout steady)."""
+    fig = _figure(6.4, 0.8)
+    fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=10, color="#555")
+    return to_png(fig)
+
+
+def to_png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
+
+
+def coll_mappable(cmap: Any, norm: Any) -> Any:
+    from matplotlib.cm import ScalarMappable
+
+    return ScalarMappable(norm=norm, cmap=cmap)
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def _hex(rgba: tuple[float, ...]) -> str:
+    return "#" + "".join(f"{round(c * 255):02x}" for c in rgba[:3])
+
+
+def _num(v: Any) -> float | None:
+    """A finite float, or None (missing, NaN, text)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+def _categorical_or_numeric(
+    values: Sequence[Any],
+) -> tuple[list[float | None], tuple[list[float], list[str]]]:
+    """Numbers stay numbers; otherwise each distinct text gets a position 0, 1, 2..."""
+    nums = [_num(v) for v in values]
+    present = [v for v in values if v is not None and not (isinstance(v, float) and v != v)]
+    if all(_num(v) is not None for v in present):
+        return nums, ([], [])
+    cats = sorted({str(v) for v in present})
+    index = {c: float(i) for i, c in enumerate(cats)}
+    out = [None if v is None else index.get(str(v)) for v in values]
+    return out, ([index[c] for c in cats], cats)
+
+
+def _scale(values: Sequence[Any]) -> tuple[list[float], tuple[list[float], list[str]]]:
+    """Values placed on 0..1 (NaN for missing) and the tick labels of the axis."""
+    xs, (positions, names) = _categorical_or_numeric(values)
+    finite = [v for v in xs if v is not None]
+    if not finite:
+        return [math.nan] * len(xs), ([], [])
+    lo, hi = min(finite), max(finite)
+    span = hi - lo or 1.0
+    scaled = [math.nan if v is None else (v - lo) / span for v in xs]
+    if names:
+        step = max(1, len(names) // 12)  # at most ~12 labels per axis
+        shown = list(range(0, len(names), step))
+        return scaled, ([(positions[i] - lo) / span for i in shown], [names[i] for i in shown])
+    return scaled, ([0.0, 1.0], [f"{lo:.4g}", f"{hi:.4g}"])
