@@ -527,6 +527,11 @@ class Comparison:
     def metric_keys(self) -> list[str]:
         return [c[len("metrics.") :] for c in self.table.columns if c.startswith("metrics.")]
 
+    def metric_choices(self) -> list[str]:
+        """Metric keys to offer for the curves: those in view and those asked for."""
+        keys = self.metric_keys()
+        return keys + [k for k in self.metrics or () if k not in keys]
+
     def param_keys(self) -> list[str]:
         return [c[len("params.") :] for c in self.table.columns if c.startswith("params.")]
 
@@ -659,7 +664,11 @@ class Comparison:
         state = (tuple(ids), tuple(keys), self.x, self.smoothing, self.log_y)
         return self._cached_png("curves", state, lambda: self._draw_curves(ids, keys))
 
-    def _draw_curves(self, ids: list[str], keys: list[str]) -> bytes:
+    def curve_panels(self) -> dict[str, list[compareplots.Curve]]:
+        """What the curves show: per metric key, one series per selected run (that
+        logged it) with its best point (lowest or highest, by the key's name)."""
+        ids = self.table.selected[:MAX_DIFF_RUNS]
+        keys = self.curve_keys()
         hist = self.histories(ids, keys)
         colors = dict(zip(ids, compareplots.run_colors(len(ids)), strict=True))
         names = {r.run_id: r.name for r in self.records(ids)}
@@ -677,8 +686,11 @@ class Comparison:
                 curves.append(compareplots.Curve(names[rid], colors[rid], x, values, best))
             if curves:
                 panels[key] = curves
+        return panels
+
+    def _draw_curves(self, ids: list[str], keys: list[str]) -> bytes:
         return compareplots.curves_png(
-            panels,
+            self.curve_panels(),
             x_label="step" if self.x == "step" else "seconds since run start",
             smoothing=self.smoothing,
             log_y=self.log_y,
@@ -686,10 +698,11 @@ class Comparison:
         )
 
     def default_relation_metric(self) -> str | None:
-        keys = self.curve_keys() or self.metric_keys()
-        if self.relation_metric in self.metric_keys():
+        keys = self.metric_keys()
+        if self.relation_metric in keys:
             return self.relation_metric
-        return keys[0] if keys else None
+        preferred = [k for k in self.curve_keys() if k in keys]
+        return (preferred or keys or [None])[0]
 
     def parallel_png(self) -> bytes:
         """Parallel coordinates of the params that vary → the relation metric (PNG)."""

@@ -226,14 +226,14 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
         # table
         self.row_checks: list[W.Checkbox] = []
         self.check_column = W.VBox(layout=W.Layout(flex="0 0 auto", width="32px"))
-        self.table_html = W.HTML(layout=W.Layout(overflow_x="auto", flex="1 1 auto"))
+        self.table_html = W.HTML(layout=W.Layout(overflow="auto", flex="1 1 auto"))
         self.table_html.add_class("mlnb-compare-table")
         self.select_page_button = W.Button(description="select page", icon="check-square")
         self.clear_button = W.Button(description="clear selection", icon="square")
         self.selection_label = W.HTML()
         # curves
         self.curve_keys = W.SelectMultiple(
-            options=comparison.metric_keys(),
+            options=comparison.metric_choices(),
             value=comparison.curve_keys(),
             rows=4,
             description="metrics",
@@ -483,9 +483,10 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
             self.sort_by.value = t.sort_column
             self.pinned.allowed_tags = list(t.columns)
             metric_keys = c.metric_keys()
-            if list(self.curve_keys.options) != metric_keys:
-                self.curve_keys.options = metric_keys
-                self.curve_keys.value = [k for k in c.curve_keys() if k in metric_keys]
+            choices = c.metric_choices()
+            if list(self.curve_keys.options) != choices:
+                self.curve_keys.options = choices
+                self.curve_keys.value = [k for k in c.curve_keys() if k in choices]
             for dd, options in (
                 (self.relation_metric, metric_keys),
                 (self.scatter_y, metric_keys),
