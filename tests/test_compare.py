@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import mlnb
-from mlnb import comparison, compareplots
+from mlnb import compareplots, comparison
 from mlnb.errors import InvalidInputError, QuerySyntaxError, RunNotFoundError
 from mlnb.widgets import CompareWidget, compare
 
@@ -190,8 +190,8 @@ def test_diff_many_shows_data_fingerprints_and_packages(store: mlnb.Store) -> No
     for i, version in enumerate(("2.0.0", "2.1.0")):
         with mlnb.start_run(name=f"r{i}", experiment="data", capture=False) as run:
             run.log_data(pd.DataFrame({"x": [1, 2, 3 + i]}), "train")
-            env = {"python": {"version": "3.11.2"}, "packages": {"numpy": {"version": version},
-                                                                 "click": {"version": "8.1"}}}  # fmt: skip
+            packages = {"numpy": {"version": version}, "click": {"version": "8.1"}}
+            env = {"python": {"version": "3.11.2"}, "packages": packages}
             store.save_environment(run.run_id, env, f"env{i}")
             ids.append(run.run_id)
     result = comparison.diff_many(store_records(store, ids))
