@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as W
 
 from mlnb import tracking
-from mlnb.comparison import PAGE_SIZES, Comparison, RunsTable, png_data_uri, resolve_scope
+from mlnb.comparison import (
+    PAGE_SIZES,
+    STYLE,
+    Comparison,
+    RunsTable,
+    png_data_uri,
+    resolve_scope,
+)
 from mlnb.errors import InvalidInputError, MlnbError
 from mlnb.liveplot import _kernel_shell
 from mlnb.store import Store
@@ -33,7 +40,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 ROW_HEIGHT = "28px"
-HEADER_HEIGHT = "30px"
+HEADER_HEIGHT = "35px"  # the table header (30 px) and the HTML widget's top margin
 AUTO_REFRESH = (
     ("auto-refresh: off", 0.0),
     ("every 2 s", 2.0),
@@ -288,6 +295,7 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
         self.tabs.titles = TAB_TITLES
         super().__init__(
             [
+                W.HTML(STYLE, layout=W.Layout(display="none")),
                 W.HBox([self.filter_box, self.refresh_button, self.auto_refresh]),
                 self.filter_error,
                 W.HBox([self.sort_by, self.descending, W.Label("pinned"), self.pinned]),
@@ -449,11 +457,11 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
                 if i < len(rows):
                     box.value = rows[i]["run_id"] in chosen
                     box.disabled = False
-                    box.layout.visibility = "visible"
+                    box.layout.display = None
                 else:
                     box.value = False
                     box.disabled = True
-                    box.layout.visibility = "hidden"
+                    box.layout.display = "none"
             if self.sort_by.value != t.sort_column:
                 self.sort_by.value = t.sort_column
             if self.descending.value != t.descending:

@@ -294,7 +294,7 @@ def test_compare_pages_over_many_runs(store: mlnb.Store) -> None:
             w.next_button.click()
         assert w.next_button.disabled
         assert run_names(w) == ["r0002", "r0001", "r0000"]
-        assert [c.layout.visibility for c in w.row_checks[2:4]] == ["visible", "hidden"]
+        assert [c.layout.display for c in w.row_checks[2:4]] == [None, "none"]
         w.page_size.value = 100
         assert len(w.row_checks) == 100
         assert "of 13" in w.page_label.value and len(run_names(w)) == 3

@@ -1,0 +1,181 @@
+"""The compare widget in a real browser: JupyterLab started here (by PID, with fresh
+workspace and settings folders), a notebook that calls ``mlnb.compare()`` on a store with
+a few runs, run in Debian's Chromium through Python Playwright. The screenshot is kept in
+``test-artifacts/compare.png`` (git-ignored)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import mlnb
+from tests.conftest import REPO
+
+CHROMIUM = "/usr/bin/chromium"
+QUIET_FLAGS = [
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = REPO / "test-artifacts"
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _populate(path: Path) -> None:
+    """Three finished runs with a few steps of loss and accuracy each."""
+    with mlnb.Store(path) as store:
+        for i, (model, lr) in enumerate((("svc", 0.1), ("svc", 0.01), ("tree", 0.5))):
+            rid = store.create_run(name=f"run-{model}-{i}", experiment="browser",
+                                   start_time=1.7e9 + 100 * i)  # fmt: skip
+            store.log_params(rid, {"model": model, "lr": lr, "depth": 3 + i})
+            rowid, _ = store.run_rowid(rid)
+            points = []
+            for step in range(20):
+                loss = (1.0 + i * 0.3) / (1 + step * (0.3 + 0.1 * i))
+                points.append((rowid, "loss", step, loss, 1.7e9 + 100 * i + step))
+                points.append((rowid, "accuracy", step, 1 - loss / 2, 1.7e9 + 100 * i + step))
+            store.insert_metrics(points)
+            store.set_status(rid, "finished", end_time=1.7e9 + 100 * i + 42 + i)
+
+
+def _notebook(store_dir: Path) -> dict[str, object]:
+    source = f"import mlnb\nw = mlnb.compare(store=mlnb.Store({str(store_dir)!r}))\nw"
+    return {
+        "cells": [{"cell_type": "code", "execution_count": None, "id": "compare",
+                   "metadata": {}, "outputs": [], "source": source}],
+        "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)",
+                                    "language": "python", "name": "python3"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }  # fmt: skip
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A JupyterLab server on a free port, stopped by PID; yields (base url, token)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: `make chromium` installs it")
+    root = tmp_path / "lab"
+    root.mkdir()
+    _populate(root / "store")
+    (root / "compare.ipynb").write_text(json.dumps(_notebook(root / "store")))
+    settings = tmp_path / "settings"
+    notify = settings / "@jupyterlab" / "apputils-extension"
+    notify.mkdir(parents=True)
+    (notify / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
+    token = secrets.token_hex(16)
+    port = _free_port()
+    log = (tmp_path / "lab.log").open("w")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLNB_")}
+    env["JUPYTER_CONFIG_DIR"] = str(tmp_path / "config")
+    env["JUPYTER_RUNTIME_DIR"] = str(tmp_path / "runtime")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+         "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
+         f"--ServerApp.root_dir={root}", f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
+         f"--LabApp.user_settings_dir={settings}"],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    raise RuntimeError(
+                        "JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()[-3000:]
+                    ) from None
+                time.sleep(0.3)
+        yield base, token
+    finally:
+        _delete_sessions(base, token)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        log.close()
+
+
+def _delete_sessions(base: str, token: str) -> None:
+    try:
+        with urllib.request.urlopen(f"{base}/api/sessions?token={token}", timeout=5) as r:
+            sessions = json.loads(r.read())
+        for s in sessions:
+            req = urllib.request.Request(
+                f"{base}/api/sessions/{s['id']}?token={token}", method="DELETE"
+            )
+            urllib.request.urlopen(req, timeout=10).close()
+    except OSError:
+        pass
+
+
+def test_compare_widget_renders_table_and_plot_in_jupyterlab(lab: tuple[str, str]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    base, token = lab
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "compare.png"
+    shot.unlink(missing_ok=True)
+    expect.set_options(timeout=60_000)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=QUIET_FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2000})
+            page.goto(f"{base}/lab/tree/compare.ipynb?token={token}")
+            expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible()
+            page.locator(".jp-Cell .jp-InputArea-editor").first.click()
+            page.keyboard.press("Shift+Enter")
+            widget = page.locator(".mlnb-compare")
+            expect(widget).to_be_visible()
+            rows = widget.locator(".mlnb-compare-table table.mlnb-cmp-table tbody tr")
+            expect(rows).to_have_count(3)
+            expect(rows.first).to_contain_text("run-tree-2")
+            expect(widget.locator(".mlnb-cmp-badge").first).to_have_text("finished")
+            plot = widget.locator(".mlnb-compare-curves img")
+            expect(plot).to_be_visible()
+            size = plot.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+            assert size[0] > 300 and size[1] > 150
+            checks = widget.locator(".mlnb-compare-check input[type=checkbox]")
+            expect(checks).to_have_count(25)
+            expect(checks.first).to_be_checked()  # the three runs start selected
+            widget.locator(".mlnb-compare-filter input").fill("params.model = 'svc'")
+            widget.locator(".mlnb-compare-filter input").press("Enter")
+            expect(rows).to_have_count(2)
+            widget.locator(".mlnb-compare-filter input").fill("")
+            widget.locator(".mlnb-compare-filter input").press("Enter")
+            expect(rows).to_have_count(3)
+            expect(plot).to_be_visible()
+            page.wait_for_timeout(500)  # the last frame settles
+            widget.screenshot(path=str(shot))
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 10_000  # docs/img/compare.png is a copy of this file
