@@ -702,7 +702,7 @@ class Comparison:
         if self.relation_metric in keys:
             return self.relation_metric
         preferred = [k for k in self.curve_keys() if k in keys]
-        return (preferred or keys or [None])[0]
+        return (preferred or keys)[0] if (preferred or keys) else None
 
     def parallel_png(self) -> bytes:
         """Parallel coordinates of the params that vary → the relation metric (PNG)."""

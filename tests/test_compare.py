@@ -396,13 +396,15 @@ def test_compare_without_frontend_returns_text_and_html(
 
 
 def test_compare_scopes_ids_dataframe_and_errors(store: mlnb.Store, runs: dict[str, str]) -> None:
-    by_ids = mlnb.compare([runs["a"][:8], "c"], baseline="c")
+    # a name that cannot be mistaken for an id prefix (run ids are hex)
+    zeta = add_run(store, "zeta", params={"model": "tree"}, loss=[0.9], start=1.7e9 + 5)
+    by_ids = mlnb.compare([runs["a"][:8], "zeta"], baseline="zeta")
     assert isinstance(by_ids, comparison.Comparison)
-    assert sorted(by_ids.table.ids) == sorted([runs["a"], runs["c"]])
-    assert by_ids.table.selected[0] == runs["c"] and by_ids.baseline == runs["c"]
-    assert "baseline: c" in repr(by_ids)
+    assert sorted(by_ids.table.ids) == sorted([runs["a"], zeta])
+    assert by_ids.table.selected[0] == zeta and by_ids.baseline == zeta
+    assert "baseline: zeta" in repr(by_ids)
     by_ids.table.set_filter("params.model = 'tree'")  # the filter narrows the given runs
-    assert by_ids.table.ids == [runs["c"]]
+    assert by_ids.table.ids == [zeta]
 
     frame = mlnb.runs("metrics.loss < 0.5")
     from_frame = mlnb.compare(frame)
