@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import html
 import json
@@ -24,16 +23,16 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlnb import compareplots, tracking
+from mlnb.comparehtml import STYLE, best_index, cell_text, png_data_uri, render_table
 from mlnb.errors import InvalidInputError, QuerySyntaxError
 from mlnb.liveplot import lower_is_better
 from mlnb.models import RunRecord
+from mlnb.multidiff import MultiDiff, diff_many
 from mlnb.query import Field, compile_filter, compile_order_by
-from mlnb.rundiff import run_sections
 from mlnb.store import Store
 
 if TYPE_CHECKING:
@@ -55,17 +54,6 @@ DISTINCT_KEYS = (
     "SELECT (SELECT min(key) FROM {table} WHERE key > k.key) FROM k WHERE k.key IS NOT NULL) "
     "SELECT key FROM k"
 )
-SECTIONS = ("params", "metrics", "tags", "data", "environment", "git", "run")
-STATUS_COLORS = {
-    "finished": "#2e7d32",
-    "running": "#1565c0",
-    "queued": "#757575",
-    "failed": "#c62828",
-    "crashed": "#8e0000",
-    "killed": "#ef6c00",
-}
-LINEARITY_COLORS = {"linear": "#2e7d32", "out-of-order": "#ef6c00", "unknown": "#757575"}
-_MISSING: Any = type("Missing", (), {"__repr__": lambda self: "—"})()
 
 
 class RunsTable:
@@ -339,151 +327,6 @@ def resolve_scope(store: Store, runs: Any) -> tuple[str | None, list[str] | None
     return None, ids
 
 
-# -- diffs of several runs ------------------------------------------------------------------
-
-
-@dataclass
-class DiffRow:
-    """One key across the runs: its values (``None`` where a run lacks it), whether they
-    are all the same, and the index of the best value (metrics only)."""
-
-    section: str
-    key: str
-    values: list[Any]
-    same: bool
-    best: int | None = None
-
-
-@dataclass
-class MultiDiff:
-    """Runs side by side, section by section (``diff_many``)."""
-
-    runs: list[RunRecord]
-    rows: list[DiffRow] = field(default_factory=list)
-    baseline: int | None = None
-    all: bool = False
-    hidden: int = 0  # identical rows left out
-
-    def delta(self, row: DiffRow, i: int) -> float | None:
-        """Value of run ``i`` minus the baseline's, for two numbers; else None."""
-        if self.baseline is None or i == self.baseline:
-            return None
-        a, b = _num(row.values[self.baseline]), _num(row.values[i])
-        return None if a is None or b is None else b - a
-
-    def __str__(self) -> str:
-        if not self.runs:
-            return "no runs selected"
-        names = [r.name for r in self.runs]
-        lines = [
-            "runs: "
-            + ", ".join(f"{n} ({r.run_id[:8]})" for n, r in zip(names, self.runs, strict=True))
-        ]
-        if self.baseline is not None:
-            lines.append(f"baseline: {names[self.baseline]}")
-        if not self.rows:
-            lines.append(
-                "no differences" + (" (show all to see every value)" if self.hidden else "")
-            )
-        width = max([len(r.key) for r in self.rows] + [4])
-        section = None
-        for row in self.rows:
-            if row.section != section:
-                section = row.section
-                lines.append(f"{section}:")
-            cells = []
-            for i, v in enumerate(row.values):
-                text = _fmt(v) + (" *" if row.best == i else "")
-                d = self.delta(row, i)
-                if d is not None:
-                    text += f" (Δ {d:+.4g})"
-                cells.append(text)
-            lines.append(f"  {row.key.ljust(width)}  " + " | ".join(cells))
-        if self.hidden and not self.all:
-            lines.append(f"({self.hidden} identical values hidden)")
-        return "\n".join(lines)
-
-    def to_html(self) -> str:
-        """A table: one column per run (and a Δ column per run with a baseline), best
-        metric values highlighted, sections as header rows."""
-        esc = html.escape
-        if not self.runs:
-            return "<p class='mlnb-cmp-note'>Select runs in the table to compare them.</p>"
-        heads = ["<th>key</th>"]
-        for i, r in enumerate(self.runs):
-            tag = " (baseline)" if i == self.baseline else ""
-            heads.append(f"<th>{esc(r.name)}<br><code>{r.run_id[:8]}</code>{tag}</th>")
-            if self.baseline is not None and i != self.baseline:
-                heads.append("<th>Δ</th>")
-        width = len(heads)
-        body = []
-        section = None
-        for row in self.rows:
-            if row.section != section:
-                section = row.section
-                body.append(
-                    f"<tr class='mlnb-cmp-section'><th colspan='{width}'>{esc(section)}</th></tr>"
-                )
-            cells = [f"<td class='mlnb-cmp-key'>{esc(row.key)}</td>"]
-            for i, v in enumerate(row.values):
-                cls = " class='mlnb-cmp-best'" if row.best == i else ""
-                cells.append(f"<td{cls}>{esc(_fmt(v))}</td>")
-                if self.baseline is not None and i != self.baseline:
-                    d = self.delta(row, i)
-                    cells.append(
-                        "<td class='mlnb-cmp-delta'>"
-                        + ("" if d is None or d == 0 else f"{d:+.4g}")
-                        + "</td>"
-                    )
-            style = "" if row.same else " class='mlnb-cmp-differs'"
-            body.append(f"<tr{style}>{''.join(cells)}</tr>")
-        note = ""
-        if not self.rows:
-            note = "<p class='mlnb-cmp-note'>No differences between the selected runs.</p>"
-        elif self.hidden and not self.all:
-            note = (
-                f"<p class='mlnb-cmp-note'>{self.hidden} identical values hidden "
-                "(show all to see them).</p>"
-            )
-        return (
-            f"<table class='mlnb-cmp-diff'><thead><tr>{''.join(heads)}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>{note}"
-        )
-
-    def _repr_html_(self) -> str:
-        return STYLE + self.to_html()
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
-def diff_many(
-    records: Sequence[RunRecord], *, baseline: int | None = None, all: bool = False
-) -> MultiDiff:
-    """Params, metrics, tags, data fingerprints, environment packages, git and run
-    attributes of several runs side by side. Only keys whose values differ unless
-    ``all``; for each metric the best value (lowest or highest, see
-    ``liveplot.lower_is_better``) is marked; ``baseline`` (an index) gives Δ values."""
-    if baseline is not None and not 0 <= baseline < len(records):
-        raise InvalidInputError(f"compare: baseline index {baseline} is out of range")
-    result = MultiDiff(list(records), baseline=baseline, all=all)
-    views = [run_sections(r) for r in records]
-    for section in SECTIONS:
-        keys = sorted(set().union(*(v[section] for v in views))) if views else []
-        for key in keys:
-            values = [v[section].get(key, _MISSING) for v in views]
-            same = _all_same(values)
-            if same and not all and len(records) > 1:
-                result.hidden += 1
-                continue
-            if section == "run" and key == "duration" and not all:
-                continue  # always differs; not what anyone is looking for
-            best = _best_index(values, lower_is_better(key)) if section == "metrics" else None
-            shown = [None if v is _MISSING else v for v in values]
-            result.rows.append(DiffRow(section, key, shown, same, best))
-    return result
-
-
 # -- the comparison -----------------------------------------------------------------------
 
 
@@ -681,7 +524,7 @@ class Comparison:
                 if not steps:
                     continue
                 x = [float(s) for s in (steps if self.x == "step" else seconds)]
-                b = _best_index(values, lower)
+                b = best_index(values, lower)
                 best = None if b is None else (x[b], values[b])
                 curves.append(compareplots.Curve(names[rid], colors[rid], x, values, best))
             if curves:
@@ -785,12 +628,12 @@ class Comparison:
         metric_cols = [c for c in t.columns if c.startswith("metrics.")][:4]
         cols = ["name", "status", "duration", *metric_cols]
         rows = t.page_rows()[:10]
-        widths = {c: max([len(c)] + [len(_cell_text(c, r.get(c))) for r in rows]) for c in cols}
+        widths = {c: max([len(c)] + [len(cell_text(c, r.get(c))) for r in rows]) for c in cols}
         lines.append("  " + "  ".join(c.ljust(widths[c]) for c in cols))
         for r in rows:
             mark = "*" if r["run_id"] in t.selected else " "
             lines.append(
-                mark + " " + "  ".join(_cell_text(c, r.get(c)).ljust(widths[c]) for c in cols)
+                mark + " " + "  ".join(cell_text(c, r.get(c)).ljust(widths[c]) for c in cols)
             )
         if len(t.ids) > len(rows):
             lines.append(f"  ... {len(t.ids) - len(rows):,} more")
@@ -849,127 +692,6 @@ class Comparison:
         return target
 
 
-# -- rendering ------------------------------------------------------------------------------
-
-STYLE = """<style>
-.mlnb-cmp-scroll { overflow-x: auto; max-width: 100%; }
-table.mlnb-cmp-table { border-collapse: collapse; font-size: 12px; white-space: nowrap; }
-table.mlnb-cmp-table th, table.mlnb-cmp-table td { height: 28px; box-sizing: border-box;
-  padding: 0 8px; border-bottom: 1px solid #e0e0e0; text-align: left; max-width: 240px;
-  overflow: hidden; text-overflow: ellipsis; background: var(--jp-layout-color0, #fff); }
-table.mlnb-cmp-table th { height: 30px; border-bottom: 2px solid #999; }
-table.mlnb-cmp-table th.mlnb-cmp-sorted { color: #1565c0; }
-table.mlnb-cmp-table td.mlnb-cmp-num { text-align: right; font-variant-numeric: tabular-nums; }
-table.mlnb-cmp-table tr.mlnb-cmp-sel td { background: #fff8e1; }
-table.mlnb-cmp-table .mlnb-cmp-pin { position: sticky; z-index: 1; }
-.mlnb-cmp-badge { display: inline-block; padding: 1px 6px; border-radius: 8px; color: #fff;
-  font-size: 11px; line-height: 16px; }
-table.mlnb-cmp-diff { border-collapse: collapse; font-size: 12px; }
-table.mlnb-cmp-diff th, table.mlnb-cmp-diff td { padding: 2px 8px; border-bottom: 1px solid #eee;
-  text-align: left; vertical-align: top; }
-table.mlnb-cmp-diff tr.mlnb-cmp-section th { background: #f0f0f0; }
-table.mlnb-cmp-diff tr.mlnb-cmp-differs td.mlnb-cmp-key { font-weight: 600; }
-table.mlnb-cmp-diff td.mlnb-cmp-best { background: #c8e6c9; font-weight: 600; }
-table.mlnb-cmp-diff td.mlnb-cmp-delta { color: #555; font-size: 11px; }
-.mlnb-cmp-note { color: #666; font-size: 12px; margin: 4px 0; }
-.mlnb-cmp-error { color: #b00020; font-family: monospace; white-space: pre; font-size: 12px; }
-</style>"""
-PIN_WIDTH_PX = 170
-
-
-def render_table(
-    rows: list[dict[str, Any]],
-    columns: Sequence[str],
-    *,
-    pinned: Sequence[str] = (),
-    selected: set[str] | frozenset[str] = frozenset(),
-    sort: tuple[str, bool] | None = None,
-) -> str:
-    """Runs as an HTML table: pinned columns first (sticky when scrolling sideways), status
-    and linearity badges, durations, times in UTC, numbers right-aligned; selected rows
-    tinted; the sort column marked ▲/▼."""
-    esc = html.escape
-    pins = [c for c in pinned if c in columns]
-    order = [*pins, *(c for c in columns if c not in pins and c != "run_id"), "run_id"]
-    heads = []
-    for j, col in enumerate(order):
-        cls, style = [], ""
-        if j < len(pins):
-            cls.append("mlnb-cmp-pin")
-            style = f" style='left:{j * PIN_WIDTH_PX}px;min-width:{PIN_WIDTH_PX}px'"
-        arrow = ""
-        if sort is not None and sort[0] == col:
-            cls.append("mlnb-cmp-sorted")
-            arrow = " ▼" if sort[1] else " ▲"
-        heads.append(f"<th class='{' '.join(cls)}'{style}>{esc(col)}{arrow}</th>")
-    body = []
-    for r in rows:
-        cells = []
-        for j, col in enumerate(order):
-            value = r.get(col)
-            cls = ["mlnb-cmp-num"] if _num(value) is not None and col != "name" else []
-            style = ""
-            if j < len(pins):
-                cls.append("mlnb-cmp-pin")
-                style = f" style='left:{j * PIN_WIDTH_PX}px;min-width:{PIN_WIDTH_PX}px'"
-            text = _cell_text(col, value)
-            if col == "status" and value:
-                inner = _badge(text, STATUS_COLORS.get(str(value), "#757575"))
-            elif col == "linearity" and value:
-                inner = _badge(text, LINEARITY_COLORS.get(str(value), "#757575"))
-            elif col == "run_id":
-                inner = f"<code title='{esc(str(value))}'>{esc(text)}</code>"
-            else:
-                inner = esc(text)
-            title = f" title='{esc(str(value))}'" if col.startswith(("params.", "tags.")) else ""
-            cells.append(f"<td class='{' '.join(cls)}'{style}{title}>{inner}</td>")
-        sel = " class='mlnb-cmp-sel'" if r.get("run_id") in selected else ""
-        body.append(f"<tr{sel} data-run='{esc(str(r.get('run_id')))}'>{''.join(cells)}</tr>")
-    if not rows:
-        body.append(f"<tr><td colspan='{len(order)}'>no runs match</td></tr>")
-    return (
-        f"<table class='mlnb-cmp-table'><thead><tr>{''.join(heads)}</tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table>"
-    )
-
-
-def png_data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def format_duration(seconds: float | None) -> str:
-    """``42.1 s``, ``3m 07s``, ``2h 05m``, ``3d 4h``."""
-    if seconds is None or not math.isfinite(seconds):
-        return ""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, sec = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {sec:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h {minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h"
-
-
-def _badge(text: str, color: str) -> str:
-    return f"<span class='mlnb-cmp-badge' style='background:{color}'>{html.escape(text)}</span>"
-
-
-def _cell_text(col: str, value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value) and col != "duration"):
-        return "" if value is None else "nan"
-    if col == "duration":
-        return format_duration(value)
-    if col in ("start_time", "end_time"):
-        when = _dt.datetime.fromtimestamp(float(value), _dt.timezone.utc)
-        return when.strftime("%Y-%m-%d %H:%M:%S")
-    if col == "run_id":
-        return str(value)[:8]
-    return _fmt(value)
-
-
 def _order_text(column: str, descending: bool) -> str:
     prefix, dot, key = column.partition(".")
     text = str(Field((prefix, key))) if dot else column
@@ -980,54 +702,5 @@ def _quote(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    f = float(v)
-    return f if math.isfinite(f) else None
-
-
-def _best_index(values: Sequence[Any], lower: bool) -> int | None:
-    best: int | None = None
-    for i, v in enumerate(values):
-        f = _num(v)
-        if f is None:
-            continue
-        b = _num(values[best]) if best is not None else None
-        if b is None or (f < b if lower else f > b):
-            best = i
-    return best
-
-
-def _all_same(values: Sequence[Any]) -> bool:
-    first = values[0] if values else None
-    for v in values[1:]:
-        nan_pair = isinstance(v, float) and isinstance(first, float) and v != v and first != first
-        if not nan_pair and (type(v) is not type(first) or v != first):
-            return False
-    return True
-
-
 def _hashable(v: Any) -> Any:
     return json.dumps(v, sort_keys=True, default=str) if isinstance(v, (list, dict)) else v
-
-
-def _fmt(x: Any) -> str:
-    if x is _MISSING or x is None:
-        return "—"
-    if isinstance(x, float):
-        return f"{x:.6g}"
-    return str(x)
-
-
-__all__ = [
-    "Comparison",
-    "DiffRow",
-    "MultiDiff",
-    "RunsTable",
-    "diff_many",
-    "fetch_runs",
-    "format_duration",
-    "render_table",
-    "resolve_scope",
-]

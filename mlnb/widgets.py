@@ -21,12 +21,11 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as W
 
 from mlnb import tracking
+from mlnb.comparehtml import STYLE, png_data_uri
 from mlnb.comparison import (
     PAGE_SIZES,
-    STYLE,
     Comparison,
     RunsTable,
-    png_data_uri,
     resolve_scope,
 )
 from mlnb.errors import InvalidInputError, MlnbError

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import mlnb
-from mlnb import compareplots, comparison
+from mlnb import comparehtml, compareplots, comparison, multidiff
 from mlnb.errors import InvalidInputError, QuerySyntaxError, RunNotFoundError
 from mlnb.widgets import CompareWidget, compare
 
@@ -194,7 +194,7 @@ def test_diff_many_shows_data_fingerprints_and_packages(store: mlnb.Store) -> No
             env = {"python": {"version": "3.11.2"}, "packages": packages}
             store.save_environment(run.run_id, env, f"env{i}")
             ids.append(run.run_id)
-    result = comparison.diff_many(store_records(store, ids))
+    result = multidiff.diff_many(store_records(store, ids))
     rows = {(r.section, r.key): r for r in result.rows}
     assert ("data", "input train: hash") in rows
     assert rows[("environment", "package numpy")].values == ["2.0.0", "2.1.0"]
@@ -210,14 +210,14 @@ def store_records(store: mlnb.Store, ids: list[str]) -> list[Any]:
 def test_diff_many_best_follows_lower_or_higher_is_better(
     store: mlnb.Store, runs: dict[str, str]
 ) -> None:
-    result = comparison.diff_many(store_records(store, [runs["a"], runs["c"], runs["d"]]))
+    result = multidiff.diff_many(store_records(store, [runs["a"], runs["c"], runs["d"]]))
     rows = {(r.section, r.key): r for r in result.rows}
     assert rows[("metrics", "loss")].values == [0.4, 0.8, 2.0]
     assert rows[("metrics", "loss")].best == 0
     assert rows[("metrics", "acc")].values == [0.8, 0.65, None]
     assert rows[("metrics", "acc")].best == 0
     with pytest.raises(InvalidInputError, match="baseline"):
-        comparison.diff_many(store_records(store, [runs["a"]]), baseline=3)
+        multidiff.diff_many(store_records(store, [runs["a"]]), baseline=3)
 
 
 # -- curves and relations -------------------------------------------------------------------
@@ -324,8 +324,9 @@ def test_compare_pages_over_many_runs(store: mlnb.Store) -> None:
 def test_compare_refresh_button_reads_new_runs_and_points(
     widget: CompareWidget, store: mlnb.Store
 ) -> None:
-    live = add_run(store, "live", params={"model": "svc", "lr": 0.2, "seed": 1},
-                   loss=[1.0], status="running", start=1.7e9 + 40)  # fmt: skip
+    run = mlnb.start_run(name="live", experiment="exp", capture=False)  # holds its lock
+    run.log_params({"model": "svc", "lr": 0.2})
+    run.log_metric("loss", 1.0, step=0)
     assert "live" not in run_names(widget)
     widget.refresh_button.click()
     assert run_names(widget)[0] == "live"
@@ -333,12 +334,16 @@ def test_compare_refresh_button_reads_new_runs_and_points(
     widget._selection_changed()
     assert widget.wait()
     assert [c.y for c in widget.comparison.curve_panels()["loss"]] == [[1.0]]
-    rowid, _ = store.run_rowid(live)
-    store.insert_metrics([(rowid, "loss", 1, 0.5, 1.7e9 + 41)])
+    run.log_metric("loss", 0.5, step=1)  # the refresh flushes the metric writer
     widget.refresh_button.click()
     assert widget.wait()
     assert [c.y for c in widget.comparison.curve_panels()["loss"]] == [[1.0, 0.5]]
     assert ">running</span>" in widget.table_html.value
+    mlnb.end_run()
+    widget.refresh_button.click()
+    assert ">finished</span>" in widget.table_html.value and ">running</span>" not in (
+        widget.table_html.value
+    )
 
 
 def test_compare_auto_refresh_picks_up_new_runs(widget: CompareWidget, store: mlnb.Store) -> None:
@@ -442,8 +447,8 @@ def test_track_compare_magic_keeps_quotes_and_reports_errors(
 
 
 def test_format_duration() -> None:
-    assert comparison.format_duration(None) == ""
-    assert comparison.format_duration(4.25) == "4.2 s"
-    assert comparison.format_duration(187) == "3m 07s"
-    assert comparison.format_duration(7500) == "2h 05m"
-    assert comparison.format_duration(3 * 86400 + 4 * 3600) == "3d 4h"
+    assert comparehtml.format_duration(None) == ""
+    assert comparehtml.format_duration(4.25) == "4.2 s"
+    assert comparehtml.format_duration(187) == "3m 07s"
+    assert comparehtml.format_duration(7500) == "2h 05m"
+    assert comparehtml.format_duration(3 * 86400 + 4 * 3600) == "3d 4h"
