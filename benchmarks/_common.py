@@ -221,7 +221,7 @@ def mlnb_source_state() -> dict:
     commit = git("rev-parse", "--short=12", "HEAD") or "no commit"
     # tracked changes and untracked files under mlnb/, and their content
     diff = git("diff", "HEAD", "--", "mlnb") + git(
-        "ls-files", "--others", "--exclude-standard", "-s", "--", "mlnb"
+        "ls-files", "--others", "--exclude-standard", "--", "mlnb"
     )
     untracked = git("ls-files", "--others", "--exclude-standard", "--", "mlnb").split()
     h = hashlib.sha256(diff.encode())
