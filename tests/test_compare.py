@@ -430,20 +430,28 @@ def test_compare_scopes_ids_dataframe_and_errors(store: mlnb.Store, runs: dict[s
 
 
 def test_track_compare_magic_keeps_quotes_and_reports_errors(
-    store: mlnb.Store, runs: dict[str, str]
+    store: mlnb.Store, runs: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import sys
+
     from IPython.core.error import UsageError
     from IPython.core.interactiveshell import InteractiveShell
 
+    # IPython installs its own __main__, which breaks multiprocessing's spawn in later tests
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
     shell = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "mlnb")
-    result = shell.run_line_magic("track", "compare params.model = 'tree' and status != 'failed'")
-    assert isinstance(result, comparison.Comparison)  # no kernel: the text/HTML object
-    assert [r["name"] for r in result.table.page_rows()] == ["c"]
-    with pytest.raises(UsageError, match="expected a value"):
-        shell.run_line_magic("track", "compare metrics.acc >")
-    everything = shell.run_line_magic("track", "compare")
-    assert len(everything.table.ids) == 4
+    try:
+        line = "compare params.model = 'tree' and status != 'failed'"
+        result = shell.run_line_magic("track", line)
+        assert isinstance(result, comparison.Comparison)  # no kernel: the text/HTML object
+        assert [r["name"] for r in result.table.page_rows()] == ["c"]
+        with pytest.raises(UsageError, match="expected a value"):
+            shell.run_line_magic("track", "compare metrics.acc >")
+        everything = shell.run_line_magic("track", "compare")
+        assert len(everything.table.ids) == 4
+    finally:
+        shell.run_line_magic("unload_ext", "mlnb")
 
 
 def test_format_duration() -> None:
