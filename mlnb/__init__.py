@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mlnb.autologging import autolog
     from mlnb.errors import MlnbError
+    from mlnb.gates import gate
     from mlnb.liveplot import live
+    from mlnb.reports import report
     from mlnb.search import delete_run, diff, get_run, restore_run, runs
     from mlnb.store import Store
     from mlnb.tracking import (
@@ -42,6 +44,8 @@ _LAZY = {
     "autolog": "mlnb.autologging",
     "MlnbError": "mlnb.errors",
     "live": "mlnb.liveplot",
+    "gate": "mlnb.gates",
+    "report": "mlnb.reports",
     "Store": "mlnb.store",
     **dict.fromkeys(("delete_run", "diff", "get_run", "restore_run", "runs"), "mlnb.search"),
     **dict.fromkeys(
@@ -106,6 +110,7 @@ __all__ = [
     "diff",
     "end_run",
     "flush",
+    "gate",
     "get_run",
     "get_store",
     "live",
@@ -117,6 +122,7 @@ __all__ = [
     "log_metrics",
     "log_param",
     "log_params",
+    "report",
     "restore_run",
     "runs",
     "set_store",
