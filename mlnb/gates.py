@@ -25,6 +25,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from mlnb.errors import InvalidInputError
@@ -403,6 +404,24 @@ def evaluate(
     return verdicts
 
 
+def _meets(
+    value: float, base: float, minimum: float, *, relative: bool, higher: bool
+) -> tuple[bool, float]:
+    """Whether ``value`` beats ``base`` by ``minimum`` in the metric's direction, and the
+    value required. Decimal arithmetic on the numbers as written, as MLflow does, so that
+    0.84 meets 0.80 + 5 % (in floats 0.8 * 1.05 is 0.8400000000000001)."""
+    try:
+        b = Decimal(repr(base))
+        need = abs(b) * Decimal(repr(minimum)) if relative else Decimal(repr(minimum))
+        required = b + need if higher else b - need
+        v = Decimal(repr(value))
+        return (v >= required if higher else v <= required), float(required)
+    except InvalidOperation:  # infinities times zero and the like: plain floats
+        fneed = abs(base) * minimum if relative else minimum
+        freq = base + fneed if higher else base - fneed
+        return (value >= freq if higher else value <= freq), freq
+
+
 def _compare(
     key: str,
     value: float,
@@ -421,14 +440,11 @@ def _compare(
     if min_abs is None and min_rel is None:
         min_abs = 0.0  # a baseline and no minimum: not worse than the baseline
     ok = True
-    for label, minimum, need in (
-        ("min_abs", min_abs, None if min_abs is None else min_abs),
-        ("min_rel", min_rel, None if min_rel is None else abs(base_value) * min_rel),
-    ):
-        if minimum is None or need is None:
+    for label, minimum in (("min_abs", min_abs), ("min_rel", min_rel)):
+        if minimum is None:
             continue
-        required = base_value + need if higher else base_value - need
-        good = value >= required if higher else value <= required
+        good, required = _meets(value, base_value, minimum, relative=label == "min_rel",
+                                higher=higher)  # fmt: skip
         sign = ">=" if higher else "<="
         what = f"{minimum:g}" if label == "min_abs" else f"{minimum:.2%}"
         text = f"{label} {what} ({word} is better): {_num(value)} "
