@@ -109,7 +109,7 @@ def _entry(store: Store, rec: RunRecord, base: RunRecord | None) -> dict[str, An
         sections["environment"] = []
         sections["git"] = []
     notebooks = [
-        {"path": a.path, "file": str(store.artifact_file(a.hash))}
+        {"path": a.path, "file": str(store.artifact_file(a.hash).absolute())}
         for a in rec.artifacts
         if a.kind == "notebook" or a.path.endswith(".ipynb")
     ]
@@ -182,6 +182,7 @@ def _plot(store: Store, key: str, run: dict[str, Any], base: dict[str, Any] | No
     if all(len(points) < 2 for _, points in series):
         return None
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(5.5, 3.2), dpi=100)
     ax = fig.subplots()
@@ -190,6 +191,7 @@ def _plot(store: Store, key: str, run: dict[str, Any], base: dict[str, Any] | No
             ax.plot([p[0] for p in points], [p[1] for p in points], style, marker=".", label=label)
     ax.set_title(key)
     ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
