@@ -153,10 +153,11 @@ def build_report(
     records = [store.get_run(r) for r in runs]  # resolve everything before writing anything
     entries = []
     for rec in records:
-        base = None
+        base: RunRecord | None = None
+        notes: list[str] = []
         if vs is not None:
-            base, _ = find_baseline(store, rec, vs)
-        entries.append(_entry(store, rec, base))
+            base, notes = find_baseline(store, rec, vs)
+        entries.append({**_entry(store, rec, base), "notes": notes})
     return {
         "mlnb_report": REPORT_VERSION,
         "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -341,6 +342,7 @@ def render_markdown(data: dict[str, Any], plots_dir: str | None = "report_files"
     for entry in data["runs"]:
         title, facts = _title(entry)
         lines += [f"## {title}", "", facts, ""]
+        lines += [f"> {note}\n" for note in entry["notes"]]
         verdict = _verdict(entry)
         if verdict:
             lines += [f"**{verdict}**", ""]
@@ -388,6 +390,7 @@ def render_html(data: dict[str, Any], plots: dict[str, bytes]) -> str:
     for entry in data["runs"]:
         title, facts = _title(entry)
         parts.append(f"<h2>{esc(title)}</h2><p>{esc(facts)}</p>")
+        parts += [f"<p><em>{esc(note)}</em></p>" for note in entry["notes"]]
         verdict = _verdict(entry)
         if verdict:
             parts.append(f"<p class='{verdict[:4]}'>{esc(verdict)}</p>")

@@ -390,6 +390,8 @@ def test_report_several_runs_and_the_step_summary(
 def test_report_errors(store: mlnb.Store) -> None:
     assert "no runs" in invoke(store, "report").output
     make_run("a", {"acc": 1.0})
+    alone = invoke(store, "report", "a", "--vs", "latest", "--no-plots")
+    assert alone.exit_code == 0 and "> no other finished run in experiment 'exp'" in alone.output
     result = invoke(store, "report", "a", "--vs", "best")
     assert result.exit_code == 1 and "needs a metric" in result.output
     assert "no run matches 'zzz'" in invoke(store, "report", "zzz").output
