@@ -174,18 +174,22 @@ def _safe_name(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", key).strip("._") or "metric"
 
 
+def _short(name: str, width: int = 24) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
 def _plot(store: Store, key: str, run: dict[str, Any], base: dict[str, Any] | None) -> bytes | None:
     """One metric's series (and the baseline's) as PNG bytes; None with fewer than two
     points in every series (a single number is in the table already)."""
-    series = [(run["name"], store.history(run["run_id"], key))]
+    series = [(_short(run["name"]), store.history(run["run_id"], key))]
     if base is not None:
-        series.append((f"baseline {base['name']}", store.history(base["run_id"], key)))
+        series.append((f"baseline {_short(base['name'])}", store.history(base["run_id"], key)))
     if all(len(points) < 2 for _, points in series):
         return None
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(5.5, 3.2), dpi=100)
+    fig = Figure(figsize=(6.5, 3.2), dpi=100)
     ax = fig.subplots()
     for (label, points), style in zip(series, ("-", "--"), strict=False):
         if points:
@@ -194,8 +198,9 @@ def _plot(store: Store, key: str, run: dict[str, Any], base: dict[str, Any] | No
     ax.set_xlabel("step")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    # fixed margins: tight_layout and legend loc="best" cost a third of each plot's time
+    fig.subplots_adjust(left=0.1, right=0.72, top=0.9, bottom=0.16)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()

@@ -717,7 +717,15 @@ class Store(ProvenanceStore):
 
         def counts(c: sqlite3.Connection) -> dict[str, int]:
             out = {}
-            for table in ("experiments", "runs", "params", "metrics", "tags", "artifacts"):
+            for table in (
+                "experiments",
+                "runs",
+                "params",
+                "metrics",
+                "tags",
+                "artifacts",
+                "checks",
+            ):
                 out[table] = c.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             out["deleted_runs"] = c.execute(
                 "SELECT count(*) FROM runs WHERE deleted_at IS NOT NULL"
