@@ -272,26 +272,31 @@ def _num(x: float | None) -> str:
     return "" if x is None else f"{x:.6g}"
 
 
+def _finite(value: Any, what: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise InvalidInputError(f"{what} must be a finite number: {value!r}")
+    return number
+
+
 def _per_key(
     value: float | Mapping[str, float] | None, keys: Sequence[str], what: str
 ) -> dict[str, float | None]:
-    if value is None or isinstance(value, (int, float)):
-        if value is not None and not math.isfinite(float(value)):
-            raise InvalidInputError(f"{what} must be a finite number: {value!r}")
-        return dict.fromkeys(keys, None if value is None else float(value))
-    out: dict[str, float | None] = dict.fromkeys(keys)
-    default = value.get("*")
-    for key, number in value.items():
+    if value is None:
+        return dict.fromkeys(keys)
+    if not isinstance(value, Mapping):
+        return dict.fromkeys(keys, _finite(value, what))
+    for key in value:
         if key != "*" and key not in keys:
             raise InvalidInputError(
                 f"{what} names {key!r}, which is not a gated metric ({', '.join(keys)})"
             )
-        if not math.isfinite(float(number)):
-            raise InvalidInputError(f"{what} must be a finite number: {number!r}")
-    for key in keys:
-        chosen = value.get(key, default)
-        out[key] = None if chosen is None else float(chosen)
-    return out
+    checked = {key: _finite(number, what) for key, number in value.items()}
+    default = checked.get("*")
+    return {key: checked.get(key, default) for key in keys}
 
 
 def thresholds(

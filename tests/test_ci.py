@@ -491,3 +491,19 @@ def test_job_checks_gate_and_report_end_to_end(tmp_path: Path) -> None:
 def test_unknown_run_for_get_checks(store: mlnb.Store) -> None:
     with pytest.raises(RunNotFoundError):
         store.get_checks("nope")
+
+
+@pytest.mark.parametrize("bad", [float("inf"), "abc", True, {"acc": float("nan")}])
+def test_gate_refuses_non_finite_minimums(store: mlnb.Store, bad: object) -> None:
+    make_run("base", {"acc": 0.8})
+    make_run("cand", {"acc": 0.9})
+    with pytest.raises(InvalidInputError, match="finite number"):
+        mlnb.gate("cand", ["acc"], vs="base", min_abs=bad)  # type: ignore[arg-type]
+
+
+def test_show_json_lists_the_checks(store: mlnb.Store) -> None:
+    make_run("cand", {"acc": 0.9})
+    mlnb.gate("cand", ["acc>=0.95"])
+    data = json.loads(invoke(store, "show", "cand", "--format", "json").output)
+    (check,) = data["checks"]
+    assert check["kind"] == "gate" and check["passed"] is False and check["value"] == 0.9
