@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from mlnb.autologging import autolog
     from mlnb.errors import MlnbError
     from mlnb.liveplot import live
+    from mlnb.reproduction import reproduce
+    from mlnb.runner import run_notebook
     from mlnb.search import delete_run, diff, get_run, restore_run, runs
     from mlnb.store import Store
     from mlnb.tracking import (
@@ -42,6 +44,8 @@ _LAZY = {
     "autolog": "mlnb.autologging",
     "MlnbError": "mlnb.errors",
     "live": "mlnb.liveplot",
+    "reproduce": "mlnb.reproduction",
+    "run_notebook": "mlnb.runner",
     "Store": "mlnb.store",
     **dict.fromkeys(("delete_run", "diff", "get_run", "restore_run", "runs"), "mlnb.search"),
     **dict.fromkeys(
@@ -117,7 +121,9 @@ __all__ = [
     "log_metrics",
     "log_param",
     "log_params",
+    "reproduce",
     "restore_run",
+    "run_notebook",
     "runs",
     "set_store",
     "set_tag",
