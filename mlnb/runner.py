@@ -29,7 +29,7 @@ from mlnb.errors import InvalidInputError, MlnbError
 from mlnb.hashing import hash_file
 from mlnb.liveness import acquire_run_lock, release_run_lock
 from mlnb.store import ENV_STORE, Store
-from mlnb.tracking import ENV_RUN_ID
+from mlnb.tracking import ENV_JOB_EXPERIMENT, ENV_RUN_ID
 
 __all__ = [
     "EXIT_CELL_ERROR",
@@ -555,6 +555,10 @@ def _run(
             ENV_NOTEBOOK: str(nb_path),
             ENV_STORE: str(st.root.absolute()),
         }
+        if experiment is not None:
+            env[ENV_JOB_EXPERIMENT] = experiment
+        else:
+            env.pop(ENV_JOB_EXPERIMENT, None)
         try:
             with _quiet_run_id_warning():
                 final_nb = papermill.execute_notebook(

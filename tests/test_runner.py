@@ -145,6 +145,7 @@ def test_a_job_finishes_with_its_params_metrics_notebook_and_hash_on_one_run(
         rec = st.get_run(result.run_id)
         assert rec.status == "finished"
         assert rec.name == "job_train"
+        assert rec.experiment == "jobs"  # the notebook's `%track start --experiment jobs`
         assert rec.params == {"lr": 0.5, "epochs": 3, "model": "logreg", "layers": [64, 32]}
         assert rec.metrics["loss"] == pytest.approx(0.125)  # 3 epochs at lr=0.5
         assert rec.metric_steps["loss"] == 2
