@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from mlnb.gates import gate
     from mlnb.liveplot import live
     from mlnb.reports import report
+    from mlnb.reproduction import reproduce
+    from mlnb.runner import run_notebook
     from mlnb.search import delete_run, diff, get_run, restore_run, runs
     from mlnb.store import Store
     from mlnb.tracking import (
@@ -46,6 +48,8 @@ _LAZY = {
     "live": "mlnb.liveplot",
     "gate": "mlnb.gates",
     "report": "mlnb.reports",
+    "reproduce": "mlnb.reproduction",
+    "run_notebook": "mlnb.runner",
     "Store": "mlnb.store",
     **dict.fromkeys(("delete_run", "diff", "get_run", "restore_run", "runs"), "mlnb.search"),
     **dict.fromkeys(
@@ -123,7 +127,9 @@ __all__ = [
     "log_param",
     "log_params",
     "report",
+    "reproduce",
     "restore_run",
+    "run_notebook",
     "runs",
     "set_store",
     "set_tag",

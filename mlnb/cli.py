@@ -550,6 +550,63 @@ def run_cmd(
     ctx.exit(code)
 
 
+@cli.command("reproduce")
+@click.argument("run")
+@click.option("--rtol", type=float, default=1e-6, show_default=True,
+              help="Relative tolerance for metrics.")  # fmt: skip
+@click.option("--atol", type=float, default=0.0, show_default=True,
+              help="Absolute tolerance for metrics.")  # fmt: skip
+@click.option("--skip-metric", "skip", multiple=True, metavar="GLOB",
+              help="Metric keys not to compare, e.g. 'time/*' (repeatable).")  # fmt: skip
+@click.option("--ignore", multiple=True,
+              type=click.Choice(["metrics", "data", "environment", "code"]),
+              help="Report these differences but do not fail on them (repeatable).")  # fmt: skip
+@click.option("--kernel", help="Kernel name (default: the notebook's).")
+@click.option("--cwd", type=click.Path(file_okay=False),
+              help="Working directory (default: the original notebook's folder).")  # fmt: skip
+@click.option("--cell-timeout", type=float, help="Seconds a cell may run.")
+@click.option("--start-timeout", type=float, default=60.0, show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Executed notebook path.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+@click.pass_context
+@handles_errors
+def reproduce_cmd(
+    ctx: click.Context,
+    run: str,
+    rtol: float,
+    atol: float,
+    skip: tuple[str, ...],
+    ignore: tuple[str, ...],
+    kernel: str | None,
+    cwd: str | None,
+    cell_timeout: float | None,
+    start_timeout: float,
+    output: str | None,
+    as_json: bool,
+) -> None:
+    """Re-execute RUN's stored notebook with its parameters and verify the outcome.
+
+    Compares metrics (within tolerance), data fingerprints, environment and code (git)
+    with RUN, links the new run to it and prints a verdict. Exit codes: 0 reproduced;
+    16 + the sum of what differs (metrics 1, data 2, environment 4, code 8: 17 = metrics
+    only); 1, 124, 138 when the notebook did not run through (as `mlnb run`); 2 usage error.
+    """
+    from mlnb.reproduction import reproduce
+
+    store = _open_store(ctx)
+    try:
+        result = reproduce(
+            run, rtol=rtol, atol=atol, skip_metrics=skip, ignore=ignore, kernel=kernel,
+            cwd=cwd, cell_timeout=cell_timeout, start_timeout=start_timeout, output=output,
+            store=store,
+        )  # fmt: skip
+    except MlnbError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        ctx.exit(2)
+    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else str(result))
+    ctx.exit(result.exit_code)
+
+
 @cli.command("params")
 @click.argument("notebook", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)

@@ -226,6 +226,23 @@ class Store(ProvenanceStore):
         self.write(tx)
         return run_id
 
+    def set_experiment(self, run_id: str, experiment: str) -> None:
+        """Move a run into ``experiment`` (created if new)."""
+        experiment = validation.check_key(experiment, "experiment name")
+
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR IGNORE INTO experiments (name, created_at) VALUES (?, ?)",
+                [experiment, time.time()],
+            )
+            conn.execute(
+                "UPDATE runs SET experiment_id = (SELECT id FROM experiments WHERE name = ?) "
+                "WHERE run_id = ?",
+                [experiment, run_id],
+            )
+
+        self.write(tx)
+
     def run_rowid(self, run_id: str) -> tuple[int, str]:
         """The integer key and status of a run (exact id)."""
         row = self.read(
