@@ -109,7 +109,11 @@ def _entry(store: Store, rec: RunRecord, base: RunRecord | None) -> dict[str, An
         sections["environment"] = []
         sections["git"] = []
     notebooks = [
-        {"path": a.path, "file": str(store.artifact_file(a.hash).absolute())}
+        {
+            "path": a.path,
+            "role": _notebook_role(a.path),
+            "file": str(store.artifact_file(a.hash).absolute()),
+        }
         for a in rec.artifacts
         if a.kind == "notebook" or a.path.endswith(".ipynb")
     ]
@@ -122,6 +126,16 @@ def _entry(store: Store, rec: RunRecord, base: RunRecord | None) -> dict[str, An
         "notebooks": notebooks,
         "plots": {},
     }
+
+
+def _notebook_role(path: str) -> str:
+    """``executed`` (a job's output, ``job/``), ``input`` (the notebook as run,
+    ``notebook/``), else ``notebook``."""
+    if path.startswith("job/"):
+        return "executed"
+    if path.startswith("notebook/"):
+        return "input"
+    return "notebook"
 
 
 def _plain(x: Any) -> Any:
@@ -367,7 +381,10 @@ def render_markdown(data: dict[str, Any], plots_dir: str | None = "report_files"
             lines.append("")
         if entry["notebooks"]:
             lines += ["### Notebooks", ""]
-            lines += [f"- [{n['path']}]({Path(n['file']).as_posix()})" for n in entry["notebooks"]]
+            lines += [
+                f"- [{n['path']}]({Path(n['file']).as_posix()}) ({n['role']})"
+                for n in entry["notebooks"]
+            ]
             lines.append("")
     lines.append(f"_generated {data['generated_at']} by mlnb from {data['store']}_")
     return "\n".join(lines) + "\n"
@@ -419,7 +436,7 @@ def render_html(data: dict[str, Any], plots: dict[str, bytes]) -> str:
         if entry["notebooks"]:
             parts.append("<h3>Notebooks</h3><ul>")
             parts += [
-                f"<li>{esc(n['path'])}: <code>{esc(n['file'])}</code></li>"
+                f"<li>{esc(n['path'])} ({esc(n['role'])}): <code>{esc(n['file'])}</code></li>"
                 for n in entry["notebooks"]
             ]
             parts.append("</ul>")

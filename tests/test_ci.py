@@ -483,7 +483,7 @@ def test_job_checks_gate_and_report_end_to_end(tmp_path: Path) -> None:
     text = (tmp_path / "r.md").read_text()
     assert "| lr | 0.3 | 0.1 |" in text and "| acc | 0.8 | 0.6 | +0.2 | +33.33% |" in text
     assert "| check | params.lr > 1 |" in text and "| gate | loss |" in text
-    link = re.search(r"- \[job/job_train\.ipynb\]\(([^)]+)\)", text)
+    link = re.search(r"- \[job/job_train\.ipynb\]\(([^)]+)\) \(executed\)", text)
     assert link and json.loads(Path(link[1]).read_text())["cells"]  # the executed notebook
     assert (tmp_path / "r_files" / "loss.png").read_bytes().startswith(PNG_MAGIC)
 
