@@ -181,7 +181,7 @@ def _m004_checks(db: Database) -> None:
         CREATE TABLE checks (
             id INTEGER PRIMARY KEY,
             run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-            kind TEXT NOT NULL CHECK (kind IN ('check', 'gate', 'validation')),
+            kind TEXT NOT NULL,
             name TEXT NOT NULL,
             passed INTEGER NOT NULL,
             value REAL,

@@ -48,6 +48,9 @@ STORE_DIRNAME = ".mlnb"
 DB_FILENAME = "mlnb.db"
 ENV_STORE = "MLNB_STORE"
 DEFAULT_EXPERIMENT = "Default"
+# Kinds of rows in the checks table; checked here, not by an SQL CHECK, so that a new kind
+# (a reproduction verdict, say) needs no table rebuild.
+CHECK_KINDS = ("check", "gate", "validation")
 METRIC_ROWS_PER_STATEMENT = 6_000  # 30,000 bound values, under SQLite's 32,766 limit
 
 
@@ -507,10 +510,9 @@ class Store(ProvenanceStore):
     def log_checks(self, run_id: str, checks: Sequence[CheckRecord]) -> str:
         """Record verdicts on a run (finished or not) in the ``checks`` table, all or
         nothing, as one batch; returns the batch id (given on the records, else new)."""
-        kinds = {"check", "gate", "validation"}
         for chk in checks:
-            if chk.kind not in kinds:
-                raise InvalidInputError(f"check kind must be one of {sorted(kinds)}: {chk.kind!r}")
+            if chk.kind not in CHECK_KINDS:
+                raise InvalidInputError(f"check kind must be one of {CHECK_KINDS}: {chk.kind!r}")
             if chk.direction not in (None, "higher", "lower"):
                 raise InvalidInputError(f"direction must be 'higher' or 'lower': {chk.direction!r}")
         batch = next((c.batch for c in checks if c.batch), "") or uuid.uuid4().hex
