@@ -29,7 +29,7 @@ from typing import Any
 
 from mlnb.errors import InvalidInputError
 from mlnb.hashing import hash_file
-from mlnb.models import RunRecord
+from mlnb.models import CheckRecord, RunRecord
 from mlnb.rundiff import Change, diff_runs
 from mlnb.runner import (
     CELL_SECONDS,
@@ -262,7 +262,48 @@ def _reproduce(
     if job.ok:
         _verify(st, old, new, result, rtol, atol, skip)
     st.set_tags(job.run_id, {VERDICT_TAG: result.verdict}, check_state=False)
+    st.log_checks(job.run_id, _check_rows(result, rtol, atol))
     return result
+
+
+def _check_rows(result: Reproduction, rtol: float, atol: float) -> list[CheckRecord]:
+    """The verdict as rows of the checks table (kind ``reproduce``), so `mlnb show` and
+    `mlnb report` list it with gates and checks: one row per metric, one per other count."""
+    base = result.original.run_id
+    rows = [
+        CheckRecord(
+            "reproduce", "verdict", result.exit_code == 0, baseline_run_id=base,
+            message=result.verdict, details={"differs": result.differs,
+                                             "ignored": list(result.ignored)},
+        )
+    ]  # fmt: skip
+    if not result.job.ok:
+        return rows
+    for m in result.metrics:
+        rows.append(
+            CheckRecord(
+                "reproduce", f"metrics.{m.key}", m.ok, value=m.new, baseline_run_id=base,
+                baseline_value=m.old, message=m.reason or f"matches at every step up to {m.step}",
+                details={"rtol": rtol, "atol": atol, "step": m.step},
+            )
+        )  # fmt: skip
+    for kind, changes in (("data", result.data), ("environment", result.environment)):
+        text = "; ".join(f"{c.key}: {_fmt(c.a)} → {_fmt(c.b)}" for c in changes[:20])
+        rows.append(
+            CheckRecord(
+                "reproduce", kind, not changes, baseline_run_id=base, message=text or "same"
+            )
+        )
+    rows.append(
+        CheckRecord(
+            "reproduce",
+            "code",
+            not result.code,
+            baseline_run_id=base,
+            message="; ".join(result.code) or "same",
+        )
+    )
+    return rows
 
 
 def _verify(

@@ -50,7 +50,7 @@ ENV_STORE = "MLNB_STORE"
 DEFAULT_EXPERIMENT = "Default"
 # Kinds of rows in the checks table; checked here, not by an SQL CHECK, so that a new kind
 # (a reproduction verdict, say) needs no table rebuild.
-CHECK_KINDS = ("check", "gate", "validation")
+CHECK_KINDS = ("check", "gate", "validation", "reproduce")
 METRIC_ROWS_PER_STATEMENT = 6_000  # 30,000 bound values, under SQLite's 32,766 limit
 
 

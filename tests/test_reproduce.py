@@ -54,6 +54,10 @@ def test_a_deterministic_job_is_reproduced_and_linked_to_the_original(project: P
         assert new.experiment == orig.experiment and new.name == orig.name
         [ds] = new.datasets
         assert ds.hash == orig.datasets[0].hash
+        rows = {c.name: c for c in st.get_checks(result.run_id, kind="reproduce")}
+        assert set(rows) == {"verdict", "metrics.score", "data", "environment", "code"}
+        assert all(c.passed and c.baseline_run_id == old for c in rows.values())
+        assert rows["metrics.score"].value == rows["metrics.score"].baseline_value
     assert "verdict: reproduced" in str(result)
 
 
@@ -90,6 +94,11 @@ def test_changed_input_data_is_named_with_its_fingerprints(project: Path) -> Non
     assert result.exit_code == 16 + 1 + 2
     assert any(c.key == "input train: hash" for c in result.data)
     assert "DIFF data input train: hash" in str(result)
+    with Store(project.parent / "store") as st:
+        rows = {c.name: c for c in st.get_checks(result.run_id, kind="reproduce")}
+        assert not rows["verdict"].passed and rows["verdict"].message == "metrics, data"
+        assert not rows["data"].passed and "input train: hash" in (rows["data"].message or "")
+        assert rows["code"].passed and rows["environment"].passed
 
 
 def test_another_environment_is_reported_and_can_be_ignored(project: Path) -> None:
