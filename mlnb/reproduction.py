@@ -358,7 +358,7 @@ def _compare_series(
             return MetricCheck(key, False, step, None, b[step], f"step {step} is new")
         x, y = a[step], b[step]
         if not _close(x, y, rtol, atol):
-            rel = f", {(y - x) / abs(x):+.3g} relative" if x and math.isfinite(x) else ""
+            rel = f", {(y - x) / abs(x):+.2%}" if x and math.isfinite(x) else ""
             return MetricCheck(
                 key, False, step, x, y, f"step {step}: {x!r} → {y!r} (Δ {y - x:+.3g}{rel})"
             )
