@@ -14,7 +14,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mlnb.autologging import autolog
     from mlnb.errors import MlnbError
+    from mlnb.gates import gate
     from mlnb.liveplot import live
+    from mlnb.reports import report
+    from mlnb.reproduction import reproduce
+    from mlnb.runner import run_notebook
     from mlnb.search import delete_run, diff, get_run, restore_run, runs
     from mlnb.store import Store
     from mlnb.tracking import (
@@ -43,6 +47,10 @@ _LAZY = {
     "autolog": "mlnb.autologging",
     "MlnbError": "mlnb.errors",
     "live": "mlnb.liveplot",
+    "gate": "mlnb.gates",
+    "report": "mlnb.reports",
+    "reproduce": "mlnb.reproduction",
+    "run_notebook": "mlnb.runner",
     "Store": "mlnb.store",
     "compare": "mlnb.widgets",
     **dict.fromkeys(("delete_run", "diff", "get_run", "restore_run", "runs"), "mlnb.search"),
@@ -109,6 +117,7 @@ __all__ = [
     "diff",
     "end_run",
     "flush",
+    "gate",
     "get_run",
     "get_store",
     "live",
@@ -120,7 +129,10 @@ __all__ = [
     "log_metrics",
     "log_param",
     "log_params",
+    "report",
+    "reproduce",
     "restore_run",
+    "run_notebook",
     "runs",
     "set_store",
     "set_tag",

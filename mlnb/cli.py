@@ -280,6 +280,18 @@ def format_run(rec: RunRecord) -> str:
                 shown += f"  (step {rec.metric_steps.get(key, 0)})"
             lines.append(f"  {key.ljust(width)}  {shown}")
     lines.extend(_provenance_lines(rec))
+    if rec.checks:
+        lines.append("checks:")
+        for chk in rec.checks:
+            mark = "PASS" if chk.passed else "FAIL"
+            value = "" if chk.value is None else f"  value {chk.value:.6g}"
+            base = ""
+            if chk.baseline_run_id:
+                base = f"  vs {chk.baseline_run_id[:8]}"
+            lines.append(f"  {_local_time(chk.created_at)}  {chk.kind:<5} {mark}  {chk.name}"
+                         f"{value}{base}")  # fmt: skip
+            if chk.message and not chk.passed:
+                lines.append(f"      {chk.message}")
     if rec.artifacts:
         lines.append("artifacts:")
         for art in rec.artifacts:
@@ -526,16 +538,73 @@ def run_cmd(
         click.echo(f"  {result.error}", err=True)
     code = result.exit_code
     if code == 0 and checks:
-        failed = []
-        for i, expr in enumerate(checks):
-            ok = bool(store.search_runs(f"run_id = '{result.run_id}' and ({expr})")["run_id"])
-            verdict = f"{'pass' if ok else 'fail'}: {expr}"
+        from mlnb.gates import check_records
+
+        records = check_records(store, result.run_id, checks)
+        for i, rec in enumerate(records):
+            verdict = f"{'pass' if rec.passed else 'fail'}: {rec.name}"
             store.set_tags(result.run_id, {f"mlnb.check.{i}": verdict}, check_state=False)
-            click.echo(f"  check {'passed' if ok else 'FAILED'}: {expr}")
-            if not ok:
-                failed.append(expr)
-        code = 3 if failed else 0
+            click.echo(f"  check {'passed' if rec.passed else 'FAILED'}: {rec.name}")
+        store.log_checks(result.run_id, records)
+        code = 3 if any(not r.passed for r in records) else 0
     ctx.exit(code)
+
+
+@cli.command("reproduce")
+@click.argument("run")
+@click.option("--rtol", type=float, default=1e-6, show_default=True,
+              help="Relative tolerance for metrics.")  # fmt: skip
+@click.option("--atol", type=float, default=0.0, show_default=True,
+              help="Absolute tolerance for metrics.")  # fmt: skip
+@click.option("--skip-metric", "skip", multiple=True, metavar="GLOB",
+              help="Metric keys not to compare, e.g. 'time/*' (repeatable).")  # fmt: skip
+@click.option("--ignore", multiple=True,
+              type=click.Choice(["metrics", "data", "environment", "code"]),
+              help="Report these differences but do not fail on them (repeatable).")  # fmt: skip
+@click.option("--kernel", help="Kernel name (default: the notebook's).")
+@click.option("--cwd", type=click.Path(file_okay=False),
+              help="Working directory (default: the original notebook's folder).")  # fmt: skip
+@click.option("--cell-timeout", type=float, help="Seconds a cell may run.")
+@click.option("--start-timeout", type=float, default=60.0, show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Executed notebook path.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+@click.pass_context
+@handles_errors
+def reproduce_cmd(
+    ctx: click.Context,
+    run: str,
+    rtol: float,
+    atol: float,
+    skip: tuple[str, ...],
+    ignore: tuple[str, ...],
+    kernel: str | None,
+    cwd: str | None,
+    cell_timeout: float | None,
+    start_timeout: float,
+    output: str | None,
+    as_json: bool,
+) -> None:
+    """Re-execute RUN's stored notebook with its parameters and verify the outcome.
+
+    Compares metrics (within tolerance), data fingerprints, environment and code (git)
+    with RUN, links the new run to it and prints a verdict. Exit codes: 0 reproduced;
+    16 + the sum of what differs (metrics 1, data 2, environment 4, code 8: 17 = metrics
+    only); 1, 124, 138 when the notebook did not run through (as `mlnb run`); 2 usage error.
+    """
+    from mlnb.reproduction import reproduce
+
+    store = _open_store(ctx)
+    try:
+        result = reproduce(
+            run, rtol=rtol, atol=atol, skip_metrics=skip, ignore=ignore, kernel=kernel,
+            cwd=cwd, cell_timeout=cell_timeout, start_timeout=start_timeout, output=output,
+            store=store,
+        )  # fmt: skip
+    except MlnbError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        ctx.exit(2)
+    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else str(result))
+    ctx.exit(result.exit_code)
 
 
 @cli.command("params")
@@ -589,6 +658,165 @@ def test_cmd(
     failed = sum(not r.passed for r in results)
     click.echo(f"{len(results) - failed} passed, {failed} failed")
     ctx.exit(1 if failed else 0)
+
+
+# -- CI: gates, reports, workflows ----------------------------------------------------------
+
+
+def _number_options(values: tuple[str, ...], option: str) -> float | dict[str, float] | None:
+    """``--min-abs 0.01`` (every metric) or ``--min-abs acc=0.01`` (one), repeatable."""
+    if not values:
+        return None
+    per_key: dict[str, float] = {}
+    for item in values:
+        key, sep, text = item.rpartition("=")
+        try:
+            number = float(text)
+        except ValueError:
+            raise click.BadParameter(
+                f"expected X or KEY=X, got {item!r}", param_hint=option
+            ) from None
+        per_key[key.strip() if sep else "*"] = number
+    if list(per_key) == ["*"]:
+        return per_key["*"]
+    return per_key
+
+
+@cli.command("gate")
+@click.argument("run")
+@click.option(
+    "-m",
+    "--metric",
+    "metrics",
+    multiple=True,
+    required=True,
+    metavar="EXPR",
+    help="KEY OP NUMBER (e.g. 'acc>=0.9', 'loss<0.3') or just KEY (repeatable).",
+)
+@click.option("--vs", metavar="RUN", help="Baseline: a run (id, prefix, name), 'latest' or 'best'.")
+@click.option(
+    "--min-abs",
+    "min_abs",
+    multiple=True,
+    metavar="[KEY=]X",
+    help="Improvement over the baseline, absolute (per KEY or for all).",
+)
+@click.option(
+    "--min-rel",
+    "min_rel",
+    multiple=True,
+    metavar="[KEY=]X",
+    help="Improvement over the baseline, relative (0.01 = 1%).",
+)
+@click.option(
+    "--lower-is-better",
+    "lower",
+    multiple=True,
+    metavar="KEY",
+    help="KEY improves downwards (default: higher is better, or the comparator's).",
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.pass_context
+def gate_cmd(
+    ctx: click.Context,
+    run: str,
+    metrics: tuple[str, ...],
+    vs: str | None,
+    min_abs: tuple[str, ...],
+    min_rel: tuple[str, ...],
+    lower: tuple[str, ...],
+    fmt: str,
+) -> None:
+    """Pass or fail RUN on metric thresholds and on improvement over a baseline (--vs).
+
+    MLflow MetricThreshold semantics; the verdicts are stored on the run (checks table).
+    Exit codes: 0 pass, 1 fail (a threshold, an improvement, or a missing metric), 2 usage
+    error (bad expression, unknown run). See docs/ci.md.
+    """
+    from mlnb.gates import EXIT_USAGE, gate
+
+    try:
+        result = gate(
+            run, list(metrics), vs=vs, min_abs=_number_options(min_abs, "--min-abs"),
+            min_rel=_number_options(min_rel, "--min-rel"), lower_is_better=lower,
+            store=_open_store(ctx),
+        )  # fmt: skip
+    except MlnbError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        ctx.exit(EXIT_USAGE)
+    if fmt == "json":
+        click.echo(json.dumps(_json_clean(result.to_dict()), indent=2))
+    else:
+        click.echo(str(result))
+    ctx.exit(result.exit_code)
+
+
+@cli.command("report")
+@click.argument("runs", nargs=-1)
+@click.option("--vs", metavar="RUN", help="Compare each run with this run (or 'latest').")
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "json"]), default="md",
+              show_default=True)  # fmt: skip
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="File to write (default: stdout); plots go to <name>_files/.")  # fmt: skip
+@click.option("--no-plots", is_flag=True, help="Skip the metric plots.")
+@click.pass_context
+@handles_errors
+def report_cmd(
+    ctx: click.Context,
+    runs: tuple[str, ...],
+    vs: str | None,
+    fmt: str,
+    output: str | None,
+    no_plots: bool,
+) -> None:
+    """Report RUNS (default: the newest run): params, metrics with Δ and %Δ, data and
+    environment changes, checks and gates, metric plots, notebooks.
+
+    Markdown is also appended to $GITHUB_STEP_SUMMARY when that is set (GitHub Actions).
+    """
+    from mlnb.reports import report
+
+    text = report(runs, vs=vs, format=fmt, output=output, plots=not no_plots,
+                  store=_open_store(ctx))  # fmt: skip
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        click.echo(f"wrote {output}", err=True)
+
+
+@cli.group("ci")
+def ci_group() -> None:
+    """Continuous integration: set up a workflow that runs, gates and reports notebooks."""
+
+
+@ci_group.command("init")
+@click.argument("provider", type=click.Choice(["github"]))
+@click.option("--path", default=None, metavar="FILE",
+              help="Where to write it (default: .github/workflows/mlnb.yml).")  # fmt: skip
+@click.option("--notebook", default="notebooks/train.ipynb", show_default=True,
+              help="The training notebook the workflow runs and gates.")  # fmt: skip
+@click.option("-m", "--metric", "metrics", multiple=True, metavar="EXPR",
+              help="Gated metric (repeatable; default: 'accuracy>=0.8').")  # fmt: skip
+@click.option("--vs", default="latest", show_default=True, help="The gate's baseline.")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@handles_errors
+def ci_init_cmd(
+    provider: str,
+    path: str | None,
+    notebook: str,
+    metrics: tuple[str, ...],
+    vs: str,
+    force: bool,
+) -> None:
+    """Write a CI workflow (GitHub Actions): install, `mlnb test`, `mlnb run --check`,
+    `mlnb gate --vs`, `mlnb report` to the job summary, upload the report."""
+    from mlnb.workflows import DEFAULT_METRICS, DEFAULT_PATH, write_github_workflow
+
+    target = write_github_workflow(
+        path or DEFAULT_PATH, notebook=notebook, metrics=metrics or DEFAULT_METRICS, vs=vs,
+        force=force,
+    )  # fmt: skip
+    click.echo(f"wrote {target}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

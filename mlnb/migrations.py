@@ -175,7 +175,32 @@ def _m003_lineage(db: Database) -> None:
     )
 
 
-_STEPS = [_m001_initial, _m002_capture, _m003_lineage]
+def _m004_checks(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE checks (
+            id INTEGER PRIMARY KEY,
+            run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            passed INTEGER NOT NULL,
+            value REAL,
+            threshold REAL,
+            comparator TEXT,
+            direction TEXT CHECK (direction IN ('higher', 'lower')),
+            baseline_run_id TEXT,
+            baseline_value REAL,
+            message TEXT,
+            details TEXT,
+            batch TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX checks_run ON checks(run, kind, created_at);
+        """
+    )
+
+
+_STEPS = [_m001_initial, _m002_capture, _m003_lineage, _m004_checks]
 
 
 def migrations() -> Migrations:

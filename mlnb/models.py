@@ -76,6 +76,45 @@ class DatasetRef:
         }
 
 
+@dataclass(frozen=True)
+class CheckRecord:
+    """One row of the ``checks`` table: the verdict of a gate, a ``--check`` or a validation
+    on a run. ``value`` and ``baseline_value`` are None when missing (NaN is NaN);
+    ``batch`` groups the rows one invocation wrote."""
+
+    kind: str
+    name: str
+    passed: bool
+    value: float | None = None
+    threshold: float | None = None
+    comparator: str | None = None
+    direction: str | None = None
+    baseline_run_id: str | None = None
+    baseline_value: float | None = None
+    message: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    batch: str = ""
+    created_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly (``created_at`` as an ISO string)."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "passed": self.passed,
+            "value": self.value,
+            "threshold": self.threshold,
+            "comparator": self.comparator,
+            "direction": self.direction,
+            "baseline_run_id": self.baseline_run_id,
+            "baseline_value": self.baseline_value,
+            "message": self.message,
+            "details": dict(self.details),
+            "batch": self.batch,
+            "created_at": iso(self.created_at),
+        }
+
+
 @dataclass
 class RunRecord:
     """Everything the store knows about one run, as returned by ``mlnb.get_run``."""
@@ -104,6 +143,7 @@ class RunRecord:
     environment_hash: str | None = None
     git: dict[str, Any] | None = None
     datasets: list[DatasetRef] = field(default_factory=list)
+    checks: list[CheckRecord] = field(default_factory=list)
     _store: Store | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -156,6 +196,7 @@ class RunRecord:
             "environment": self.environment,
             "git": self.git,
             "datasets": [d.to_dict() for d in self.datasets],
+            "checks": [c.to_dict() for c in self.checks],
         }
 
 

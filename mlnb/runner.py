@@ -29,7 +29,7 @@ from mlnb.errors import InvalidInputError, MlnbError
 from mlnb.hashing import hash_file
 from mlnb.liveness import acquire_run_lock, release_run_lock
 from mlnb.store import ENV_STORE, Store
-from mlnb.tracking import ENV_RUN_ID
+from mlnb.tracking import ENV_JOB_EXPERIMENT, ENV_RUN_ID
 
 __all__ = [
     "EXIT_CELL_ERROR",
@@ -56,7 +56,22 @@ WARNING_TAG = "mlnb.warning"
 JOB_TAG = "mlnb.job"
 HASH_TAG = "mlnb.notebook_hash"
 CELL_SECONDS = "job/cell_seconds"
+SNAPSHOT_DIR = "notebook"  # artifacts `notebook/<name>.ipynb`: the notebook as run
 ENGINE_NAME = "mlnb"
+
+# Run in the kernel before the first cell: record the kernel's own environment (its
+# Python and packages, which may differ from the runner's) and the git state of its
+# working directory. A kernel that cannot import mlnb simply records nothing here.
+_PRELUDE = """\
+try:
+    import os as _mlnb_os
+    from mlnb import tracking as _mlnb_t
+    from mlnb.capture import collect as _mlnb_c
+    _mlnb_c.start_capture(_mlnb_t.get_store(), _mlnb_os.environ["MLNB_RUN_ID"],
+                          _mlnb_c.resolve_parts(None), _mlnb_os.getcwd())
+except Exception:
+    pass
+"""
 
 # Run in the kernel after the last cell (when the kernel is still usable), because the
 # kernel is then shut down immediately, without its atexit handlers: write every queued
@@ -70,6 +85,9 @@ if _mlnb_t is not None:
         if _mlnb_r.run_id != _mlnb_os.environ.get("MLNB_RUN_ID"):
             _mlnb_t.end_run("finished", run=_mlnb_r)
     _mlnb_t.flush()
+_mlnb_c = _mlnb_sys.modules.get("mlnb.capture.collect")
+if _mlnb_c is not None:
+    _mlnb_c.wait_for_capture()
 """
 
 
@@ -310,6 +328,8 @@ def _register_engine() -> None:
             return super().execute_cell(cell, cell_index, *args, **kwargs)
 
         def papermill_execute_cells(self) -> None:
+            with contextlib.suppress(Exception):  # best effort: capture never fails a job
+                self.wait_for_reply(self.kc.execute(_PRELUDE, silent=True, store_history=False))
             super().papermill_execute_cells()
             self.holder.cell = None
             with contextlib.suppress(Exception):  # best effort: never fail a finished job
@@ -521,6 +541,8 @@ def _run(
             source=str(nb_path),
         )
         st.log_params(run_id, used)
+        # The notebook as it was run: `mlnb reproduce` re-executes this, not today's file.
+        st.log_artifact(run_id, nb_path, name=f"{SNAPSHOT_DIR}/{nb_path.name}", kind="notebook")
         if output is None:
             tmp = tempfile.TemporaryDirectory(prefix="mlnb-job-")
             out_path = Path(tmp.name) / nb_path.name
@@ -533,6 +555,10 @@ def _run(
             ENV_NOTEBOOK: str(nb_path),
             ENV_STORE: str(st.root.absolute()),
         }
+        if experiment is not None:
+            env[ENV_JOB_EXPERIMENT] = experiment
+        else:
+            env.pop(ENV_JOB_EXPERIMENT, None)
         try:
             with _quiet_run_id_warning():
                 final_nb = papermill.execute_notebook(

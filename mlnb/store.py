@@ -34,7 +34,7 @@ from mlnb.errors import (
     StoreError,
 )
 from mlnb.liveness import HOST, STALE_AFTER_S, run_lock_held
-from mlnb.models import TERMINAL_STATUSES, Artifact, RunRecord, random_run_name
+from mlnb.models import TERMINAL_STATUSES, Artifact, CheckRecord, RunRecord, random_run_name
 from mlnb.provenance import ProvenanceStore, json_or_none
 
 if TYPE_CHECKING:
@@ -48,6 +48,9 @@ STORE_DIRNAME = ".mlnb"
 DB_FILENAME = "mlnb.db"
 ENV_STORE = "MLNB_STORE"
 DEFAULT_EXPERIMENT = "Default"
+# Kinds of rows in the checks table; checked here, not by an SQL CHECK, so that a new kind
+# (a reproduction verdict, say) needs no table rebuild.
+CHECK_KINDS = ("check", "gate", "validation", "reproduce")
 METRIC_ROWS_PER_STATEMENT = 6_000  # 30,000 bound values, under SQLite's 32,766 limit
 
 
@@ -225,6 +228,23 @@ class Store(ProvenanceStore):
 
         self.write(tx)
         return run_id
+
+    def set_experiment(self, run_id: str, experiment: str) -> None:
+        """Move a run into ``experiment`` (created if new)."""
+        experiment = validation.check_key(experiment, "experiment name")
+
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR IGNORE INTO experiments (name, created_at) VALUES (?, ?)",
+                [experiment, time.time()],
+            )
+            conn.execute(
+                "UPDATE runs SET experiment_id = (SELECT id FROM experiments WHERE name = ?) "
+                "WHERE run_id = ?",
+                [experiment, run_id],
+            )
+
+        self.write(tx)
 
     def run_rowid(self, run_id: str) -> tuple[int, str]:
         """The integer key and status of a run (exact id)."""
@@ -485,6 +505,46 @@ class Store(ProvenanceStore):
         self.write(tx)
         return arts
 
+    # -- checks (gates, --check, validations) -----------------------------------------
+
+    def log_checks(self, run_id: str, checks: Sequence[CheckRecord]) -> str:
+        """Record verdicts on a run (finished or not) in the ``checks`` table, all or
+        nothing, as one batch; returns the batch id (given on the records, else new)."""
+        for chk in checks:
+            if chk.kind not in CHECK_KINDS:
+                raise InvalidInputError(f"check kind must be one of {CHECK_KINDS}: {chk.kind!r}")
+            if chk.direction not in (None, "higher", "lower"):
+                raise InvalidInputError(f"direction must be 'higher' or 'lower': {chk.direction!r}")
+        batch = next((c.batch for c in checks if c.batch), "") or uuid.uuid4().hex
+        now = time.time()
+
+        def finite(x: float | None) -> float | None:
+            return None if x is None or math.isnan(x) else float(x)
+
+        def tx(conn: sqlite3.Connection) -> None:
+            rowid = self._writable_run(conn, run_id, check_state=False)
+            conn.executemany(
+                "INSERT INTO checks (run, kind, name, passed, value, threshold, comparator, "
+                "direction, baseline_run_id, baseline_value, message, details, batch, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (rowid, c.kind, c.name, int(c.passed), finite(c.value),
+                     finite(c.threshold), c.comparator, c.direction, c.baseline_run_id,
+                     finite(c.baseline_value), c.message,
+                     json.dumps(c.details, sort_keys=True) if c.details else None, batch,
+                     c.created_at or now)
+                    for c in checks
+                ],
+            )  # fmt: skip
+
+        self.write(tx)
+        return batch
+
+    def get_checks(self, ref: str, *, kind: str | None = None) -> list[CheckRecord]:
+        """A run's recorded checks, oldest first (optionally only one ``kind``)."""
+        run_id = self.resolve_run_id(ref)
+        return self.read(lambda c: _read_checks(c, run_id, kind))
+
     # -- reading runs -----------------------------------------------------------------
 
     def reap_crashed(self, *, force: bool = False) -> list[str]:
@@ -547,6 +607,7 @@ class Store(ProvenanceStore):
                 )
             ]
             self._read_provenance(c, rid, rec)
+            rec.checks = _read_checks(c, run_id, None)
             return rec
 
         rec = self.read(fetch)
@@ -675,7 +736,15 @@ class Store(ProvenanceStore):
 
         def counts(c: sqlite3.Connection) -> dict[str, int]:
             out = {}
-            for table in ("experiments", "runs", "params", "metrics", "tags", "artifacts"):
+            for table in (
+                "experiments",
+                "runs",
+                "params",
+                "metrics",
+                "tags",
+                "artifacts",
+                "checks",
+            ):
                 out[table] = c.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             out["deleted_runs"] = c.execute(
                 "SELECT count(*) FROM runs WHERE deleted_at IS NOT NULL"
@@ -740,6 +809,40 @@ def _record(row: Sequence[Any]) -> RunRecord:
         linearity=row[14],
         linearity_detail=json_or_none(row[15]),
     )
+
+
+CHECK_COLUMNS = (
+    "kind, name, passed, value, threshold, comparator, direction, baseline_run_id, "
+    "baseline_value, message, details, batch, created_at"
+)
+
+
+def _read_checks(conn: sqlite3.Connection, run_id: str, kind: str | None) -> list[CheckRecord]:
+    sql = (
+        f"SELECT {CHECK_COLUMNS} FROM checks WHERE run = (SELECT id FROM runs WHERE run_id = ?)"
+        + (" AND kind = ?" if kind else "")
+        + " ORDER BY created_at, id"
+    )
+    out = []
+    for row in conn.execute(sql, [run_id, kind] if kind else [run_id]):
+        out.append(
+            CheckRecord(
+                kind=row[0],
+                name=row[1],
+                passed=bool(row[2]),
+                value=row[3],
+                threshold=row[4],
+                comparator=row[5],
+                direction=row[6],
+                baseline_run_id=row[7],
+                baseline_value=row[8],
+                message=row[9],
+                details=json_or_none(row[10]) or {},
+                batch=row[11],
+                created_at=row[12],
+            )
+        )
+    return out
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

@@ -29,6 +29,8 @@ from mlnb.models import TERMINAL_STATUSES, Artifact, DatasetRef, RunRecord
 from mlnb.store import Store, find_store_dir
 
 ENV_RUN_ID = "MLNB_RUN_ID"
+# Set by `mlnb run --experiment`: the job chose the experiment, the notebook may not.
+ENV_JOB_EXPERIMENT = "MLNB_JOB_EXPERIMENT"
 FLUSH_INTERVAL_S = 0.1
 QUEUE_LIMIT = 200_000
 BATCH_LIMIT = 50_000
@@ -424,6 +426,8 @@ def start_run(
     job_run = pending_job_run()
     if run_id is None and job_run:
         run_id, _attached_env_run = job_run, job_run
+        if experiment is not None and not os.environ.get(ENV_JOB_EXPERIMENT):
+            st.set_experiment(job_run, experiment)  # the job left the choice to the notebook
     with _lock:
         if nested:
             if parent_run_id is None and _stack:

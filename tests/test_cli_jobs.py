@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +97,44 @@ def test_a_notebook_without_a_parameters_cell_runs_with_a_warning_on_the_run(
     table = runs(tmp_path / "s")
     assert table["status"] == ["finished"]
     assert "no cell tagged 'parameters'" in table["tags.mlnb.warning"][0]
+
+
+def _in_terminal(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """Run a command with stdout and stderr on a pseudo-terminal; its exit code and output."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    # 24 rows x 80 columns, as a terminal window has (a fresh pty is 0 x 0: tqdm draws nothing)
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen(args, stdout=slave, stderr=slave, stdin=subprocess.DEVNULL,
+                            env=env, cwd=cwd)  # fmt: skip
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the other side is closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return proc.wait(timeout=120), b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ci", [False, True])
+def test_a_progress_bar_shows_on_a_terminal_unless_ci_is_set(tmp_path: Path, ci: bool) -> None:
+    shutil.copy(NOTEBOOKS / "job_train.ipynb", tmp_path / "train.ipynb")
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["MLNB_STORE"] = str(tmp_path / "store")
+    if ci:
+        env["CI"] = "true"
+    code, out = _in_terminal([sys.executable, "-m", "mlnb", "run", "train.ipynb"], env, tmp_path)
+    assert code == 0, out
+    assert ("Executing:" in out) is not ci, out  # tqdm's bar, as papermill labels it
+    if not ci:
+        assert "6/6" in out  # every cell counted: 5 and papermill's injected parameters

@@ -92,3 +92,38 @@ def test_every_track_subcommand_is_documented() -> None:
     parser = magics.parser()
     choices = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert set(choices) == set(magics.SUBCOMMANDS)
+
+
+def test_every_table_and_column_of_the_store_is_documented_in_order(tmp_path: Path) -> None:
+    """docs/store-schema.md has a section per table (and view) of a fresh store, listing
+    every column in the order SQLite has them."""
+    with mlnb.Store(tmp_path / "s") as st:
+        tables = st.read(
+            lambda c: [
+                r[0]
+                for r in c.execute(
+                    "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
+                    "AND name NOT LIKE 'sqlite_%' AND name != '_sqlite_migrations'"
+                )
+            ]
+        )
+        columns = {
+            t: [
+                r[1]
+                for r in st.read(lambda c, t=t: c.execute(f"PRAGMA table_info({t})").fetchall())
+            ]
+            for t in tables
+        }
+    text = (DOCS / "store-schema.md").read_text()
+    sections = {
+        m.group(1): m.group(2)
+        for m in re.finditer(r"^## (\w+)[^\n]*\n(.*?)(?=^## |\Z)", text, flags=re.M | re.S)
+    }
+    assert sorted(sections) == sorted(tables)
+    for table, cols in columns.items():
+        rows = re.findall(r"^\| ([\w, ]+?) \|", sections[table], flags=re.M)
+        documented = [name for row in rows for name in row.split(", ")]
+        if table == "metric_history":  # a view: its columns are named in the prose
+            assert all(f"`{c}`" in sections[table] or c in sections[table] for c in cols)
+            continue
+        assert documented[1:] == cols, table  # the first is the header row ("column")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -143,6 +145,7 @@ def test_a_job_finishes_with_its_params_metrics_notebook_and_hash_on_one_run(
         rec = st.get_run(result.run_id)
         assert rec.status == "finished"
         assert rec.name == "job_train"
+        assert rec.experiment == "jobs"  # the notebook's `%track start --experiment jobs`
         assert rec.params == {"lr": 0.5, "epochs": 3, "model": "logreg", "layers": [64, 32]}
         assert rec.metrics["loss"] == pytest.approx(0.125)  # 3 epochs at lr=0.5
         assert rec.metric_steps["loss"] == 2
@@ -160,6 +163,38 @@ def test_a_job_finishes_with_its_params_metrics_notebook_and_hash_on_one_run(
         assert Path(rec.artifact_path("job/job_train.ipynb")) == result.output
         executed = json.loads(result.output.read_text())
         assert executed["metadata"]["papermill"]["parameters"]["lr"] == 0.5
+        # the notebook as run, byte for byte (what `mlnb reproduce` re-executes)
+        assert Path(rec.artifact_path("notebook/job_train.ipynb")).read_bytes() == (
+            path.read_bytes()
+        )
+        # the kernel recorded its own environment
+        assert rec.environment is not None
+        assert rec.environment["python"]["version"].startswith(f"{sys.version_info[0]}.")
+
+
+@pytest.mark.slow
+def test_a_job_records_the_git_state_of_its_working_directory(
+    tmp_path: Path, store_dir: Path
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    path = job("job_fail", repo)
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=repo, check=True, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+
+    git("init", "-q")
+    git("add", path.name)
+    git("commit", "-q", "-m", "x")
+    result = run_notebook(path)  # a failing cell: the capture is still waited for
+    assert result.status == "failed"
+    with Store(store_dir) as st:
+        rec = st.get_run(result.run_id)
+        assert rec.git is not None and rec.git["commit"] == git("rev-parse", "HEAD")
+        assert rec.environment is not None
 
 
 @pytest.mark.slow
