@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from mlnb.liveplot import live
     from mlnb.search import delete_run, diff, get_run, restore_run, runs
     from mlnb.store import Store
+    from mlnb.sweeps import sweep
     from mlnb.tracking import (
         ActiveRun,
         active_run,
@@ -43,6 +44,7 @@ _LAZY = {
     "MlnbError": "mlnb.errors",
     "live": "mlnb.liveplot",
     "Store": "mlnb.store",
+    "sweep": "mlnb.sweeps",
     **dict.fromkeys(("delete_run", "diff", "get_run", "restore_run", "runs"), "mlnb.search"),
     **dict.fromkeys(
         (
@@ -123,5 +125,6 @@ __all__ = [
     "set_tag",
     "set_tags",
     "start_run",
+    "sweep",
     "unload_ipython_extension",
 ]
