@@ -724,7 +724,7 @@ def _run_dask(
     }
     outcomes: dict[int, dict[str, Any]] = {}
     try:
-        for fut in as_completed(list(futures)):  # type: ignore[no-untyped-call]
+        for fut in as_completed(list(futures), loop=client.loop):  # type: ignore[no-untyped-call]
             child = futures[fut]
             try:
                 payload = fut.result()
