@@ -477,10 +477,13 @@ def _worker_init(pid_dir: str) -> None:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    if not _busy:
-        os._exit(0)
-    _kill_kernels()
-    raise KeyboardInterrupt
+    """Stop at once: kill the kernel, then leave without unwinding. (Unwinding through
+    nbclient's event loop left ZMQ sockets open, and the worker then hung at exit for the
+    whole grace period.) The sweep marks the child's run ``killed``; the OS releases its
+    liveness lock."""
+    if _busy:
+        _kill_kernels()
+    os._exit(0)
 
 
 def _kill_kernels() -> None:
@@ -523,6 +526,11 @@ def _local_child(task: dict[str, Any]) -> dict[str, Any]:
 
     child = task["child"]
     _busy = True
+    # a forkserver worker was forked with the environment and folder of the sweep's first
+    # call: take this call's (a notebook may have changed os.environ in between)
+    os.environ.clear()
+    os.environ.update(task["environ"])
+    os.chdir(task["workdir"])
     try:
         result = run_notebook(
             task["notebook"],
@@ -549,6 +557,19 @@ def _local_child(task: dict[str, Any]) -> dict[str, Any]:
         _busy = False
 
 
+def _worker_context() -> Any:
+    """Workers are forked from a clean server process that imported papermill once
+    ("forkserver": no threads or open store inherited, no import per worker), else spawned
+    (where there is no fork)."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["mlnb.sweeps", "papermill", "nbclient", "jupyter_client"])
+    return ctx
+
+
 def _run_local(
     st: Store,
     plan: _Plan,
@@ -558,16 +579,16 @@ def _run_local(
     progress: _Progress,
 ) -> list[dict[str, Any]]:
     import concurrent.futures as cf
-    import multiprocessing
 
     pid_dir = tempfile.mkdtemp(prefix="mlnb-sweep-")
-    ctx = multiprocessing.get_context("spawn")
+    ctx = _worker_context()
     pool = cf.ProcessPoolExecutor(
         min(workers, len(children)), mp_context=ctx, initializer=_worker_init,
         initargs=(pid_dir,),
     )  # fmt: skip
     base = {
-        "notebook": str(plan.nb_path), "fixed": plan.fixed, "store": str(st.root),
+        "notebook": str(plan.nb_path), "fixed": plan.fixed, "store": str(st.root.absolute()),
+        "environ": dict(os.environ), "workdir": os.getcwd(),
         "kernel": plan.kernel, "cwd": plan.cwd, "cell_timeout": plan.cell_timeout,
         "start_timeout": plan.start_timeout,
     }  # fmt: skip
