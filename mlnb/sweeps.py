@@ -243,9 +243,10 @@ def sweep(
         strict_params=strict_params, kernel=kernel, cwd=cwd, cell_timeout=cell_timeout,
         start_timeout=start_timeout, name=name, experiment=experiment, tags=tags,
     )  # fmt: skip
-    client = _connect_dask(scheduler) if executor == "dask" else None
     st, owned = _open_store(store)
+    client = None
     try:
+        client = _connect_dask(scheduler) if executor == "dask" else None
         show = _progress_bar() if progress is None else progress
         return _execute(st, plan, workers, fail_fast, sort, checks, client, show, started)
     finally:
@@ -272,6 +273,7 @@ def _execute(
     parent = uuid.uuid4().hex
     lock = acquire_run_lock(st.locks_dir, parent)
     status = "failed"
+    progress: _Progress | None = None
     try:
         st.create_run(
             run_id=parent,
@@ -295,6 +297,8 @@ def _execute(
         raise
     finally:
         with _no_interrupts():
+            if progress is not None and status != "finished":
+                progress.close()
             st.set_status(parent, status, only_from=("running",))
             with contextlib.suppress(Exception):
                 if status == "killed":
@@ -456,10 +460,13 @@ class _Progress:
         sys.stderr.flush()
 
     def close(self) -> None:
+        """The last state, and a new line (once)."""
         if self.show:
-            self.update(force=True)
+            with contextlib.suppress(MlnbError):
+                self.update(force=True)
             sys.stderr.write("\n")
             sys.stderr.flush()
+            self.show = False
 
 
 # -- the local executor: worker processes ---------------------------------------------------
