@@ -575,7 +575,16 @@ def _run(
     import uuid
 
     run_id = job.run_id or uuid.uuid4().hex
-    lock = acquire_run_lock(st.locks_dir, run_id)  # the runner keeps the run alive
+    try:
+        lock = acquire_run_lock(st.locks_dir, run_id)  # the runner keeps the run alive
+    except OSError:
+        raise InvalidInputError(f"run {run_id[:8]} is being run by another process") from None
+    if job.exists:  # before the try below: a run we did not take is not ours to end
+        try:
+            _claim_queued(st, run_id, str(nb_path))
+        except BaseException:
+            release_run_lock(st.locks_dir, run_id, lock)
+            raise
     status = "failed"
     error: JobError | None = None
     exit_code = EXIT_CELL_ERROR
@@ -585,7 +594,6 @@ def _run(
     final_nb: Any = None
     try:
         if job.exists:
-            _claim_queued(st, run_id, str(nb_path))
             st.set_tags(run_id, run_tags)
         else:
             st.create_run(

@@ -386,3 +386,17 @@ def test_a_progress_line_on_a_terminal_only_without_ci(tmp_path: Path, ci: bool)
     os.close(leader)
     assert proc.returncode == 0
     assert (b"2/2 done, 0 failed" in seen) is not ci, seen[-500:]
+
+
+def test_a_queued_run_held_by_another_process_is_not_taken(store: Store) -> None:
+    from mlnb.liveness import acquire_run_lock, release_run_lock
+
+    queued = store.create_run(name="q", status="queued")
+    fd = acquire_run_lock(store.locks_dir, queued)  # as a worker that claimed it would
+    try:
+        with pytest.raises(InvalidInputError, match="being run by another process"):
+            run_notebook(STEP, run_id=queued, store=store)
+    finally:
+        release_run_lock(store.locks_dir, queued, fd)
+    rec = store.get_run(queued)
+    assert rec.status == "queued" and "mlnb.error.name" not in rec.tags
