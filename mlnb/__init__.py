@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from mlnb.runner import run_notebook
     from mlnb.search import delete_run, diff, get_run, restore_run, runs
     from mlnb.store import Store
+    from mlnb.sweeps import sweep
     from mlnb.tracking import (
         ActiveRun,
         active_run,
@@ -53,6 +54,7 @@ _LAZY = {
     "run_notebook": "mlnb.runner",
     "Store": "mlnb.store",
     "compare": "mlnb.widgets",
+    "sweep": "mlnb.sweeps",
     **dict.fromkeys(("delete_run", "diff", "get_run", "restore_run", "runs"), "mlnb.search"),
     **dict.fromkeys(
         (
@@ -138,5 +140,6 @@ __all__ = [
     "set_tag",
     "set_tags",
     "start_run",
+    "sweep",
     "unload_ipython_extension",
 ]

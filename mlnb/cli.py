@@ -607,6 +607,122 @@ def reproduce_cmd(
     ctx.exit(result.exit_code)
 
 
+@cli.command("sweep")
+@click.argument("notebook", type=click.Path(dir_okay=False))
+@click.option("-g", "--grid", "grid_args", multiple=True, metavar="NAME=V1,V2",
+              help="Values to sweep (repeatable): lr=0.01,0.1, layers=[[64],[64,32]], "
+              "or a range for --random: lr=loguniform(1e-4,1e-1).")  # fmt: skip
+@click.option("--mode", type=click.Choice(["product", "zip"]), default="product",
+              show_default=True, help="Every combination, or i-th values together.")  # fmt: skip
+@click.option("--from-file", "grid_file", metavar="YAML",
+              help="Grid file: {lr: [..], depth: [..]}, or a list of points.")  # fmt: skip
+@click.option("--random", "random_n", type=click.IntRange(min=1), metavar="N",
+              help="Run N points sampled from the grid (or drawn from ranges).")  # fmt: skip
+@click.option("--seed", type=int, help="Seed for --random (default: drawn, recorded).")
+@click.option("-j", "--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Children run at once.")  # fmt: skip
+@click.option("--fail-fast", is_flag=True, help="Stop at the first child that fails.")
+@click.option("--sort", metavar="EXPR", help='Order of the final table, e.g. "metrics.acc desc".')
+@click.option("--executor", type=click.Choice(["local", "dask"]), default="local",
+              show_default=True, help="Local worker processes, or a Dask cluster.")  # fmt: skip
+@click.option("--scheduler", metavar="ADDR", help="Dask scheduler, e.g. tcp://host:8786.")
+@click.option("-p", "--parameter", "pairs", nargs=2, multiple=True, metavar="NAME VALUE",
+              help="A parameter fixed for every child (repeatable).")  # fmt: skip
+@click.option("--name", help="Name of the sweep (children: NAME-1, NAME-2, ...).")
+@click.option("-e", "--experiment", help="Experiment name.")
+@click.option("-t", "--tag", "tags", multiple=True, metavar="K=V", help="Tag (repeatable).")
+@click.option("--kernel", help="Kernel name (default: the notebook's).")
+@click.option("--cwd", type=click.Path(file_okay=False), help="Working directory of the kernels.")
+@click.option("--cell-timeout", type=float, help="Seconds a cell may run.")
+@click.option("--start-timeout", type=float, default=60.0, show_default=True)
+@click.option("--strict-params", is_flag=True, help="Refuse unknown or mistyped parameters.")
+@click.option("--check", "checks", multiple=True, metavar="EXPR",
+              help='A gate on each finished child, e.g. "metrics.acc >= 0.9".')  # fmt: skip
+@click.pass_context
+@handles_errors
+def sweep_cmd(
+    ctx: click.Context,
+    notebook: str,
+    grid_args: tuple[str, ...],
+    mode: str,
+    grid_file: str | None,
+    random_n: int | None,
+    seed: int | None,
+    workers: int,
+    fail_fast: bool,
+    sort: str | None,
+    executor: str,
+    scheduler: str | None,
+    pairs: tuple[tuple[str, str], ...],
+    name: str | None,
+    experiment: str | None,
+    tags: tuple[str, ...],
+    kernel: str | None,
+    cwd: str | None,
+    cell_timeout: float | None,
+    start_timeout: float,
+    strict_params: bool,
+    checks: tuple[str, ...],
+) -> None:
+    """Run NOTEBOOK once per point of a parameter grid: a parent run and one child each.
+
+    Exit codes: 0 every child finished, 1 some child failed, 2 usage error (nothing run),
+    3 a --check failed, 130 interrupted (Ctrl-C: unfinished children are marked killed).
+    """
+    from mlnb.grid import load_grid_file, parse_grid_arg
+    from mlnb.sweeps import sweep
+
+    try:
+        grid: Any = load_grid_file(grid_file) if grid_file else {}
+        if grid_args and isinstance(grid, list):
+            raise MlnbError("-g cannot be combined with a grid file that lists points")
+        for text in grid_args:
+            key, values = parse_grid_arg(text)
+            grid[key] = values
+        tag_map = {}
+        for item in tags:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise MlnbError(f"--tag: expected K=V, got {item!r}")
+            tag_map[key] = value
+        store = _open_store(ctx)
+        result = sweep(
+            notebook, grid, mode=mode, random=random_n, seed=seed, workers=workers,
+            fail_fast=fail_fast, sort=sort, executor=executor, scheduler=scheduler,
+            parameters=_job_parameters(pairs, None, None), name=name, experiment=experiment,
+            tags=tag_map, kernel=kernel, cwd=cwd, cell_timeout=cell_timeout,
+            start_timeout=start_timeout, strict_params=strict_params, checks=checks,
+            store=store,
+        )  # fmt: skip
+    except MlnbError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        ctx.exit(2)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: the sweep and its unfinished children are marked killed",
+                   err=True)  # fmt: skip
+        ctx.exit(130)
+    metric = sort.split()[0] if sort and sort.split()[0].startswith("metrics.") else None
+    columns = ["run_id", "name", "status", *(f"params.{k}" for k in result.swept)]
+    columns += [metric] if metric else []
+    rows = []
+    for child in result.children:
+        rec = store.get_run(child.run_id)
+        row = {"run_id": rec.run_id, "name": rec.name, "status": rec.status,
+               **{f"params.{k}": v for k, v in child.params.items()}}  # fmt: skip
+        if metric:
+            row[metric] = rec.metrics.get(metric.split(".", 1)[1])
+        rows.append([row.get(c) for c in columns])
+    click.echo(render(columns, rows, "table"), nl=False)
+    bad = sum(c.status != "finished" for c in result.children)
+    checked = sum(bool(c.failed_checks) for c in result.children)
+    click.echo(
+        f"sweep {result.run_id}  {result.status}  ({result.duration:.1f} s): "
+        f"{len(result.children) - bad} finished, {bad} not finished"
+        + (f", {checked} failed a check" if checks else "")
+    )
+    ctx.exit(result.exit_code)
+
+
 @cli.command("params")
 @click.argument("notebook", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)

@@ -304,6 +304,7 @@ class _Holder:
     def __init__(self) -> None:
         self.nb: Any = None
         self.cell: int | None = None
+        self.kernel_ready = False  # False while the kernel starts: a failure may be retried
 
 
 _engine_registered = False
@@ -328,6 +329,7 @@ def _register_engine() -> None:
             return super().execute_cell(cell, cell_index, *args, **kwargs)
 
         def papermill_execute_cells(self) -> None:
+            self.holder.kernel_ready = True
             with contextlib.suppress(Exception):  # best effort: capture never fails a job
                 self.wait_for_reply(self.kc.execute(_PRELUDE, silent=True, store_history=False))
             super().papermill_execute_cells()
@@ -450,6 +452,10 @@ def run_notebook(
     log_output: bool = False,
     strict_params: bool = False,
     store: Store | str | os.PathLike[str] | None = None,
+    run_id: str | None = None,
+    parent_run_id: str | None = None,
+    start_retries: int = 0,
+    progress_bar: bool | None = None,
 ) -> JobResult:
     """Run the notebook at ``path`` headless (papermill) as one tracked run.
 
@@ -461,6 +467,14 @@ def run_notebook(
     notebook's folder, ``kernel`` to the notebook's own. Returns a :class:`JobResult`
     whose ``exit_code`` is 0 (finished), 1 (a cell raised), 124 (a cell timed out) or
     138 (the kernel died); the run is never left ``running``.
+
+    ``run_id`` runs the job as that run: a ``queued`` run (a sweep's child) is moved to
+    ``running`` and keeps its name, experiment and parent; an id the store does not know
+    creates the run with that id. ``parent_run_id`` makes a new run a child. A kernel that
+    fails to start (the port race "Kernel died before replying to kernel_info", an address
+    in use, a start timeout) is started again up to ``start_retries`` times; the tag
+    ``mlnb.kernel_start_retries`` records how many were needed. ``progress_bar`` overrides
+    the default (a bar when stderr is a terminal and ``$CI`` is unset).
     """
     nb_path = Path(path).expanduser().absolute()
     given = dict(parameters or {})
@@ -475,17 +489,73 @@ def run_notebook(
         raise InvalidInputError(
             f"cell_timeout must be a positive number of seconds, got {cell_timeout!r}"
         )
+    if not isinstance(start_retries, int) or start_retries < 0:
+        raise InvalidInputError(f"start_retries must be an int >= 0, got {start_retries!r}")
     used = {p.name: p.default for p in known if p.source and _is_literal(p)}
     used.update(given)
     st, owned_store = _open_store(store)
     try:
+        exists = _check_run_id(st, run_id, parent_run_id)
+        job = _Job(run_id, exists, parent_run_id, start_retries,
+                   _progress_bar() if progress_bar is None else progress_bar)  # fmt: skip
         return _run(
             st, nb_path, nb, output, used, given, name, experiment, tags, kernel_name,
-            work_dir, cell_timeout, start_timeout, log_output,
+            work_dir, cell_timeout, start_timeout, log_output, job,
         )  # fmt: skip
     finally:
         if owned_store:
             st.close()
+
+
+@dataclass(frozen=True)
+class _Job:
+    """How run_notebook was asked to attach the job: to which run, retried how often."""
+
+    run_id: str | None
+    exists: bool
+    parent_run_id: str | None
+    start_retries: int
+    progress_bar: bool
+
+
+def _check_run_id(st: Store, run_id: str | None, parent_run_id: str | None) -> bool:
+    """Whether ``run_id`` names a queued run of the store (False: a new run); anything
+    else is refused before a kernel starts."""
+    if parent_run_id is not None:
+        st.resolve_run_id(parent_run_id)  # RunNotFoundError names it
+    if run_id is None:
+        return False
+    if not isinstance(run_id, str) or not run_id.strip() or not run_id.isalnum():
+        raise InvalidInputError(f"run_id must be letters and digits, got {run_id!r}")
+    row = st.read(
+        lambda c: c.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    )
+    if row is None:
+        return False
+    if row[0] != "queued":
+        raise InvalidInputError(
+            f"run {run_id[:8]} is {row[0]}; a job can only attach to a queued run"
+        )
+    return True
+
+
+_START_FAILURES = (
+    "kernel died before replying",
+    "didn't respond",
+    "address already in use",
+    "timed out",
+    "timeout",
+)
+
+
+def _kernel_start_failed(exc: BaseException, holder: _Holder) -> bool:
+    """A failure while the kernel started (no cell ran): worth starting it again."""
+    if holder.kernel_ready or not isinstance(exc, Exception):
+        return False
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return isinstance(exc, (RuntimeError, TimeoutError, OSError)) or any(
+        s in text for s in _START_FAILURES
+    )
 
 
 def _is_literal(p: Param) -> bool:
@@ -507,6 +577,7 @@ def _run(
     cell_timeout: float | None,
     start_timeout: float,
     log_output: bool,
+    job: _Job,
 ) -> JobResult:
     import nbformat
     import papermill
@@ -523,8 +594,17 @@ def _run(
         )
     import uuid
 
-    run_id = uuid.uuid4().hex
-    lock = acquire_run_lock(st.locks_dir, run_id)  # the runner keeps the run alive
+    run_id = job.run_id or uuid.uuid4().hex
+    try:
+        lock = acquire_run_lock(st.locks_dir, run_id)  # the runner keeps the run alive
+    except OSError:
+        raise InvalidInputError(f"run {run_id[:8]} is being run by another process") from None
+    if job.exists:  # before the try below: a run we did not take is not ours to end
+        try:
+            _claim_queued(st, run_id, str(nb_path))
+        except BaseException:
+            release_run_lock(st.locks_dir, run_id, lock)
+            raise
     status = "failed"
     error: JobError | None = None
     exit_code = EXIT_CELL_ERROR
@@ -533,13 +613,17 @@ def _run(
     out_path: Path | None = None
     final_nb: Any = None
     try:
-        st.create_run(
-            run_id=run_id,
-            name=name or nb_path.stem,
-            experiment=experiment,
-            tags=run_tags,
-            source=str(nb_path),
-        )
+        if job.exists:
+            st.set_tags(run_id, run_tags)
+        else:
+            st.create_run(
+                run_id=run_id,
+                name=name or nb_path.stem,
+                experiment=experiment,
+                tags=run_tags,
+                source=str(nb_path),
+                parent_run_id=job.parent_run_id,
+            )
         st.log_params(run_id, used)
         # The notebook as it was run: `mlnb reproduce` re-executes this, not today's file.
         st.log_artifact(run_id, nb_path, name=f"{SNAPSHOT_DIR}/{nb_path.name}", kind="notebook")
@@ -560,23 +644,34 @@ def _run(
         else:
             env.pop(ENV_JOB_EXPERIMENT, None)
         try:
-            with _quiet_run_id_warning():
-                final_nb = papermill.execute_notebook(
-                    str(nb_path),
-                    str(out_path),
-                    parameters={**given, RUN_ID_PARAMETER: run_id},
-                    engine_name=ENGINE_NAME,
-                    kernel_name=kernel_name,
-                    cwd=str(work_dir),
-                    execution_timeout=cell_timeout,
-                    start_timeout=start_timeout,
-                    log_output=log_output,
-                    progress_bar=_progress_bar(),
-                    request_save_on_cell_execute=False,
-                    shutdown_kernel="immediate",
-                    mlnb_holder=holder,
-                    mlnb_env=env,
-                )
+            for attempt in range(job.start_retries + 1):
+                holder = _Holder()
+                try:
+                    with _quiet_run_id_warning():
+                        final_nb = papermill.execute_notebook(
+                            str(nb_path),
+                            str(out_path),
+                            parameters={**given, RUN_ID_PARAMETER: run_id},
+                            engine_name=ENGINE_NAME,
+                            kernel_name=kernel_name,
+                            cwd=str(work_dir),
+                            execution_timeout=cell_timeout,
+                            start_timeout=start_timeout,
+                            log_output=log_output,
+                            progress_bar=job.progress_bar,
+                            request_save_on_cell_execute=False,
+                            shutdown_kernel="immediate",
+                            mlnb_holder=holder,
+                            mlnb_env=env,
+                        )
+                    break
+                except Exception as exc:
+                    if attempt >= job.start_retries or not _kernel_start_failed(exc, holder):
+                        raise
+                    st.set_tags(run_id, {"mlnb.kernel_start_retries": attempt + 1,
+                                         "mlnb.kernel_start_error": f"{type(exc).__name__}: "
+                                         f"{exc}"[:500]})  # fmt: skip
+                    time.sleep(0.5 * (attempt + 1))
             status, exit_code = "finished", EXIT_OK
         except papermill.PapermillExecutionError as exc:
             final_nb = holder.nb
@@ -636,6 +731,31 @@ def _run(
         duration=time.monotonic() - started,
         exit_code=exit_code,
     )
+
+
+def _claim_queued(st: Store, run_id: str, source: str) -> None:
+    """Move a queued run to ``running`` in this process (compare-and-set: two workers
+    cannot both take it); its clock starts now."""
+    import getpass
+
+    from mlnb.liveness import HOST
+
+    now = time.time()
+    user: str | None = None
+    with contextlib.suppress(Exception):
+        user = getpass.getuser()
+    changed = st.write(
+        lambda c: (
+            c.execute(
+                "UPDATE runs SET status = 'running', start_time = ?, heartbeat = ?, "
+                "end_time = NULL, host = ?, pid = ?, user = coalesce(?, user), source = ? "
+                "WHERE run_id = ? AND status = 'queued'",
+                [now, now, HOST, os.getpid(), user, source, run_id],
+            ).rowcount
+        )
+    )
+    if not changed:
+        raise InvalidInputError(f"run {run_id[:8]} is no longer queued (another worker took it?)")
 
 
 def _record(
