@@ -639,8 +639,11 @@ def _run(
             ENV_NOTEBOOK: str(nb_path),
             ENV_STORE: str(st.root.absolute()),
         }
-        if experiment is not None:
-            env[ENV_JOB_EXPERIMENT] = experiment
+        # A run created beforehand (a sweep's child) keeps the experiment it was created in,
+        # with its parent; otherwise `--experiment` wins over the notebook's own choice.
+        chosen = st.get_run(run_id).experiment if job.exists else experiment
+        if chosen is not None:
+            env[ENV_JOB_EXPERIMENT] = chosen
         else:
             env.pop(ENV_JOB_EXPERIMENT, None)
         try:
