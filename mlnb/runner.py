@@ -17,6 +17,7 @@ import ast
 import contextlib
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -308,6 +309,26 @@ class _Holder:
 
 
 _engine_registered = False
+_ipc_folder: tuple[int, str] | None = None  # (pid, folder): a fork makes its own
+
+
+def _ipc_dir() -> str:
+    """One private folder per process for the kernels' Unix sockets (jupyter_client removes
+    the socket files at kernel shutdown; the folder goes at exit)."""
+    global _ipc_folder
+    if _ipc_folder is None or _ipc_folder[0] != os.getpid() or not os.path.isdir(_ipc_folder[1]):
+        import atexit
+
+        folder = tempfile.mkdtemp(prefix="mlnb-kernels-")
+        pid = os.getpid()
+        _ipc_folder = (pid, folder)
+
+        def remove() -> None:
+            if os.getpid() == pid:  # not from a forked child's exit
+                shutil.rmtree(folder, ignore_errors=True)
+
+        atexit.register(remove)
+    return _ipc_folder[1]
 
 
 def _register_engine() -> None:
@@ -316,6 +337,7 @@ def _register_engine() -> None:
     global _engine_registered
     if _engine_registered:
         return
+    from jupyter_client.manager import AsyncKernelManager
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine, papermill_engines
     from papermill.log import logger
@@ -336,6 +358,18 @@ def _register_engine() -> None:
             self.holder.cell = None
             with contextlib.suppress(Exception):  # best effort: never fail a finished job
                 self.wait_for_reply(self.kc.execute(_FINALIZE, silent=True, store_history=False))
+
+    class IpcKernelManager(AsyncKernelManager):  # type: ignore[misc]
+        """Kernels talk over Unix sockets in a private folder, not TCP ports: no port race
+        between the kernels of a parallel sweep, and no "running over TCP without
+        encryption" warning from ipykernel on every job."""
+
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+            import uuid
+
+            self.ip = os.path.join(_ipc_dir(), uuid.uuid4().hex[:12])
 
     class Engine(NBClientEngine):  # type: ignore[misc]
         @classmethod
@@ -366,6 +400,7 @@ def _register_engine() -> None:
                 stdout_file=stdout_file,
                 stderr_file=stderr_file,
             )
+            final_kwargs.setdefault("kernel_manager_class", IpcKernelManager)
             client = Client(nb_man, **final_kwargs)
             client.holder = holder
             return client.execute(**({"env": mlnb_env} if mlnb_env is not None else {}))
