@@ -420,27 +420,12 @@ def store_cmd(ctx: click.Context, fmt: str) -> None:
 # -- headless jobs ----------------------------------------------------------------------
 
 
-def _cli_value(text: str) -> Any:
-    """A ``-p NAME VALUE`` value as papermill reads it: bool, None, int, float, else text."""
-    lowered = text.strip()
-    if lowered in ("True", "true"):
-        return True
-    if lowered in ("False", "false"):
-        return False
-    if lowered in ("None", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(lowered)
-        except ValueError:
-            pass
-    return text
-
-
 def _job_parameters(
     pairs: Sequence[tuple[str, str]], yaml_text: str | None, yaml_file: str | None
 ) -> dict[str, Any]:
     import yaml
+
+    from mlnb.grid import parse_value
 
     params: dict[str, Any] = {}
     for source, text in (("--parameters-file", yaml_file), ("-y", yaml_text)):
@@ -456,7 +441,7 @@ def _job_parameters(
                                      param_hint=source)  # fmt: skip
         params.update(loaded)
     for name, value in pairs:
-        params[name] = _cli_value(value)
+        params[name] = parse_value(value)
     return params
 
 

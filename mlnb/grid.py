@@ -77,7 +77,8 @@ def _distribution(name: str, text: str) -> Distribution | None:
 
 def parse_value(text: str) -> Any:
     """One value from the command line, read as papermill reads ``-p``: ``True``/``true``,
-    ``False``/``false``, ``None``/``null``, an int, a float, else the text itself."""
+    ``False``/``false``, ``None``/``null``, an int, a float, else the text itself (as given:
+    ``-p name " a "`` keeps its spaces)."""
     stripped = text.strip()
     if stripped in ("True", "true"):
         return True
@@ -90,7 +91,7 @@ def parse_value(text: str) -> Any:
             return kind(stripped)
         except ValueError:
             pass
-    return stripped
+    return text
 
 
 def parse_grid_arg(text: str) -> tuple[str, list[Any] | Distribution]:
@@ -119,7 +120,7 @@ def parse_grid_arg(text: str) -> tuple[str, list[Any] | Distribution]:
             raise InvalidInputError(f"{name}: {values!r} is not a YAML list")
         items = loaded
     else:
-        items = [parse_value(v) for v in values.split(",") if v.strip()]
+        items = [parse_value(v.strip()) for v in values.split(",") if v.strip()]
     if not items:
         raise InvalidInputError(f"grid parameter {name!r} has no values (e.g. {name}=1,2,3)")
     return name, items
