@@ -25,13 +25,27 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 compile: | $(PY)
 	@$(PY) -m compileall -q mlnb
 
+# The quickstart as a user would run it: the quickstart notebook headless, a small sweep of
+# the training notebook on two workers, then the results compared, gated and reported.
+MLNB := $(VENV)/bin/mlnb --store .mlnb
+QS_COLUMNS := name,status,params.model,params.seed,metrics.accuracy,metrics.f1,metrics.roc_auc,duration
 quickstart: $(VENV)/.installed-examples compile
-	MLNB_STORE=$(CURDIR)/.mlnb MLNB_NOTEBOOK=$(CURDIR)/notebooks/quickstart.ipynb \
-		$(VENV)/bin/jupyter execute --output=/tmp/mlnb-quickstart.ipynb notebooks/quickstart.ipynb
-	@echo; echo "== runs of the quickstart experiment, best first =="
-	@$(VENV)/bin/mlnb --store .mlnb runs -e quickstart -o 'metrics.accuracy desc' -n 12 -c name,status,linearity,params.model,params.C,params.max_depth,metrics.accuracy,metrics.f1,duration
-	@echo; echo "== the best run =="
-	@$(VENV)/bin/mlnb --store .mlnb show -e quickstart -o 'metrics.accuracy desc'
+	@echo "== 1/4  notebooks/quickstart.ipynb, headless: one job run (mlnb run) =="
+	$(MLNB) run notebooks/quickstart.ipynb quickstart-out/quickstart.ipynb
+	@echo; echo "== 2/4  a sweep of notebooks/train.ipynb: 3 models x 2 seeds, 2 at a time =="
+	$(MLNB) sweep notebooks/train.ipynb -g model=logreg,forest,sgd -g seed=0,1 -j 2 \
+		--experiment quickstart --name models --sort "metrics.accuracy desc"
+	@echo; echo "== 3/4  every run of the quickstart experiment, best first; the best against the runner-up =="
+	@$(MLNB) runs -e quickstart -o "metrics.accuracy desc" -c $(QS_COLUMNS)
+	@set -e; ids=$$($(MLNB) runs -e quickstart -o "metrics.accuracy desc" \
+		-c run_id --format csv -n 2 | tail -n 2); \
+	$(MLNB) diff $$ids; \
+	echo; echo "== 4/4  a CI gate and a report on the best run =="; \
+	best=$$(echo "$$ids" | head -n 1); second=$$(echo "$$ids" | tail -n 1); \
+	$(MLNB) gate $$best -m "accuracy>=0.9" --vs $$second; \
+	$(MLNB) report $$best --vs $$second --format html -o quickstart-out/report.html; \
+	echo; echo "Report: quickstart-out/report.html  ·  every run: .venv/bin/mlnb runs  ·  in JupyterLab:" \
+		"import mlnb; mlnb.compare()  (docs/compare.md)"
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check mlnb tests benchmarks
