@@ -420,6 +420,17 @@ def store_cmd(ctx: click.Context, fmt: str) -> None:
 # -- headless jobs ----------------------------------------------------------------------
 
 
+def _tag_map(items: Sequence[str]) -> dict[str, str]:
+    """``--tag K=V`` options as a dict (a usage error names the bad one)."""
+    tags = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected K=V, got {item!r}", param_hint="--tag")
+        tags[key] = value
+    return tags
+
+
 def _job_parameters(
     pairs: Sequence[tuple[str, str]], yaml_text: str | None, yaml_file: str | None
 ) -> dict[str, Any]:
@@ -501,12 +512,7 @@ def run_cmd(
             compile_filter(expr)
         except MlnbError as exc:
             raise click.BadParameter(str(exc), param_hint="--check") from None
-    tag_map = {}
-    for item in tags:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise click.BadParameter(f"expected K=V, got {item!r}", param_hint="--tag")
-        tag_map[key] = value
+    tag_map = _tag_map(tags)
     store = _open_store(ctx)
     try:
         result = run_notebook(
@@ -664,12 +670,7 @@ def sweep_cmd(
         for text in grid_args:
             key, values = parse_grid_arg(text)
             grid[key] = values
-        tag_map = {}
-        for item in tags:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise MlnbError(f"--tag: expected K=V, got {item!r}")
-            tag_map[key] = value
+        tag_map = _tag_map(tags)
         store = _open_store(ctx)
         result = sweep(
             notebook, grid, mode=mode, random=random_n, seed=seed, workers=workers,
