@@ -5,6 +5,7 @@ a few runs, run in Debian's Chromium through Python Playwright. The screenshot i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -80,6 +81,15 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
     root.mkdir()
     _populate(root / "store")
     (root / "compare.ipynb").write_text(json.dumps(_notebook(root / "store")))
+    with run_lab(root, tmp_path) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def run_lab(root: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """JupyterLab serving ``root`` on a free port (its config, runtime, workspace and
+    settings folders and its log in ``tmp_path``), stopped by PID; yields (base url,
+    token). Used by the ``lab`` fixture and by tests/screenshot_compare.py."""
     settings = tmp_path / "settings"
     notify = settings / "@jupyterlab" / "apputils-extension"
     notify.mkdir(parents=True)
@@ -178,4 +188,4 @@ def test_compare_widget_renders_table_and_plot_in_jupyterlab(lab: tuple[str, str
             widget.screenshot(path=str(shot))
         finally:
             browser.close()
-    assert shot.stat().st_size > 10_000  # docs/img/compare.png is a copy of this file
+    assert shot.stat().st_size > 10_000  # docs/img/compare.png: tests/screenshot_compare.py
