@@ -699,6 +699,14 @@ def sweep_cmd(
             row[metric] = rec.metrics.get(metric.split(".", 1)[1])
         rows.append([row.get(c) for c in columns])
     click.echo(render(columns, rows, "table"), nl=False)
+    for child in result.children:  # why each failed child failed, as `mlnb run` says it
+        if child.error is not None:
+            where = f"cell {child.error.cell}: " if child.error.cell is not None else ""
+            click.echo(f"  {child.run_id[:8]} {child.status}: {where}{child.error.name}: "
+                       f"{child.error.message}", err=True)  # fmt: skip
+        elif child.failed_checks:
+            click.echo(f"  {child.run_id[:8]} failed checks: {', '.join(child.failed_checks)}",
+                       err=True)  # fmt: skip
     bad = sum(c.status != "finished" for c in result.children)
     checked = sum(bool(c.failed_checks) for c in result.children)
     click.echo(

@@ -226,6 +226,8 @@ def test_a_failing_child_fails_the_sweep_and_the_others_finish(tmp_path: Path) -
     assert runs["status"] == ["failed", "finished", "failed", "finished"]
     assert runs["tags.mlnb.error.name"][2] == "ValueError"
     assert "1 not finished" in proc.stdout
+    assert f"{runs['run_id'][2][:8]} failed: cell " in proc.stderr  # why, as `mlnb run` says
+    assert ": ValueError: " in proc.stderr
 
 
 @pytest.mark.slow
