@@ -529,14 +529,11 @@ def run_cmd(
         click.echo(f"  {result.error}", err=True)
     code = result.exit_code
     if code == 0 and checks:
-        from mlnb.gates import check_records
+        from mlnb.gates import record_checks
 
-        records = check_records(store, result.run_id, checks)
-        for i, rec in enumerate(records):
-            verdict = f"{'pass' if rec.passed else 'fail'}: {rec.name}"
-            store.set_tags(result.run_id, {f"mlnb.check.{i}": verdict}, check_state=False)
+        records = record_checks(store, result.run_id, checks)
+        for rec in records:
             click.echo(f"  check {'passed' if rec.passed else 'FAILED'}: {rec.name}")
-        store.log_checks(result.run_id, records)
         code = 3 if any(not r.passed for r in records) else 0
     ctx.exit(code)
 

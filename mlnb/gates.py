@@ -553,6 +553,20 @@ def check_records(store: Store, run_id: str, expressions: Sequence[str]) -> list
     return out
 
 
+def record_checks(store: Store, run_id: str, expressions: Sequence[str]) -> list[CheckRecord]:
+    """Evaluate ``--check`` expressions on a finished run (of ``mlnb run`` or a sweep's
+    child) and record them: rows of kind ``check`` and the tags ``mlnb.check.N``
+    (``pass: EXPR`` / ``fail: EXPR``). Returns the rows."""
+    records = check_records(store, run_id, expressions)
+    tags = {
+        f"mlnb.check.{i}": f"{'pass' if r.passed else 'fail'}: {r.name}"
+        for i, r in enumerate(records)
+    }
+    store.set_tags(run_id, tags, check_state=False)
+    store.log_checks(run_id, records)
+    return records
+
+
 def gate(
     run: str,
     metrics: str | Sequence[str] | Mapping[str, MetricThreshold],

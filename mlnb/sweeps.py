@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from mlnb.errors import InvalidInputError, MlnbError
+from mlnb.gates import record_checks
 from mlnb.grid import Distribution, expand_grid
 from mlnb.liveness import acquire_run_lock, release_run_lock
 from mlnb.runner import JobError
@@ -383,12 +384,9 @@ def _apply_checks(
         if outcome["status"] != "finished" or not checks:
             continue
         run_id = outcome["run_id"]
-        for i, expr in enumerate(checks):
-            ok = bool(st.search_runs(f"run_id = '{run_id}' and ({expr})")["run_id"])
-            st.set_tags(run_id, {f"mlnb.check.{i}": f"{'pass' if ok else 'fail'}: {expr}"},
-                        check_state=False)  # fmt: skip
-            if not ok:
-                failed.setdefault(run_id, []).append(expr)
+        for rec in record_checks(st, run_id, checks):
+            if not rec.passed:
+                failed.setdefault(run_id, []).append(rec.name)
     return failed
 
 

@@ -192,6 +192,13 @@ def test_a_2x2_grid_on_two_workers_makes_a_parent_and_four_children(tmp_path: Pa
         assert runs["metrics.acc"][i] == pytest.approx(0.5 + lr)
         assert runs["metrics.loss"][i] == pytest.approx((1 - lr) ** epochs)
         assert runs["tags.mlnb.check.0"][i] == "pass: metrics.acc > 0.55"
+        with Store(tmp_path / "s") as st:  # and as a row of the checks table, as mlnb run does
+            [check] = st.get_checks(runs["run_id"][i], kind="check")
+            assert (check.name, check.passed, check.value) == (
+                "metrics.acc > 0.55",
+                True,
+                pytest.approx(0.5 + lr),
+            )
     # the table is sorted by the loss, smallest first
     lines = [line for line in proc.stdout.splitlines() if line.startswith(("job", "run_id"))]
     shown = [line.split()[1] for line in proc.stdout.splitlines()[1:5]]
