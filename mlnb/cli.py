@@ -721,7 +721,7 @@ def sweep_cmd(
 @handles_errors
 def params_cmd(ctx: click.Context, notebook: str, fmt: str) -> None:
     """List NOTEBOOK's parameters (its cell tagged `parameters`): name, type, default, help."""
-    from mlnb.runner import notebook_parameters
+    from mlnb.notebookparams import notebook_parameters
 
     found = notebook_parameters(notebook)
     rows = [[p.name, p.type, repr(p.default), p.help or ""] for p in found]

@@ -30,13 +30,13 @@ from typing import Any
 from mlnb.errors import InvalidInputError
 from mlnb.hashing import hash_file
 from mlnb.models import CheckRecord, RunRecord
+from mlnb.notebookparams import notebook_parameters
 from mlnb.rundiff import Change, diff_runs
 from mlnb.runner import (
     CELL_SECONDS,
     SNAPSHOT_DIR,
     JobResult,
     _open_store,
-    notebook_parameters,
     run_notebook,
 )
 from mlnb.store import Store

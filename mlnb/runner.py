@@ -5,17 +5,15 @@ a fresh kernel that knows the run's id (``$MLNB_RUN_ID`` and the injected paperm
 parameter ``mlnb_run_id``), so ``%track start`` / ``mlnb.start_run()`` inside the notebook
 attach to that run instead of starting another. The run's final status comes from what
 papermill raised, never from the output notebook's metadata (which says ``exception:
-null`` after a dead kernel or a timeout). :func:`notebook_parameters` lists the notebook's
-parameters (papermill's cell tagged ``parameters``). See docs/jobs.md.
+null`` after a dead kernel or a timeout). The notebook's parameters are read and checked by
+:mod:`mlnb.notebookparams`. See docs/jobs.md.
 
 papermill, nbformat and nbclient are imported inside the functions that need them.
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import math
 import os
 import shutil
 import sys
@@ -29,6 +27,15 @@ from typing import Any
 from mlnb.errors import InvalidInputError, MlnbError
 from mlnb.hashing import hash_file
 from mlnb.liveness import acquire_run_lock, release_run_lock
+from mlnb.notebookparams import (
+    RUN_ID_PARAMETER,
+    Param,
+    cell_tags,
+    check_parameters,
+    parameters_of,
+    quiet_warnings,
+    read_notebook,
+)
 from mlnb.store import ENV_STORE, Store
 from mlnb.tracking import ENV_JOB_EXPERIMENT, ENV_RUN_ID
 
@@ -40,8 +47,7 @@ __all__ = [
     "EXIT_USAGE",
     "JobError",
     "JobResult",
-    "Param",
-    "notebook_parameters",
+    "check_kernel",
     "run_notebook",
 ]
 
@@ -52,7 +58,7 @@ EXIT_TIMEOUT = 124  # as timeout(1)
 EXIT_DEAD_KERNEL = 138
 
 ENV_NOTEBOOK = "MLNB_NOTEBOOK"
-RUN_ID_PARAMETER = "mlnb_run_id"
+
 WARNING_TAG = "mlnb.warning"
 JOB_TAG = "mlnb.job"
 HASH_TAG = "mlnb.notebook_hash"
@@ -93,23 +99,6 @@ if _mlnb_c is not None:
 
 
 @dataclass(frozen=True)
-class Param:
-    """One parameter of a notebook: a line of its ``parameters`` cell.
-
-    ``type`` is the annotation if there is one, else the type of the default (``float``,
-    ``int``, ``str``, ``bool``, ``list``, ``dict``, ``None``…), or ``""`` when the default
-    is an expression rather than a literal; ``default`` is the literal's value (``None``
-    for an expression), ``source`` the default as written, ``help`` the trailing comment.
-    """
-
-    name: str
-    type: str
-    default: Any
-    help: str = ""
-    source: str = ""
-
-
-@dataclass(frozen=True)
 class JobError:
     """What stopped a job: ``name`` (the exception's class, or ``Timeout``), ``message``,
     and ``cell``, the 0-based index of the cell in the input notebook (None if unknown)."""
@@ -136,149 +125,12 @@ class JobResult:
         return self.exit_code == EXIT_OK
 
 
-# -- parameters -----------------------------------------------------------------------
-
-
-def _read_notebook(path: Path) -> Any:
-    import nbformat
-
-    if not path.exists():
-        raise InvalidInputError(f"no such notebook: {path}")
-    if not path.is_file():
-        raise InvalidInputError(f"{path} is not a notebook file (it is a folder)")
-    try:
-        with _quiet_warnings():
-            reader: Any = nbformat.read
-            return reader(path, as_version=4)
-    except Exception as exc:
-        raise InvalidInputError(
-            f"{path} is not a Jupyter notebook ({type(exc).__name__}: {exc})"
-        ) from None
-
-
-@contextlib.contextmanager
-def _quiet_warnings() -> Iterator[None]:
-    """nbformat warns about notebooks missing cell ids; that is not the user's problem."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
-
-
-def _tags(cell: Any) -> list[str]:
-    tags = cell.get("metadata", {}).get("tags", [])
-    return list(tags) if isinstance(tags, list) else []
-
-
-def _params_of(nb: Any) -> list[Param]:
-    from papermill.translators import papermill_translators
-    from papermill.utils import nb_kernel_name, nb_language
-
-    cell = next((c for c in nb.cells if "parameters" in _tags(c)), None)
-    if cell is None:
-        return []
-    try:
-        translator = papermill_translators.find_translator(nb_kernel_name(nb), nb_language(nb))
-        inspected = translator.inspect(cell)
-    except (ValueError, NotImplementedError) as exc:
-        raise InvalidInputError(f"cannot read the parameters of this notebook: {exc}") from None
-    params = []
-    for p in inspected:
-        source = str(p.default)
-        try:
-            value = ast.literal_eval(source)
-            literal = True
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            value, literal = None, False
-        annotation = p.inferred_type_name if p.inferred_type_name != "None" else ""
-        if annotation:
-            type_name = annotation
-        elif literal:
-            type_name = "None" if value is None else type(value).__name__
-        else:
-            type_name = ""
-        params.append(Param(p.name, type_name, value, p.help or "", source))
-    return params
-
-
-def notebook_parameters(path: str | os.PathLike[str]) -> list[Param]:
-    """The parameters of the notebook at ``path``: the assignments of its cell tagged
-    ``parameters`` (papermill's convention), in order. No such cell: an empty list."""
-    return _params_of(_read_notebook(Path(path).expanduser()))
-
-
 # -- checks before running ---------------------------------------------------------------
 
-_JSONISH = (str, int, float, bool, type(None))
 
-
-def _check_value(key: str, value: Any) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidInputError(
-            f"parameter {key!r}: {value!r} cannot be passed to a notebook; use a finite number"
-        )
-    if isinstance(value, _JSONISH):
-        return
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            _check_value(key, item)
-        return
-    if isinstance(value, dict):
-        for k, item in value.items():
-            if not isinstance(k, str):
-                raise InvalidInputError(f"parameter {key!r}: dict keys must be strings, got {k!r}")
-            _check_value(key, item)
-        return
-    raise InvalidInputError(
-        f"parameter {key!r}: {type(value).__name__} values cannot be passed to a notebook; "
-        "use str, int, float, bool, None, or lists and dicts of them"
-    )
-
-
-_TYPE_CHECKS: dict[str, tuple[type, ...]] = {
-    "int": (int,),
-    "float": (float, int),
-    "str": (str,),
-    "bool": (bool,),
-    "list": (list, tuple),
-    "dict": (dict,),
-}
-
-
-def _check_parameters(
-    given: Mapping[str, Any], known: list[Param], *, strict: bool, where: Path
-) -> None:
-    for key, value in given.items():
-        if not isinstance(key, str) or not key.isidentifier():
-            raise InvalidInputError(f"parameter name {key!r} is not a valid Python identifier")
-        if key == RUN_ID_PARAMETER:
-            raise InvalidInputError(f"{RUN_ID_PARAMETER!r} is set by mlnb; do not pass it")
-        _check_value(key, value)
-    if not strict:
-        return
-    by_name = {p.name: p for p in known}
-    unknown = sorted(set(given) - set(by_name))
-    if unknown:
-        names = ", ".join(by_name) if by_name else "none (no cell tagged 'parameters')"
-        raise InvalidInputError(
-            f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} for "
-            f"{where.name}; its parameters are: {names}"
-        )
-    for key, value in given.items():
-        param = by_name[key]
-        allowed = _TYPE_CHECKS.get(param.type)
-        if allowed is None:  # None default, an expression, or an annotation we don't judge
-            continue
-        is_bool = isinstance(value, bool)
-        if not isinstance(value, allowed) or (is_bool and param.type != "bool"):
-            raise InvalidInputError(
-                f"parameter {key!r} of {where.name} is a {param.type} (default "
-                f"{param.source}), got {type(value).__name__}: {value!r}"
-            )
-
-
-def _check_kernel(name: str | None) -> str:
+def check_kernel(name: str | None) -> str:
+    """The kernel to run a notebook in, checked to be installed (an InvalidInputError names
+    the installed ones)."""
     if not name:
         raise InvalidInputError(
             "the notebook names no kernel (metadata.kernelspec); pass kernel=, e.g. 'python3'"
@@ -453,7 +305,7 @@ def _source_cell(index: int | None, n_input: int, output_nb: Any) -> int | None:
     cells = output_nb.cells
     if len(cells) == n_input:
         return index
-    injected = [i for i, c in enumerate(cells) if "injected-parameters" in _tags(c)]
+    injected = [i for i, c in enumerate(cells) if "injected-parameters" in cell_tags(c)]
     if injected and index > injected[0]:
         return index - 1
     return index
@@ -462,7 +314,7 @@ def _source_cell(index: int | None, n_input: int, output_nb: Any) -> int | None:
 def _cell_timings(output_nb: Any, n_input: int) -> list[tuple[int, float]]:
     out = []
     for i, cell in enumerate(output_nb.cells):
-        if "injected-parameters" in _tags(cell):
+        if "injected-parameters" in cell_tags(cell):
             continue
         duration = cell.get("metadata", {}).get("papermill", {}).get("duration")
         if cell.get("cell_type") == "code" and isinstance(duration, (int, float)):
@@ -513,10 +365,10 @@ def run_notebook(
     """
     nb_path = Path(path).expanduser().absolute()
     given = dict(parameters or {})
-    nb = _read_notebook(nb_path)
-    known = _params_of(nb)
-    _check_parameters(given, known, strict=strict_params, where=nb_path)
-    kernel_name = _check_kernel(kernel or nb.metadata.get("kernelspec", {}).get("name"))
+    nb = read_notebook(nb_path)
+    known = parameters_of(nb)
+    check_parameters(given, known, strict=strict_params, where=nb_path)
+    kernel_name = check_kernel(kernel or nb.metadata.get("kernelspec", {}).get("name"))
     work_dir = Path(cwd).expanduser().absolute() if cwd is not None else nb_path.parent
     if not work_dir.is_dir():
         raise InvalidInputError(f"working directory {work_dir} does not exist")
@@ -728,7 +580,7 @@ def _run(
             error = JobError("DeadKernelError", f"the kernel died: {exc}".strip(), cell)
             status, exit_code = "crashed", EXIT_DEAD_KERNEL
         if final_nb is not None and status != "finished" and exit_code != EXIT_CELL_ERROR:
-            with _quiet_warnings():  # papermill wrote nothing after a timeout/dead kernel
+            with quiet_warnings():  # papermill wrote nothing after a timeout/dead kernel
                 writer: Any = nbformat.write
                 writer(final_nb, str(out_path))
         _record(st, run_id, nb_path, out_path, final_nb, len(nb.cells), error)

@@ -37,6 +37,7 @@ from mlnb.errors import InvalidInputError, MlnbError
 from mlnb.gates import record_checks
 from mlnb.grid import Distribution, expand_grid
 from mlnb.liveness import acquire_run_lock, release_run_lock
+from mlnb.notebookparams import check_parameters, parameters_of, read_notebook
 from mlnb.runner import JobError
 from mlnb.store import Store
 
@@ -138,8 +139,8 @@ def _plan(
     from mlnb.hashing import hash_file
 
     nb_path = Path(notebook).expanduser().absolute()
-    nb = runner._read_notebook(nb_path)
-    known = runner._params_of(nb)
+    nb = read_notebook(nb_path)
+    known = parameters_of(nb)
     if random is not None and seed is None:
         seed = random_module.SystemRandom().randrange(2**31)  # recorded, so it can be rerun
     points = expand_grid(grid, mode=mode, random=random, seed=seed)
@@ -149,8 +150,8 @@ def _plan(
     if both:
         raise InvalidInputError(f"{', '.join(both)}: both swept and fixed; give each once")
     for point in points:
-        runner._check_parameters({**fixed, **point}, known, strict=strict_params, where=nb_path)
-    runner._check_kernel(kernel or nb.metadata.get("kernelspec", {}).get("name"))
+        check_parameters({**fixed, **point}, known, strict=strict_params, where=nb_path)
+    runner.check_kernel(kernel or nb.metadata.get("kernelspec", {}).get("name"))
     if cwd is not None and not Path(cwd).expanduser().is_dir():
         raise InvalidInputError(f"working directory {cwd} does not exist")
     if cell_timeout is not None and not cell_timeout > 0:

@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 
 from mlnb.errors import InvalidInputError
+from mlnb.notebookparams import Param, notebook_parameters
 from mlnb.runner import (
     EXIT_CELL_ERROR,
     EXIT_DEAD_KERNEL,
     EXIT_OK,
     EXIT_TIMEOUT,
-    Param,
-    notebook_parameters,
     run_notebook,
 )
 from mlnb.store import Store
