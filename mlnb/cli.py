@@ -17,7 +17,7 @@ import click
 
 from mlnb import __version__
 from mlnb.errors import MlnbError
-from mlnb.models import RunRecord, iso
+from mlnb.models import RunRecord, format_duration, iso
 from mlnb.rundiff import diff_runs
 from mlnb.store import Store
 
@@ -139,7 +139,7 @@ def _cell(value: Any, column: str, fmt: str) -> Any:
     if column in ("start_time", "end_time") and isinstance(value, float):
         return iso(value) if fmt != "table" else _local_time(value)
     if column == "duration" and isinstance(value, float) and fmt in ("table", "markdown"):
-        return _human_duration(value)
+        return format_duration(value)
     if column == "run_id" and fmt in ("table", "markdown"):
         return value[:8]
     if isinstance(value, float):
@@ -204,16 +204,6 @@ def _local_time(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _human_duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, sec = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{sec:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
-
 @cli.command("show")
 @click.argument("run", required=False)
 @click.option("-e", "--experiment", metavar="NAME", help="Without RUN: pick from this experiment.")
@@ -261,7 +251,7 @@ def format_run(rec: RunRecord) -> str:
         f"  started     {_local_time(rec.start_time)}",
     ]
     if rec.duration is not None:
-        lines.append(f"  duration    {_human_duration(rec.duration)}")
+        lines.append(f"  duration    {format_duration(rec.duration)}")
     if rec.parent_run_id:
         lines.append(f"  parent      {rec.parent_run_id}")
     lines.append(f"  source      {rec.source or '(interactive)'}")

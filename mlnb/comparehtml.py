@@ -10,6 +10,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from mlnb.models import format_duration
+
 STATUS_COLORS = {
     "finished": "#2e7d32",
     "running": "#1565c0",
@@ -107,22 +109,6 @@ def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def format_duration(seconds: float | None) -> str:
-    """``42.1 s``, ``3m 07s``, ``2h 05m``, ``3d 4h``."""
-    if seconds is None or not math.isfinite(seconds):
-        return ""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, sec = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {sec:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h {minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h"
-
-
 def _badge(text: str, color: str) -> str:
     return f"<span class='mlnb-cmp-badge' style='background:{color}'>{html.escape(text)}</span>"
 
@@ -176,7 +162,6 @@ __all__ = [
     "best_index",
     "cell_text",
     "fmt_value",
-    "format_duration",
     "png_data_uri",
     "render_table",
 ]

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 import mlnb
-from mlnb import comparehtml, compareplots, comparison, multidiff
+from mlnb import compareplots, comparison, multidiff
 from mlnb.errors import InvalidInputError, QuerySyntaxError, RunNotFoundError
+from mlnb.models import format_duration
 from mlnb.widgets import CompareWidget, compare
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -455,8 +456,8 @@ def test_track_compare_magic_keeps_quotes_and_reports_errors(
 
 
 def test_format_duration() -> None:
-    assert comparehtml.format_duration(None) == ""
-    assert comparehtml.format_duration(4.25) == "4.2 s"
-    assert comparehtml.format_duration(187) == "3m 07s"
-    assert comparehtml.format_duration(7500) == "2h 05m"
-    assert comparehtml.format_duration(3 * 86400 + 4 * 3600) == "3d 4h"
+    assert format_duration(None) == ""
+    assert format_duration(4.25) == "4.2 s"
+    assert format_duration(187) == "3m 07s"
+    assert format_duration(7500) == "2h 05m"
+    assert format_duration(3 * 86400 + 4 * 3600) == "3d 4h"
