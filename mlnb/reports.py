@@ -57,7 +57,18 @@ def _run_summary(rec: RunRecord) -> dict[str, Any]:
         "git_commit": git.get("commit"),
         "git_dirty": git.get("dirty"),
         "source": rec.source,
+        "error": _error(rec),
     }
+
+
+def _error(rec: RunRecord) -> str | None:
+    """Why a job failed, as its tags say (``cell 3: ValueError: ...``), else None."""
+    name = rec.tags.get("mlnb.error.name")
+    if not name or rec.status == "finished":
+        return None
+    cell = rec.tags.get("mlnb.error.cell")
+    where = f"cell {cell}: " if cell else ""
+    return f"{where}{name}: {rec.tags.get('mlnb.error.message', '')}".rstrip(": ")
 
 
 def _latest_checks(rec: RunRecord) -> list[dict[str, Any]]:
@@ -334,7 +345,10 @@ def _title(entry: dict[str, Any]) -> tuple[str, str]:
     title = f"{run['name']} ({run['run_id'][:8]})"
     if base is not None:
         title += f" vs {base['name']} ({base['run_id'][:8]})"
-    facts = [f"experiment {run['experiment']}", f"status {run['status']}"]
+    status = f"status {run['status']}"
+    if run.get("error"):
+        status += f" ({run['error']})"
+    facts = [f"experiment {run['experiment']}", status]
     if run["duration"] is not None:
         facts.append(f"{run['duration']:.1f} s")
     if run["git_commit"]:

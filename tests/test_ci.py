@@ -324,6 +324,15 @@ def test_report_defaults_to_the_newest_run_on_stdout(
     assert not Path("report_files").exists()
 
 
+def test_report_says_why_a_failed_job_failed(store: mlnb.Store) -> None:
+    run = make_run("broken", {"acc": 0.1})
+    store.set_tags(run, {"mlnb.error.name": "ValueError", "mlnb.error.message": "bad model",
+                         "mlnb.error.cell": "5"}, check_state=False)  # fmt: skip
+    store.set_status(run, "failed", only_from=("finished",))
+    result = invoke(store, "report", run, "--no-plots")
+    assert "status failed (cell 5: ValueError: bad model)" in result.output
+
+
 def test_report_html_is_self_contained(
     store: mlnb.Store, two_runs: tuple[str, str], tmp_path: Path
 ) -> None:
