@@ -213,6 +213,8 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
             indent=False,
             layout=W.Layout(width="110px"),
         )
+        self.sort_by.add_class("mlnb-compare-sort")
+        self.descending.add_class("mlnb-compare-descending")
         self.pinned = W.TagsInput(
             value=list(t.pinned), allowed_tags=list(t.columns), allow_duplicates=False
         )

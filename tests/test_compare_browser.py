@@ -180,9 +180,24 @@ def test_compare_widget_renders_table_and_plot_in_jupyterlab(lab: tuple[str, str
             widget.locator(".mlnb-compare-filter input").fill("params.model = 'svc'")
             widget.locator(".mlnb-compare-filter input").press("Enter")
             expect(rows).to_have_count(2)
+            widget.locator(".mlnb-compare-filter input").fill("metrics.accuracy >")
+            widget.locator(".mlnb-compare-filter input").press("Enter")
+            expect(widget.locator(".mlnb-compare-error")).to_contain_text("expected")
+            expect(rows).to_have_count(2)  # a bad filter leaves the table as it was
             widget.locator(".mlnb-compare-filter input").fill("")
             widget.locator(".mlnb-compare-filter input").press("Enter")
             expect(rows).to_have_count(3)
+            # sort by name, descending then ascending
+            widget.locator(".mlnb-compare-sort select").select_option("name")
+            expect(rows.first).to_contain_text("run-tree-2")
+            widget.locator(".mlnb-compare-descending input").uncheck()
+            expect(rows.first).to_contain_text("run-svc-0")
+            # the diff tab shows only what differs between the selected runs
+            widget.locator(".lm-TabBar-tab", has_text="Diff").click()
+            diff = widget.locator(".mlnb-compare-diff")
+            expect(diff).to_contain_text("model")
+            expect(diff).to_contain_text("tree")
+            widget.locator(".lm-TabBar-tab", has_text="Curves").click()
             expect(plot).to_be_visible()
             page.wait_for_timeout(500)  # the last frame settles
             widget.screenshot(path=str(shot))
