@@ -1,21 +1,29 @@
 """Shared plumbing for the benchmark scripts: the bench venv, workers, stats, markdown.
 
 Everything here uses only the standard library, so it can be imported both by the
-orchestrator (any Python) and by worker processes inside ``.bench-venv``.
+orchestrator (any Python) and by worker processes inside ``.bench-venv`` or ``.venv``.
+
+Two kinds of worker: the foundation section runs ``foundation_worker.py`` in the bench
+venv (``run_worker``, with MLflow); every other section module is its own worker, run in
+the dev venv (``run_section_worker``, ``section_main``).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
 import platform
 import re
+import shlex
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -24,6 +32,8 @@ VENV_PY = VENV / "bin" / "python"
 # Holds a stamp of pyproject.toml and VENV_PACKAGES; the venv is updated when it differs.
 VENV_MARKER = VENV / ".mlnb-bench-installed-v1"
 VENV_PACKAGES = ["-e", str(REPO), "mlflow>=3,<4"]
+# The dev venv (mlnb editable, with its extras), where the section modules measure mlnb.
+DEV_PY = REPO / ".venv" / "bin" / "python"
 
 RESULT_PREFIX = "BENCH-RESULT "
 
@@ -118,6 +128,85 @@ def emit(result: dict) -> None:
     """Called by a worker to hand its result back to the orchestrator."""
     sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
     sys.stdout.flush()
+
+
+# --------------------------------------------------------------------------- section modules
+
+
+def dev_python() -> str:
+    """The dev venv's python (``.venv/``, where mlnb is installed editable), else this one."""
+    return str(DEV_PY) if DEV_PY.exists() else sys.executable
+
+
+def section_worker_env() -> dict[str, str]:
+    """The caller's environment for a section worker: mlnb from this checkout, no warnings,
+    and nothing that would change what mlnb does (``MLNB_*``, ``CI``, an active venv)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MLNB_") and k not in ("VIRTUAL_ENV", "CI")
+    }
+    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONWARNINGS"] = "ignore"
+    return env
+
+
+def run_section_worker(
+    script: str | Path, task: str, config: dict | None = None, *, timeout: float = 3600
+) -> dict:
+    """Run ``script --worker TASK --config JSON`` (a section module acting as its own
+    worker, see ``section_main``) in a fresh process of the dev venv, from the repository
+    root; return the JSON object printed on the last line of its stdout."""
+    script = Path(script).resolve()
+    proc = subprocess.run(
+        [dev_python(), str(script), "--worker", task, "--config", json.dumps(config or {})],
+        capture_output=True,
+        text=True,
+        env=section_worker_env(),
+        cwd=REPO,
+        timeout=timeout,
+        check=False,
+    )
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-5000:])
+        raise RuntimeError(f"worker {script.name} {task} failed (exit {proc.returncode})")
+    result: dict = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def section_main(
+    script: str | Path,
+    name: str,
+    measure: Callable[[bool], Any],
+    render: Callable[[Any, str], str],
+    worker: Callable[[str, dict], dict] | None = None,
+    *,
+    doc: str | None = None,
+    quick_help: str = "fewer repeats",
+    argv: list[str] | None = None,
+) -> int:
+    """The command line of a section module run on its own.
+
+    ``script.py [--quick] [--out FILE]`` measures, renders and publishes section ``name``
+    (printed, or written between its markers of ``FILE``); ``script.py --worker TASK
+    --config JSON`` (hidden; what ``run_section_worker`` runs) prints ``worker(TASK,
+    config)`` as one JSON line instead. ``doc`` is the module's docstring (for ``--help``).
+    """
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0] or None)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--out", type=Path, help="write the section into this markdown file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--config", default="{}", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        if worker is None:
+            parser.error("this section has no worker")
+        print(json.dumps(worker(args.worker, json.loads(args.config))))
+        return 0
+    shown = ["python", f"benchmarks/{Path(script).name}"]
+    shown += argv if argv is not None else sys.argv[1:]
+    publish(name, render(measure(args.quick), shlex.join(shown)), args.out)
+    return 0
 
 
 # --------------------------------------------------------------------------- stats
@@ -248,16 +337,31 @@ def snapshot_mlnb(dest: Path) -> Path:
     return dest
 
 
-def machine_info(venv_facts: dict) -> dict:
-    """Facts about this machine; ``venv_facts`` come from a worker (versions in the venv)."""
-    cpu = "unknown"
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
-        cpu = platform.processor() or "unknown"
+        pass
+    return platform.processor() or "unknown"
+
+
+def section_facts() -> dict:
+    """What a dev-venv section reports of its setup: ``python``, ``source``, ``cores``,
+    ``date`` (the load averages at start and end are the section's own)."""
+    return {
+        "python": f"{platform.python_version()} ({dev_python()})",
+        "source": mlnb_source_state()["label"],
+        "cores": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+    }
+
+
+def machine_info(venv_facts: dict) -> dict:
+    """Facts about this machine; ``venv_facts`` come from a worker (versions in the venv)."""
+    cpu = cpu_name()
     mem = "unknown"
     try:
         m = re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text())
@@ -293,6 +397,17 @@ def machine_table(info: dict) -> str:
 
 
 # --------------------------------------------------------------------------- markdown
+
+
+def command_block(command: str, label: str = "Command (from the repository root):") -> list[str]:
+    """The lines that show how a section was measured: a label, then the command fenced."""
+    return [label, "", "```", command, "```"]
+
+
+def footer(rows: list[list[str]], command: str) -> list[str]:
+    """The end of a section: a ``### Machine`` table of ``rows``, then the command."""
+    return ["### Machine", "", table(["", ""], rows), "", *command_block(command)]
+
 
 DOC_HEADER = """# Benchmarks
 

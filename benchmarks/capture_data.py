@@ -15,25 +15,22 @@ index=True)`` on the same frame; ``profile()`` on 1 M rows x 50 mixed columns.
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import json
 import os
-import shlex
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from _common import (
-    REPO,
+    command_block,
     fmt_ratio,
     fmt_time,
     load_average,
     log,
-    publish,
+    run_section_worker,
+    section_main,
     table,
     verdict,
 )
@@ -46,11 +43,6 @@ PROFILE_ROWS, PROFILE_COLUMNS, PROFILE_REPEATS = 1_000_000, 50, 3
 TARGET_FILE_GIBS = 2.5
 TARGET_VS_MD5 = 5.0
 TARGET_PROFILE_S = 2.0
-
-
-def python() -> str:
-    dev = REPO / ".venv" / "bin" / "python"
-    return str(dev) if dev.exists() else sys.executable
 
 
 # ------------------------------------------------------------------------ the worker
@@ -222,20 +214,7 @@ def worker(task: str, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(task: str, **args: Any) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLNB_")}
-    env["PYTHONPATH"] = str(REPO)
-    proc = subprocess.run(
-        [python(), str(Path(__file__).resolve()), "--worker", task, json.dumps(args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=3600,
-    )
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-5000:])
-        raise RuntimeError(f"capture_data worker {task} failed (exit {proc.returncode})")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return run_section_worker(__file__, task, args, timeout=3600)
 
 
 def measure(quick: bool, profile_dir: Path | None = None) -> dict[str, Any]:
@@ -277,11 +256,7 @@ def render(res: dict[str, Any], command: str) -> str:
         f"load average {res['load_start']} at start, {res['load_end']} at end. "
         "Each figure is the best of a few runs, in a fresh process of the dev venv.",
         "",
-        "Command (from the repository root):",
-        "",
-        "```",
-        command,
-        "```",
+        *command_block(command),
         "",
         f"### Hashing a {gib:g} GiB file of random bytes in the page cache",
         "",
@@ -359,20 +334,17 @@ def render(res: dict[str, Any], command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a 0.25 GiB file, a 1 M-row frame")
-    parser.add_argument("--out", type=Path, help="write the section into this markdown file")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("args", nargs="?", default="{}", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        print(json.dumps(worker(args.worker, json.loads(args.args))))
-        return 0
-    shown = ["python", "benchmarks/capture_data.py", *(argv if argv is not None else sys.argv[1:])]
-    body = render(measure(args.quick), shlex.join(shown))
-    publish(NAME, body, args.out)
-    return 0
+    return section_main(
+        __file__,
+        NAME,
+        measure,
+        render,
+        worker,
+        doc=__doc__,
+        quick_help="a 0.25 GiB file, a 1 M-row frame",
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

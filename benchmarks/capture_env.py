@@ -10,23 +10,19 @@ installed editable; else the current interpreter), the same script acting as the
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import shlex
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from _common import (
     REPO,
+    command_block,
     fmt_time,
     load_average,
     log,
     percentile,
-    publish,
+    run_section_worker,
+    section_main,
     table,
     verdict,
 )
@@ -45,11 +41,6 @@ PART_SETS = {
 }
 
 
-def python() -> str:
-    dev = REPO / ".venv" / "bin" / "python"
-    return str(dev) if dev.exists() else sys.executable
-
-
 # ------------------------------------------------------------------------ the worker
 
 
@@ -62,7 +53,8 @@ def _timed(fn: object, repeats: int) -> list[float]:
     return out
 
 
-def worker(task: str, repeats: int) -> dict:
+def worker(task: str, cfg: dict) -> dict:
+    repeats = cfg["repeats"]
     if task == "cold":
         t0 = time.perf_counter()
         from mlnb.capture.environment import capture_environment
@@ -115,20 +107,7 @@ def _importlib_metadata_packages() -> dict[str, str]:
 
 
 def _run(task: str, repeats: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
-    env.pop("VIRTUAL_ENV", None)
-    proc = subprocess.run(
-        [python(), __file__, "--worker", task, "--repeats", str(repeats)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=600,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"worker {task} failed:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_section_worker(__file__, task, {"repeats": repeats}, timeout=600)
 
 
 def measure(quick: bool, profile_dir: Path | None = None) -> dict:
@@ -223,30 +202,14 @@ def render(res: dict, command: str) -> str:
         f"Date: {res['date']}; load average (1/5/15 min) {res['load'][0]} at start, "
         f"{res['load'][1]} at end.",
         "",
-        "Command (from the repository root):",
-        "",
-        "```",
-        command,
-        "```",
+        *command_block(command),
     ]
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats")
-    parser.add_argument("--out", type=Path, help="write the section into this markdown file")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--repeats", type=int, default=20, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        print(json.dumps(worker(args.worker, args.repeats)))
-        return 0
-    shown = ["python", "benchmarks/capture_env.py", *(argv if argv is not None else sys.argv[1:])]
-    markdown = render(measure(args.quick), shlex.join(shown))
-    publish(NAME, markdown, args.out)
-    return 0
+    return section_main(__file__, NAME, measure, render, worker, doc=__doc__, argv=argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

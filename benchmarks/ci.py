@@ -12,8 +12,6 @@ against `latest` and against `best` (which ranks every run of the experiment), a
 
 from __future__ import annotations
 
-import argparse
-import shlex
 import statistics
 import subprocess
 import sys
@@ -21,16 +19,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import REPO, fmt_time, load_average, log, publish, table
+from _common import (
+    REPO,
+    command_block,
+    dev_python,
+    fmt_time,
+    load_average,
+    log,
+    section_main,
+    table,
+)
 
 NAME = "ci"
 METRICS = 10
 STEPS = 20
-
-
-def python() -> str:
-    dev = REPO / ".venv" / "bin" / "python"
-    return str(dev) if dev.exists() else sys.executable
 
 
 def build_store(root: Path, runs: int) -> str:
@@ -59,7 +61,7 @@ def timed(args: list[str], cwd: Path, repeat: int = 3) -> float:
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        proc = subprocess.run([python(), "-m", "mlnb", *args], cwd=cwd, capture_output=True)
+        proc = subprocess.run([dev_python(), "-m", "mlnb", *args], cwd=cwd, capture_output=True)
         times.append(time.perf_counter() - t0)
         if proc.returncode not in (0, 1):
             raise RuntimeError(proc.stderr.decode())
@@ -111,11 +113,7 @@ def render(res: dict, command: str) -> str:
             "Each command is a fresh `mlnb` process, as in a CI step, interpreter start "
             f"included; median of 3. Load average: {res['load_average']}.",
             "",
-            "Command:",
-            "",
-            "```",
-            command,
-            "```",
+            *command_block(command, "Command:"),
             "",
             table(["command", "wall time"], rows),
             "",
@@ -124,13 +122,9 @@ def render(res: dict, command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args(argv)
-    shown = ["python", "benchmarks/ci.py", *(argv if argv is not None else sys.argv[1:])]
-    publish(NAME, render(measure(args.quick), shlex.join(shown)), args.out)
-    return 0
+    return section_main(
+        __file__, NAME, measure, render, doc=__doc__, quick_help="200 runs", argv=argv
+    )
 
 
 if __name__ == "__main__":

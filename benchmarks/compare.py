@@ -12,13 +12,7 @@ talks to a no-op comm), so the times are mlnb's and ipywidgets' Python side.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,12 +20,13 @@ from pathlib import Path
 
 from _common import (
     BENCH_DIR,
-    REPO,
+    command_block,
     fmt_time,
     load_average,
     log,
-    mlnb_source_state,
-    publish,
+    run_section_worker,
+    section_facts,
+    section_main,
     table,
     verdict,
 )
@@ -45,11 +40,6 @@ FILTERS = [
     "metrics.m0 > 0.5",  # about half of the runs
     "params.p0 = 'v3' and metrics.m1 < 0.5",  # about 5 %
 ]
-
-
-def python() -> str:
-    dev = REPO / ".venv" / "bin" / "python"
-    return str(dev) if dev.exists() else sys.executable
 
 
 def _populate(cfg: dict) -> dict:
@@ -180,21 +170,7 @@ def worker(task: str, cfg: dict) -> dict:
 
 
 def _run(task: str, cfg: dict) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
-    for key in ("VIRTUAL_ENV", "MLNB_STORE", "MLNB_RUN_ID", "MLNB_CAPTURE"):
-        env.pop(key, None)
-    proc = subprocess.run(
-        [python(), __file__, "--worker", task, "--config", json.dumps(cfg)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=3600,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"worker {task} failed:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_section_worker(__file__, task, cfg, timeout=3600)
 
 
 def measure(quick: bool, profile_dir: Path | None = None) -> dict:
@@ -212,11 +188,8 @@ def measure(quick: bool, profile_dir: Path | None = None) -> dict:
         "config": {k: v for k, v in cfg.items() if k != "store"},
         "populate": populate,
         "result": result,
-        "python": f"{platform.python_version()} ({python()})",
-        "source": mlnb_source_state()["label"],
-        "cores": os.cpu_count(),
+        **section_facts(),
         "load": [load_start, load_average()],
-        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
     }
 
 
@@ -271,29 +244,23 @@ def render(res: dict, command: str) -> str:
         f"{res['date']}; load average {res['load'][0]} at start, {res['load'][1]} at end"
         + (" (quick run)" if res["quick"] else "") + ".",
         "",
-        "Command (from the repository root):",
-        "",
-        "```",
-        command,
-        "```",
+        *command_block(command),
     ]  # fmt: skip
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2,000 runs, fewer repeats")
-    parser.add_argument("--out", type=Path, help="write the section into this markdown file")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--config", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        print(json.dumps(worker(args.worker, json.loads(args.config))))
-        return 0
-    shown = ["python", "benchmarks/compare.py", *(argv if argv is not None else sys.argv[1:])]
-    publish(NAME, render(measure(args.quick), shlex.join(shown)), args.out)
-    return 0
+    return section_main(
+        __file__,
+        NAME,
+        measure,
+        render,
+        worker,
+        doc=__doc__,
+        quick_help="2,000 runs, fewer repeats",
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

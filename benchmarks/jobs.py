@@ -20,11 +20,6 @@ with 1 and with 2 worker processes, alternating.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import shlex
 import statistics
 import subprocess
 import sys
@@ -32,7 +27,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import REPO, fmt_time, load_average, log, mlnb_source_state, publish, table, verdict
+from _common import (
+    fmt_time,
+    footer,
+    load_average,
+    log,
+    run_section_worker,
+    section_facts,
+    section_main,
+    table,
+    verdict,
+)
 
 NAME = "jobs"
 TITLE = "## Headless jobs (`mlnb run`, `mlnb sweep`)"
@@ -63,11 +68,6 @@ FIT_CELLS = [
     ),
     ("import mlnb\nmlnb.log_metric('acc', acc)", []),
 ]
-
-
-def python() -> str:
-    dev = REPO / ".venv" / "bin" / "python"
-    return str(dev) if dev.exists() else sys.executable
 
 
 def _write_notebook(path: Path, cells: list[tuple[str, list[str]]]) -> None:
@@ -164,21 +164,7 @@ def worker(task: str, cfg: dict) -> dict:
 
 
 def _run(task: str, cfg: dict) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
-    for key in ("VIRTUAL_ENV", "MLNB_STORE", "MLNB_RUN_ID", "CI"):
-        env.pop(key, None)
-    proc = subprocess.run(
-        [python(), __file__, "--worker", task, "--config", json.dumps(cfg)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=3600,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"worker {task} failed:\n{proc.stderr[-5000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_section_worker(__file__, task, cfg, timeout=3600)
 
 
 def measure(quick: bool) -> dict:
@@ -193,11 +179,8 @@ def measure(quick: bool) -> dict:
         "config": cfg,
         "overhead": overhead,
         "sweep": sweep,
-        "python": f"{platform.python_version()} ({python()})",
-        "source": mlnb_source_state()["label"],
-        "cores": os.cpu_count(),
+        **section_facts(),
         "load": [load_start, load_average()],
-        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
     }
 
 
@@ -280,10 +263,7 @@ def render(res: dict, command: str) -> str:
         "kernel process, and the kernels' start and imports are CPU work that the two "
         "workers share with whatever else the machine runs (see the load average below).",
         "",
-        "### Machine",
-        "",
-        table(
-            ["", ""],
+        *footer(
             [
                 ["Python", res["python"]],
                 ["mlnb", res["source"]],
@@ -292,31 +272,17 @@ def render(res: dict, command: str) -> str:
                 ["load average (1/5/15 min) at start", res["load"][0]],
                 ["load average (1/5/15 min) at end", res["load"][1]],
             ],
+            command,
         ),
-        "",
-        "Command (from the repository root):",
-        "",
-        "```",
-        command,
-        "```",
     ]
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats")
-    parser.add_argument("--out", type=Path, help="write the section into this markdown file")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--config", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        print(json.dumps(worker(args.worker, json.loads(args.config))))
-        return 0
-    shown = ["python", "benchmarks/jobs.py", *(argv if argv is not None else sys.argv[1:])]
-    publish(NAME, render(measure(args.quick), shlex.join(shown)), args.out)
-    return 0
+    return section_main(
+        __file__, NAME, measure, render, worker, doc=__doc__, quick_help="fewer repeats", argv=argv
+    )
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -11,30 +11,33 @@ handlers are also timed on their own, and ``%load_ext mlnb`` in a fresh process.
 
 from __future__ import annotations
 
-import argparse
-import json
-import shlex
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import REPO, fmt_time, load_average, log, publish, table, verdict
+from _common import (
+    command_block,
+    dev_python,
+    fmt_time,
+    load_average,
+    log,
+    run_section_worker,
+    section_main,
+    table,
+    verdict,
+)
 
 NAME = "lineage"
 BUDGET_S = 0.001
 LOAD_BUDGET_S = 0.150
 
 
-def python() -> str:
-    dev = REPO / ".venv" / "bin" / "python"
-    return str(dev) if dev.exists() else sys.executable
-
-
-def worker(cells: int) -> dict:
+def worker(task: str, cfg: dict) -> dict:
     import os
+
+    cells = cfg["cells"]
 
     os.environ["MLNB_STORE"] = tempfile.mkdtemp(prefix="mlnb-bench-lineage-")
     os.environ["MLNB_CAPTURE"] = "none"
@@ -96,17 +99,14 @@ def load_ext_fresh() -> float:
         "t = time.perf_counter(); ip.run_line_magic('load_ext', 'mlnb')\n"
         "print(time.perf_counter() - t)\n"
     )
-    out = subprocess.run([python(), "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([dev_python(), "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip())
 
 
 def measure(quick: bool, profile_dir: Path | None = None) -> dict:
     cells = 300 if quick else 1000
     log(f"lineage: {cells} cells without and with mlnb")
-    proc = subprocess.run(
-        [python(), __file__, "--worker", str(cells)], capture_output=True, text=True, check=True
-    )
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_section_worker(__file__, "cells", {"cells": cells})
     result["load_ext_fresh"] = statistics.median(load_ext_fresh() for _ in range(5))
     result["load_average"] = load_average()
     return result
@@ -135,11 +135,7 @@ def render(res: dict, command: str) -> str:
             f"off (`MLNB_CAPTURE=none`) so only lineage is measured. Load average: "
             f"{res['load_average']}.",
             "",
-            "Command:",
-            "",
-            "```",
-            command,
-            "```",
+            *command_block(command, "Command:"),
             "",
             table(["", "time", "budget"], rows),
             "",
@@ -148,18 +144,9 @@ def render(res: dict, command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        print(json.dumps(worker(args.worker)))
-        return 0
-    shown = ["python", "benchmarks/lineage.py", *(argv if argv is not None else sys.argv[1:])]
-    body = render(measure(args.quick), shlex.join(shown))
-    publish(NAME, body, args.out)
-    return 0
+    return section_main(
+        __file__, NAME, measure, render, worker, doc=__doc__, quick_help="300 cells", argv=argv
+    )
 
 
 if __name__ == "__main__":

@@ -12,25 +12,20 @@ listener, the drawing thread and the PNG frames are the same, only nothing displ
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import shlex
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from _common import (
-    REPO,
+    cpu_name,
     fmt_time,
+    footer,
     load_average,
     log,
-    mlnb_source_state,
-    publish,
+    run_section_worker,
+    section_facts,
+    section_main,
     table,
     verdict,
 )
@@ -42,11 +37,6 @@ FULL = {"calls": 100_000, "repeats": 31, "train_s": 8.0, "train_repeats": 7, "fr
 QUICK = {"calls": 100_000, "repeats": 7, "train_s": 3.0, "train_repeats": 3, "frames": 8}
 WORK_ITERATIONS = 1_000  # pure-Python work per step of the training-like loop
 REDRAW_POINTS = 10_000
-
-
-def python() -> str:
-    dev = REPO / ".venv" / "bin" / "python"
-    return str(dev) if dev.exists() else sys.executable
 
 
 # ------------------------------------------------------------------------ the worker
@@ -244,21 +234,7 @@ def _redraw(cfg: dict) -> dict:
 
 
 def _run(task: str, cfg: dict) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
-    for key in ("VIRTUAL_ENV", "MLNB_STORE", "MLNB_RUN_ID", "MLNB_CAPTURE"):
-        env.pop(key, None)
-    proc = subprocess.run(
-        [python(), __file__, "--worker", task, "--config", json.dumps(cfg)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=1800,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"worker {task} failed:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_section_worker(__file__, task, cfg, timeout=1800)
 
 
 def measure(quick: bool, profile_dir: Path | None = None) -> dict:
@@ -277,23 +253,10 @@ def measure(quick: bool, profile_dir: Path | None = None) -> dict:
         "loop": loop,
         "train": train,
         "redraw": redraw,
-        "python": f"{platform.python_version()} ({python()})",
-        "source": mlnb_source_state()["label"],
-        "cpu": _cpu_name(),
-        "cores": os.cpu_count(),
+        **section_facts(),
+        "cpu": cpu_name(),
         "load": [load_start, load_average()],
-        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
     }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _paired_overhead(samples: dict[str, list[float]], mode: str, base: str = "none") -> float:
@@ -425,10 +388,7 @@ def render(res: dict, command: str) -> str:
     )
     out += [
         "",
-        "### Machine",
-        "",
-        table(
-            ["", ""],
+        *footer(
             [
                 ["CPU", f"{res['cpu']} ({res['cores']} cores)"],
                 ["Python", res["python"]],
@@ -437,32 +397,17 @@ def render(res: dict, command: str) -> str:
                 ["load average (1/5/15 min) at start", res["load"][0]],
                 ["load average (1/5/15 min) at end", res["load"][1]],
             ],
+            command,
         ),
-        "",
-        "Command (from the repository root):",
-        "",
-        "```",
-        command,
-        "```",
     ]
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats")
-    parser.add_argument("--out", type=Path, help="write the section into this markdown file")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--config", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        print(json.dumps(worker(args.worker, json.loads(args.config))))
-        return 0
-    shown = ["python", "benchmarks/live.py", *(argv if argv is not None else sys.argv[1:])]
-    markdown = render(measure(args.quick), shlex.join(shown))
-    publish(NAME, markdown, args.out)
-    return 0
+    return section_main(
+        __file__, NAME, measure, render, worker, doc=__doc__, quick_help="fewer repeats", argv=argv
+    )
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
