@@ -18,6 +18,7 @@ import html
 import numbers
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -395,6 +396,13 @@ def run_html(rec: Any, verdict: dict[str, Any] | None) -> str:
     return f"<table class='mlnb-run'>{body}</table>"
 
 
+# A cell that comes less than this long after the last lineage write is buffered and
+# written with the next ones by a background thread (at most this much later): cells run
+# back to back pay one transaction per batch, not one each. `flush()`, the end of the run
+# and `mlnb.flush()` write what is buffered.
+LINEAGE_BATCH_S = 0.25
+
+
 class Lineage:
     """Records executed cells of active runs (IPython events) and, at run end, the
     linearity verdict and the notebook artifacts."""
@@ -407,6 +415,45 @@ class Lineage:
         self.run_at_pre: tracking.ActiveRun | None = None
         self._notebook: str | None = None
         self._notebook_known = False
+        self._pending: list[tuple[tracking.ActiveRun, dict[str, Any]]] = []
+        self._cond = threading.Condition()
+        self._write_lock = threading.Lock()  # one writer at a time keeps the cells in order
+        self._last_write = 0.0
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def flush(self) -> None:
+        """Write the buffered cells now."""
+        with self._write_lock:
+            with self._cond:
+                pending, self._pending = self._pending, []
+            self._last_write = time.monotonic()
+            by_run: dict[tuple[int, str], tuple[tracking.ActiveRun, list[dict[str, Any]]]] = {}
+            for run, cell in pending:
+                by_run.setdefault((id(run.store), run.run_id), (run, []))[1].append(cell)
+            for run, cells in by_run.values():
+                if run.store.closed:
+                    continue
+                try:
+                    run.store.record_cells(run.run_id, cells)
+                except Exception as exc:  # lineage must never break the notebook
+                    print(f"mlnb: could not record {len(cells)} cell(s): {exc}", file=sys.stderr)
+
+    def close(self) -> None:
+        """Write what is buffered and stop the writer thread (``%unload_ext``)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self.flush()
+
+    def _writer(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._pending) or self._closed)
+                if self._closed:
+                    return
+                self._cond.wait(LINEAGE_BATCH_S)  # gather what comes meanwhile
+            self.flush()
 
     def notebook(self) -> str | None:
         """The notebook's path (looked up once per kernel)."""
@@ -435,20 +482,29 @@ class Lineage:
         if run is None or run.store.closed:
             return
         error = result.error_in_exec or result.error_before_exec
-        try:
-            run.store.record_cell(
-                run.run_id,
-                execution_count=result.execution_count,
-                source=self.source,
-                started=self.started,
-                ended=time.time(),
-                error=None if error is None else type(error).__name__,
-            )
-        except Exception as exc:  # lineage must never break the notebook
-            print(f"mlnb: could not record the cell: {exc}", file=sys.stderr)
+        cell = {
+            "execution_count": result.execution_count,
+            "source": self.source,
+            "started": self.started,
+            "ended": time.time(),
+            "error": None if error is None else type(error).__name__,
+        }
+        with self._cond:
+            self._pending.append((run, cell))
+            quiet = time.monotonic() - self._last_write >= LINEAGE_BATCH_S
+            if not (quiet or run.ended) and self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._writer, name="mlnb-lineage", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+        if quiet or run.ended:  # a cell after a pause (the usual case) is written at once
+            self.flush()
 
     def executed(self, store: Any, run_id: str) -> list[Any]:
         from mlnb.capture.notebook import ExecutedCell
+
+        self.flush()
 
         return [
             ExecutedCell(
@@ -507,6 +563,7 @@ def load(shell: Any) -> None:
     shell.events.register("pre_run_cell", lineage.pre_run_cell)
     shell.events.register("post_run_cell", lineage.post_run_cell)
     tracking.add_end_hook(lineage.on_run_end)
+    tracking.add_flush_hook(lineage.flush)
     _loaded[id(shell)] = (shell, lineage)
 
 
@@ -520,3 +577,5 @@ def unload(shell: Any) -> None:
     shell.events.unregister("pre_run_cell", lineage.pre_run_cell)
     shell.events.unregister("post_run_cell", lineage.post_run_cell)
     tracking.remove_end_hook(lineage.on_run_end)
+    tracking.remove_flush_hook(lineage.flush)
+    lineage.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlnb import hashing, validation
@@ -108,18 +108,36 @@ class ProvenanceStore:
         error: str | None,
     ) -> None:
         """Append one executed cell to the run's lineage (the next ``seq``)."""
-        digest = hashing.hash_bytes(source.encode())
+        self.record_cells(
+            run_id,
+            [
+                {"execution_count": execution_count, "source": source, "started": started,
+                 "ended": ended, "error": error}
+            ],
+        )  # fmt: skip
+
+    def record_cells(self, run_id: str, cells: Sequence[Mapping[str, Any]]) -> None:
+        """Append executed cells (dicts with ``execution_count``, ``source``, ``started``,
+        ``ended``, ``error``) to the run's lineage, in order, in one transaction."""
+        rows = [
+            (c["execution_count"], hashing.hash_bytes(c["source"].encode()), c["source"],
+             c["started"], c["ended"], c["error"])
+            for c in cells
+        ]  # fmt: skip
 
         def tx(conn: sqlite3.Connection) -> None:
             rowid = self._writable_run(conn, run_id, check_state=False)
-            conn.execute(
+            (last,) = conn.execute(
+                "SELECT coalesce(max(seq), -1) FROM cells WHERE run = ?", [rowid]
+            ).fetchone()
+            conn.executemany(
                 "INSERT INTO cells (run, seq, execution_count, source_hash, source, started, "
-                "ended, error) VALUES (?, (SELECT coalesce(max(seq) + 1, 0) FROM cells "
-                "WHERE run = ?), ?, ?, ?, ?, ?, ?)",
-                [rowid, rowid, execution_count, digest, source, started, ended, error],
+                "ended, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(rowid, last + 1 + i, *row) for i, row in enumerate(rows)],
             )
 
-        self.write(tx)
+        if rows:
+            self.write(tx)
 
     def cells(self, run_id: str) -> list[dict[str, Any]]:
         """The run's executed cells in execution order."""

@@ -44,6 +44,7 @@ _writers: dict[int, MetricWriter] = {}
 _attached_env_run: str | None = None
 _uncaught = False
 _end_hooks: list[Callable[[ActiveRun, str], None]] = []
+_flush_hooks: list[Callable[[], None]] = []
 BatchListener = Callable[[Store, Sequence[tuple[int, str, int, float, float]]], None]
 _batch_listeners: list[BatchListener] = []
 _kernel_notebook: str | None = None  # this kernel's notebook ("" when none), looked up once
@@ -107,9 +108,25 @@ def remove_end_hook(hook: Callable[[ActiveRun, str], None]) -> None:
         _end_hooks.remove(hook)
 
 
+def add_flush_hook(hook: Callable[[], None]) -> None:
+    """Call ``hook()`` first in every :func:`flush` (the notebook extension writes the
+    cells it buffered there)."""
+    if hook not in _flush_hooks:
+        _flush_hooks.append(hook)
+
+
+def remove_flush_hook(hook: Callable[[], None]) -> None:
+    """Stop calling a hook added with ``add_flush_hook``."""
+    with contextlib.suppress(ValueError):
+        _flush_hooks.remove(hook)
+
+
 def flush(store: Store | None = None) -> None:
     """Wait until everything logged so far is on disk: queued metrics (to ``store``, or to
-    all stores) and the environment and git capture of runs started so far."""
+    all stores), buffered notebook lineage, and the environment and git capture of runs
+    started so far."""
+    for hook in list(_flush_hooks):
+        hook()
     collect = sys.modules.get("mlnb.capture.collect")
     if collect is not None:
         collect.wait_for_capture()

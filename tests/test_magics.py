@@ -233,6 +233,29 @@ def test_lineage_records_cells_and_a_linear_verdict(
     assert "y = x + 1" in script
 
 
+def test_lineage_batches_cells_run_back_to_back_and_writes_one_after_a_pause_at_once(
+    shell: InteractiveShell, store: Store
+) -> None:
+    import time
+
+    run(shell, "%track start")
+    run_id = mlnb.active_run().run_id  # type: ignore[union-attr]
+    time.sleep(0.3)  # a pause, as between cells typed by hand: the next one is written now
+    run(shell, "a = 1")
+    assert [c["source"] for c in store.cells(run_id)][-1] == "a = 1"
+    for i in range(30):  # back to back: buffered, written by the lineage thread
+        run(shell, f"x = {i}")
+    deadline = time.monotonic() + 5
+    while len(store.cells(run_id)) < 32 and time.monotonic() < deadline:
+        time.sleep(0.05)  # within LINEAGE_BATCH_S, without anyone flushing
+    assert [c["source"] for c in store.cells(run_id)][2:] == [f"x = {i}" for i in range(30)]
+    run(shell, "y = 2")
+    mlnb.flush()  # writes what is buffered, at once
+    executed = store.cells(run_id)
+    assert executed[-1]["source"] == "y = 2"
+    assert [c["seq"] for c in executed] == list(range(len(executed)))
+
+
 def test_lineage_out_of_order_and_errors_do_not_end_the_run(
     shell: InteractiveShell, tmp_path: Path
 ) -> None:
