@@ -410,6 +410,24 @@ def store_cmd(ctx: click.Context, fmt: str) -> None:
 # -- headless jobs ----------------------------------------------------------------------
 
 
+def kernel_options(cwd_help: str) -> Callable[[F], F]:
+    """The options of every command that starts a kernel for a notebook (run, sweep,
+    reproduce): --kernel, --cwd, --cell-timeout, --start-timeout."""
+    options = [
+        click.option("--kernel", help="Kernel name (default: the notebook's)."),
+        click.option("--cwd", type=click.Path(file_okay=False), help=cwd_help),
+        click.option("--cell-timeout", type=float, help="Seconds a cell may run."),
+        click.option("--start-timeout", type=float, default=60.0, show_default=True),
+    ]
+
+    def decorate(fn: F) -> F:
+        for option in reversed(options):  # click lists options in decorator order
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
 def _tag_map(items: Sequence[str]) -> dict[str, str]:
     """``--tag K=V`` options as a dict (a usage error names the bad one)."""
     tags = {}
@@ -456,10 +474,7 @@ def _job_parameters(
 @click.option("--name", help="Run name (default: the notebook's name).")
 @click.option("-e", "--experiment", help="Experiment name.")
 @click.option("-t", "--tag", "tags", multiple=True, metavar="K=V", help="Tag (repeatable).")
-@click.option("--kernel", help="Kernel name (default: the notebook's).")
-@click.option("--cwd", type=click.Path(file_okay=False), help="Working directory of the kernel.")
-@click.option("--cell-timeout", type=float, help="Seconds a cell may run.")
-@click.option("--start-timeout", type=float, default=60.0, show_default=True)
+@kernel_options("Working directory of the kernel.")
 @click.option("--log-output", is_flag=True, help="Print the notebook's output as it runs.")
 @click.option("--strict-params", is_flag=True, help="Refuse unknown or mistyped parameters.")
 @click.option(
@@ -539,11 +554,7 @@ def run_cmd(
 @click.option("--ignore", multiple=True,
               type=click.Choice(["metrics", "data", "environment", "code"]),
               help="Report these differences but do not fail on them (repeatable).")  # fmt: skip
-@click.option("--kernel", help="Kernel name (default: the notebook's).")
-@click.option("--cwd", type=click.Path(file_okay=False),
-              help="Working directory (default: the original notebook's folder).")  # fmt: skip
-@click.option("--cell-timeout", type=float, help="Seconds a cell may run.")
-@click.option("--start-timeout", type=float, default=60.0, show_default=True)
+@kernel_options("Working directory (default: the original notebook's folder).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Executed notebook path.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 @click.pass_context
@@ -609,10 +620,7 @@ def reproduce_cmd(
 @click.option("--name", help="Name of the sweep (children: NAME-1, NAME-2, ...).")
 @click.option("-e", "--experiment", help="Experiment name.")
 @click.option("-t", "--tag", "tags", multiple=True, metavar="K=V", help="Tag (repeatable).")
-@click.option("--kernel", help="Kernel name (default: the notebook's).")
-@click.option("--cwd", type=click.Path(file_okay=False), help="Working directory of the kernels.")
-@click.option("--cell-timeout", type=float, help="Seconds a cell may run.")
-@click.option("--start-timeout", type=float, default=60.0, show_default=True)
+@kernel_options("Working directory of the kernels.")
 @click.option("--strict-params", is_flag=True, help="Refuse unknown or mistyped parameters.")
 @click.option("--check", "checks", multiple=True, metavar="EXPR",
               help='A gate on each finished child, e.g. "metrics.acc >= 0.9".')  # fmt: skip
