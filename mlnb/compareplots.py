@@ -2,9 +2,9 @@
 pyplot, so no global state and no window): metric curves of several runs, parallel
 coordinates of params against a metric, and a scatter of one param against one metric.
 
-Each builder takes plain data (lists and dicts) and returns PNG bytes; the widget shows
-them in an Output, the static HTML snapshot embeds them as ``data:`` URIs. Nothing here
-reads the store.
+Each builder takes plain data (lists and dicts) and returns a ``Figure`` (tests read its
+artists); ``to_png`` turns it into the PNG bytes the widget shows in an Output and the
+static HTML snapshot embeds as ``data:`` URIs. Nothing here reads the store.
 """
 
 from __future__ import annotations
@@ -65,21 +65,21 @@ def smooth(values: Sequence[float], weight: float) -> list[float]:
     return out
 
 
-def curves_png(
+def curves_figure(
     panels: Mapping[str, Sequence[Curve]],
     *,
     x_label: str = "step",
     smoothing: float = 0.0,
     log_y: bool = False,
     lower: Mapping[str, bool] | None = None,
-) -> bytes:
+) -> Figure:
     """One axes per metric key with one line per run, the best point of each run marked
     with a star (best = lowest when ``lower[key]``, else highest); ``smoothing`` draws the
     smoothed line over a faint raw one; ``log_y`` uses a log y axis where every value is
     positive."""
     keys = list(panels)
     if not keys:
-        return message_png("Select runs that logged metrics to see their curves.")
+        return message_figure("Select runs that logged metrics to see their curves.")
     cols = min(MAX_COLS, len(keys))
     rows = math.ceil(len(keys) / cols)
     fig = _figure(PANEL_W_IN * cols, PANEL_H_IN * rows + 0.5)
@@ -125,16 +125,16 @@ def curves_png(
             fontsize=8,
             frameon=False,
         )
-    return to_png(fig)
+    return fig
 
 
-def parallel_png(
+def parallel_figure(
     columns: Mapping[str, Sequence[Any]],
     metric: str,
     *,
     selected: Sequence[bool] = (),
     lower: bool = True,
-) -> bytes:
+) -> Figure:
     """Parallel coordinates: one vertical axis per param in ``columns`` and the ``metric``
     last, one line per run colored by the metric (dark = best). Numeric axes are scaled
     min..max, text axes list their values. Selected runs are drawn on top in red."""
@@ -142,7 +142,7 @@ def parallel_png(
 
     names = [*columns.keys()]
     if metric not in names or len(names) < 2:
-        return message_png("Parallel coordinates need a metric and at least one param.")
+        return message_figure("Parallel coordinates need a metric and at least one param.")
     n = len(columns[metric])
     scaled: list[list[float]] = []
     ticks: list[tuple[list[float], list[str]]] = []
@@ -155,7 +155,7 @@ def parallel_png(
     values = {i: v for i, v in enumerate(metric_values) if v is not None}
     keep = sorted(values)
     if not keep:
-        return message_png(f"No run in view has a value for {metric}.")
+        return message_figure(f"No run in view has a value for {metric}.")
     fig = _figure(max(6.0, 1.3 * len(names) + 1.5), 4.2)
     ax = fig.add_subplot()
     lo, hi = min(values.values()), max(values.values())
@@ -187,10 +187,10 @@ def parallel_png(
         ax.spines[side].set_visible(False)
     fig.colorbar(coll_mappable(cmap, norm), ax=ax, label=metric, fraction=0.04)
     ax.set_title(f"params → {metric} ({len(keep)} runs; red: selected)", fontsize=9)
-    return to_png(fig)
+    return fig
 
 
-def scatter_png(
+def scatter_figure(
     x: Sequence[Any],
     y: Sequence[Any],
     *,
@@ -198,7 +198,7 @@ def scatter_png(
     y_name: str,
     selected: Sequence[bool] = (),
     labels: Sequence[str] = (),
-) -> bytes:
+) -> Figure:
     """One point per run: a param (``x``; text values become evenly spaced categories)
     against a metric (``y``); selected runs in red and labelled."""
     ys = [_num(v) for v in y]
@@ -208,7 +208,7 @@ def scatter_png(
         if px is not None and py is not None:
             pts.append((i, px, py))
     if not pts:
-        return message_png(f"No run in view has both {x_name} and {y_name}.")
+        return message_figure(f"No run in view has both {x_name} and {y_name}.")
     fig = _figure(6.4, 3.8)
     ax = fig.add_subplot()
     ax.scatter(
@@ -236,17 +236,18 @@ def scatter_png(
     ax.set_ylabel(y_name, fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.set_title(f"{y_name} by {x_name} ({len(pts)} runs; red: selected)", fontsize=9)
-    return to_png(fig)
+    return fig
 
 
-def message_png(text: str) -> bytes:
-    """A small image that says why there is no plot (keeps the layout steady)."""
+def message_figure(text: str) -> Figure:
+    """A small figure that says why there is no plot (keeps the layout steady)."""
     fig = _figure(6.4, 0.8)
     fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=10, color="#555")
-    return to_png(fig)
+    return fig
 
 
 def to_png(fig: Figure) -> bytes:
+    """The figure as PNG bytes (at :data:`DPI`)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()

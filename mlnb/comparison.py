@@ -22,7 +22,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ from mlnb.store import Store
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
 
 ATTRIBUTES = ("name", "status", "linearity", "experiment", "start_time", "duration", "run_id")
 DEFAULT_PAGE_SIZE = 25
@@ -492,20 +493,19 @@ class Comparison:
 
     # -- figures ------------------------------------------------------------------------
 
-    def _cached_png(self, name: str, state: Any, draw: Any) -> bytes:
+    def _cached_png(self, name: str, state: Any, draw: Callable[[], Figure]) -> bytes:
         hit = self._png.get(name)
         if hit is not None and hit[0] == state:
             return hit[1]
-        png: bytes = draw()
+        png = compareplots.to_png(draw())
         self._png[name] = (state, png)
         return png
 
     def curves_png(self) -> bytes:
-        """The selected runs' histories, one axes per metric (PNG)."""
+        """:meth:`curves_figure` as PNG (cached until the selection or an option changes)."""
         ids = self.table.selected[:MAX_DIFF_RUNS]
-        keys = self.curve_keys()
-        state = (tuple(ids), tuple(keys), self.x, self.smoothing, self.log_y)
-        return self._cached_png("curves", state, lambda: self._draw_curves(ids, keys))
+        state = (tuple(ids), tuple(self.curve_keys()), self.x, self.smoothing, self.log_y)
+        return self._cached_png("curves", state, self.curves_figure)
 
     def curve_panels(self) -> dict[str, list[compareplots.Curve]]:
         """What the curves show: per metric key, one series per selected run (that
@@ -531,13 +531,14 @@ class Comparison:
                 panels[key] = curves
         return panels
 
-    def _draw_curves(self, ids: list[str], keys: list[str]) -> bytes:
-        return compareplots.curves_png(
+    def curves_figure(self) -> Figure:
+        """The selected runs' histories, one axes per metric."""
+        return compareplots.curves_figure(
             self.curve_panels(),
             x_label="step" if self.x == "step" else "seconds since run start",
             smoothing=self.smoothing,
             log_y=self.log_y,
-            lower={k: lower_is_better(k) for k in keys},
+            lower={k: lower_is_better(k) for k in self.curve_keys()},
         )
 
     def default_relation_metric(self) -> str | None:
@@ -548,14 +549,16 @@ class Comparison:
         return (preferred or keys)[0] if (preferred or keys) else None
 
     def parallel_png(self) -> bytes:
-        """Parallel coordinates of the params that vary → the relation metric (PNG)."""
+        """:meth:`parallel_figure` as PNG (cached)."""
         metric = self.default_relation_metric()
         state = (self.table.generation, tuple(self.table.selected), metric)
-        return self._cached_png("parallel", state, lambda: self._draw_parallel(metric))
+        return self._cached_png("parallel", state, self.parallel_figure)
 
-    def _draw_parallel(self, metric: str | None) -> bytes:
+    def parallel_figure(self) -> Figure:
+        """Parallel coordinates of the params that vary → the relation metric."""
+        metric = self.default_relation_metric()
         if metric is None:
-            return compareplots.message_png("No metrics logged by the runs in view.")
+            return compareplots.message_figure("No metrics logged by the runs in view.")
         table = self._relation_table()
         varying = [
             k
@@ -566,24 +569,29 @@ class Comparison:
         columns[metric] = table.get(f"metrics.{metric}", [])
         chosen = set(self.table.selected)
         selected = [rid in chosen for rid in table.get("run_id", [])]
-        return compareplots.parallel_png(
+        return compareplots.parallel_figure(
             columns, metric, selected=selected, lower=lower_is_better(metric)
         )
 
-    def scatter_png(self) -> bytes:
-        """One param against one metric over the runs in view (PNG)."""
+    def _scatter_keys(self) -> tuple[str | None, str | None]:
         params, metrics = self.param_keys(), self.metric_keys()
         x = self.scatter_x if self.scatter_x in params else (params[0] if params else None)
         y = self.scatter_y if self.scatter_y in metrics else self.default_relation_metric()
-        state = (self.table.generation, tuple(self.table.selected), x, y)
-        return self._cached_png("scatter", state, lambda: self._draw_scatter(x, y))
+        return x, y
 
-    def _draw_scatter(self, x: str | None, y: str | None) -> bytes:
+    def scatter_png(self) -> bytes:
+        """:meth:`scatter_figure` as PNG (cached)."""
+        state = (self.table.generation, tuple(self.table.selected), *self._scatter_keys())
+        return self._cached_png("scatter", state, self.scatter_figure)
+
+    def scatter_figure(self) -> Figure:
+        """One param against one metric over the runs in view."""
+        x, y = self._scatter_keys()
         if x is None or y is None:
-            return compareplots.message_png("A scatter needs runs with params and metrics.")
+            return compareplots.message_figure("A scatter needs runs with params and metrics.")
         table = self._relation_table()
         chosen = set(self.table.selected)
-        return compareplots.scatter_png(
+        return compareplots.scatter_figure(
             table.get(f"params.{x}", []),
             table.get(f"metrics.{y}", []),
             x_name=f"params.{x}",
