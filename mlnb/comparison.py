@@ -34,6 +34,7 @@ from mlnb.models import RunRecord
 from mlnb.multidiff import MultiDiff, diff_many
 from mlnb.query import Field, compile_filter, compile_order_by
 from mlnb.store import Store
+from mlnb.sweeps import SPEC_PARAM_PREFIXES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,6 +47,7 @@ DEFAULT_SELECTED = 5  # runs selected at first when none are named
 MAX_CURVE_KEYS = 6
 MAX_DIFF_RUNS = 12
 MAX_RELATION_RUNS = 1_000  # lines of the parallel plot, points of the scatter
+MAX_PARALLEL_AXES = 10  # params shown as axes of the parallel plot
 SNAPSHOT_ROWS = 1_000
 FETCH_CHUNK = 500
 EXACT_KEYS_MAX = 2_000  # beyond this many runs in view, columns are the store's keys
@@ -514,7 +516,7 @@ class Comparison:
         keys = self.curve_keys()
         hist = self.histories(ids, keys)
         colors = dict(zip(ids, compareplots.run_colors(len(ids)), strict=True))
-        names = {r.run_id: r.name for r in self.records(ids)}
+        labels = {r.run_id: run_label(r.name, r.run_id) for r in self.records(ids)}
         panels: dict[str, list[compareplots.Curve]] = {}
         for key in keys:
             lower = lower_is_better(key)
@@ -526,7 +528,7 @@ class Comparison:
                 x = [float(s) for s in (steps if self.x == "step" else seconds)]
                 b = best_index(values, lower)
                 best = None if b is None else (x[b], values[b])
-                curves.append(compareplots.Curve(names[rid], colors[rid], x, values, best))
+                curves.append(compareplots.Curve(labels[rid], colors[rid], x, values, best))
             if curves:
                 panels[key] = curves
         return panels
@@ -560,18 +562,29 @@ class Comparison:
         if metric is None:
             return compareplots.message_figure("No metrics logged by the runs in view.")
         table = self._relation_table()
-        varying = [
-            k
-            for k in self.param_keys()
-            if len({_hashable(v) for v in table.get(f"params.{k}", [])}) > 1
-        ][:10]
-        columns = {k: table[f"params.{k}"] for k in varying}
-        columns[metric] = table.get(f"metrics.{metric}", [])
+        values = table.get(f"metrics.{metric}", [])
+        columns = {k: table[f"params.{k}"] for k in self.varying_params(table, values)}
+        columns[metric] = values
         chosen = set(self.table.selected)
         selected = [rid in chosen for rid in table.get("run_id", [])]
         return compareplots.parallel_figure(
             columns, metric, selected=selected, lower=lower_is_better(metric)
         )
+
+    def varying_params(self, table: dict[str, list[Any]], metric: Sequence[Any]) -> list[str]:
+        """The param keys worth an axis: two or more distinct values among the runs that
+        have the ``metric`` (a param missing from some runs does not vary by that alone),
+        leaving out a sweep parent's own params (``grid.*``, ``sweep.*``, ``fixed.*``);
+        at most :data:`MAX_PARALLEL_AXES`."""
+        drawn = [i for i, v in enumerate(metric) if v is not None]
+        varying = []
+        for key in self.param_keys():
+            if key.startswith(SPEC_PARAM_PREFIXES):
+                continue
+            column = table.get(f"params.{key}", [])
+            if len({_hashable(column[i]) for i in drawn if column[i] is not None}) > 1:
+                varying.append(key)
+        return varying[:MAX_PARALLEL_AXES]
 
     def _scatter_keys(self) -> tuple[str | None, str | None]:
         params, metrics = self.param_keys(), self.metric_keys()
@@ -591,13 +604,14 @@ class Comparison:
             return compareplots.message_figure("A scatter needs runs with params and metrics.")
         table = self._relation_table()
         chosen = set(self.table.selected)
+        ids = table.get("run_id", [])
         return compareplots.scatter_figure(
             table.get(f"params.{x}", []),
             table.get(f"metrics.{y}", []),
             x_name=f"params.{x}",
             y_name=f"metrics.{y}",
-            selected=[rid in chosen for rid in table.get("run_id", [])],
-            labels=table.get("name", []),
+            selected=[rid in chosen for rid in ids],
+            labels=[run_label(n, r) for n, r in zip(table.get("name", []), ids, strict=True)],
         )
 
     def diff(self) -> MultiDiff:
@@ -698,6 +712,12 @@ class Comparison:
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(target)
         return target
+
+
+def run_label(name: str, run_id: str) -> str:
+    """How the compare view names a run in legends, menus and lists: its name and short
+    id (``train (1a2b3c4d)``), so two runs with one name stay two."""
+    return f"{name} ({run_id[:8]})"
 
 
 def _order_text(column: str, descending: bool) -> str:
