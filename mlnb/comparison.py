@@ -32,7 +32,7 @@ from mlnb.errors import InvalidInputError, QuerySyntaxError
 from mlnb.liveplot import lower_is_better
 from mlnb.models import RunRecord
 from mlnb.multidiff import MultiDiff, diff_many
-from mlnb.query import Field, compile_filter, compile_order_by
+from mlnb.query import Field, compile_filter, compile_order_by, quote_string
 from mlnb.store import Store
 from mlnb.sweeps import SPEC_PARAM_PREFIXES
 
@@ -277,7 +277,7 @@ def fetch_runs(
     total = 0
     for start in range(0, len(ids), FETCH_CHUNK):
         chunk = ids[start : start + FETCH_CHUNK]
-        flt = "run_id in (" + ",".join(_quote(i) for i in chunk) + ")"
+        flt = "run_id in (" + ",".join(quote_string(i) for i in chunk) + ")"
         table = store.search_runs(flt, include_deleted=True, now=now)
         n = len(table["run_id"])
         for col, values in table.items():
@@ -724,10 +724,6 @@ def _order_text(column: str, descending: bool) -> str:
     prefix, dot, key = column.partition(".")
     text = str(Field((prefix, key))) if dot else column
     return f"{text} {'desc' if descending else 'asc'}"
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def _hashable(v: Any) -> Any:
