@@ -2,9 +2,9 @@
 pyplot, so no global state and no window): metric curves of several runs, parallel
 coordinates of params against a metric, and a scatter of one param against one metric.
 
-Each builder takes plain data (lists and dicts) and returns PNG bytes; the widget shows
-them in an Output, the static HTML snapshot embeds them as ``data:`` URIs. Nothing here
-reads the store.
+Each builder takes plain data (lists and dicts) and returns a ``Figure`` (tests read its
+artists); ``to_png`` turns it into the PNG bytes the widget shows in an Output and the
+static HTML snapshot embeds as ``data:`` URIs. Nothing here reads the store.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mlnb.comparehtml import best_index
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -23,6 +25,8 @@ PANEL_W_IN = 4.6
 PANEL_H_IN = 2.9
 MAX_COLS = 3
 SELECTED_COLOR = "#d62728"
+SELECTED_WIDTH = 2.8  # parallel coordinates: selected runs are wider, not another colour
+_STAR = {"marker": "*", "markersize": 12, "markeredgecolor": "black", "markeredgewidth": 0.6}
 
 
 @dataclass(frozen=True)
@@ -65,116 +69,143 @@ def smooth(values: Sequence[float], weight: float) -> list[float]:
     return out
 
 
-def curves_png(
+def curves_figure(
     panels: Mapping[str, Sequence[Curve]],
     *,
     x_label: str = "step",
     smoothing: float = 0.0,
     log_y: bool = False,
     lower: Mapping[str, bool] | None = None,
-) -> bytes:
+) -> Figure:
     """One axes per metric key with one line per run, the best point of each run marked
     with a star (best = lowest when ``lower[key]``, else highest); ``smoothing`` draws the
     smoothed line over a faint raw one; ``log_y`` uses a log y axis where every value is
-    positive."""
+    positive. A metric every run logged once (a test score) has no line to draw: its
+    axes get one dot per run, side by side with its value, the best run's a star."""
     keys = list(panels)
     if not keys:
-        return message_png("Select runs that logged metrics to see their curves.")
+        return message_figure("Select runs that logged metrics to see their curves.")
     cols = min(MAX_COLS, len(keys))
     rows = math.ceil(len(keys) / cols)
     fig = _figure(PANEL_W_IN * cols, PANEL_H_IN * rows + 0.5)
     axes = fig.subplots(rows, cols, squeeze=False)
-    handles: dict[str, Any] = {}
+    legend: dict[str, str] = {}  # label -> color, in order of appearance
     for i, key in enumerate(keys):
         ax = axes[i // cols][i % cols]
         is_lower = (lower or {}).get(key, True)
-        for curve in panels[key]:
-            if smoothing > 0:
-                ax.plot(curve.x, curve.y, color=curve.color, alpha=0.25, linewidth=1)
-                y = smooth(curve.y, smoothing)
-            else:
-                y = list(curve.y)
-            marker = "o" if len(curve.x) == 1 else None
-            (line,) = ax.plot(curve.x, y, color=curve.color, linewidth=1.6, marker=marker)
-            handles.setdefault(curve.label, line)
-            if curve.best is not None:
-                ax.plot(
-                    *curve.best,
-                    marker="*",
-                    markersize=12,
-                    color=curve.color,
-                    markeredgecolor="black",
-                    markeredgewidth=0.6,
-                    linestyle="none",
-                )
-        positive = all(v > 0 for c in panels[key] for v in c.y if math.isfinite(v))
-        if log_y and positive and any(c.y for c in panels[key]):
+        curves = panels[key]
+        for curve in curves:
+            legend.setdefault(curve.label, curve.color)
+        if all(len(c.x) == 1 for c in curves):
+            _draw_dots(ax, curves, is_lower)
+        else:
+            _draw_lines(ax, curves, smoothing)
+            ax.set_xlabel(x_label, fontsize=8)
+        positive = all(v > 0 for c in curves for v in c.y if math.isfinite(v))
+        if log_y and positive and any(c.y for c in curves):
             ax.set_yscale("log")
         ax.set_title(f"{key}  ({'lower' if is_lower else 'higher'} is better, ★ best)", fontsize=9)
-        ax.set_xlabel(x_label, fontsize=8)
         ax.tick_params(labelsize=8)
         ax.grid(True, alpha=0.3)
     for j in range(len(keys), rows * cols):
         axes[j // cols][j % cols].set_visible(False)
-    if handles:
+    if legend:
+        from matplotlib.lines import Line2D
+
         fig.legend(
-            list(handles.values()),
-            list(handles),
+            [Line2D([], [], color=color, linewidth=1.6) for color in legend.values()],
+            list(legend),
             loc="outside lower center",
-            ncol=min(5, len(handles)),
+            ncol=min(5, len(legend)),
             fontsize=8,
             frameon=False,
         )
-    return to_png(fig)
+    return fig
 
 
-def parallel_png(
+def _draw_lines(ax: Any, curves: Sequence[Curve], smoothing: float) -> None:
+    """One line per run (a dot for a run with one point), its best point a star."""
+    for curve in curves:
+        if smoothing > 0:
+            ax.plot(curve.x, curve.y, color=curve.color, alpha=0.25, linewidth=1)
+            y = smooth(curve.y, smoothing)
+        else:
+            y = list(curve.y)
+        marker = "o" if len(curve.x) == 1 else None
+        ax.plot(curve.x, y, color=curve.color, linewidth=1.6, marker=marker)
+        if curve.best is not None:
+            ax.plot(*curve.best, linestyle="none", color=curve.color, **_STAR)
+
+
+def _draw_dots(ax: Any, curves: Sequence[Curve], lower: bool) -> None:
+    """One mark per run, side by side (x is the run, not a step), labelled with its
+    value; the best run's mark is a star."""
+    best = best_index([c.y[0] for c in curves], lower)
+    for i, curve in enumerate(curves):
+        value = curve.y[0]
+        style = _STAR if i == best else {"marker": "o", "markersize": 7}
+        ax.plot([i], [value], linestyle="none", color=curve.color, **style)
+        if math.isfinite(value):
+            ax.annotate(
+                f"{value:.4g}",
+                (i, value),
+                xytext=(7, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=7,
+            )
+    ax.set_xlim(-0.6, len(curves) - 0.2)
+    ax.set_xticks([])
+    ax.set_xlabel("runs (one value each)", fontsize=8)
+
+
+def parallel_figure(
     columns: Mapping[str, Sequence[Any]],
     metric: str,
     *,
     selected: Sequence[bool] = (),
     lower: bool = True,
-) -> bytes:
+) -> Figure:
     """Parallel coordinates: one vertical axis per param in ``columns`` and the ``metric``
-    last, one line per run colored by the metric (dark = best). Numeric axes are scaled
-    min..max, text axes list their values. Selected runs are drawn on top in red."""
+    last, one line per run that has the metric, coloured by it (dark = best). Numeric axes
+    are scaled min..max, text axes list their values. Selected runs are drawn wider, on
+    top, in the same colours: the colour always means the metric."""
     from matplotlib.collections import LineCollection
 
     names = [*columns.keys()]
     if metric not in names or len(names) < 2:
-        return message_png("Parallel coordinates need a metric and at least one param.")
-    n = len(columns[metric])
+        return message_figure("Parallel coordinates need a metric and at least one param.")
     scaled: list[list[float]] = []
     ticks: list[tuple[list[float], list[str]]] = []
     for name in names:
         s, t = _scale(columns[name])
         scaled.append(s)
         ticks.append(t)
-    lines = [[(j, scaled[j][i]) for j in range(len(names))] for i in range(n)]
     metric_values = [_num(v) for v in columns[metric]]
     values = {i: v for i, v in enumerate(metric_values) if v is not None}
-    keep = sorted(values)
-    if not keep:
-        return message_png(f"No run in view has a value for {metric}.")
+    if not values:
+        return message_figure(f"No run in view has a value for {metric}.")
     fig = _figure(max(6.0, 1.3 * len(names) + 1.5), 4.2)
     ax = fig.add_subplot()
-    lo, hi = min(values.values()), max(values.values())
     from matplotlib import colormaps
-    from matplotlib.colors import Normalize
 
-    cmap = colormaps["viridis_r" if lower else "viridis"]
-    norm = Normalize(vmin=lo, vmax=hi if hi != lo else lo + 1)
-    segs = [[p for p in lines[i] if math.isfinite(p[1])] for i in keep]
-    coll = LineCollection(
-        segs,
-        colors=[cmap(norm(values[i])) for i in keep],
-        linewidths=1.0,
-        alpha=0.6 if len(keep) > 200 else 0.85,
-    )
-    ax.add_collection(coll)
-    chosen = [lines[i] for i in range(n) if i < len(selected) and selected[i]]
+    cmap = colormaps["viridis" if lower else "viridis_r"]  # the best run is the darkest
+    norm, bar_ticks = _metric_norm(list(values.values()))
+
+    def segments(chosen: bool) -> tuple[list[list[tuple[int, float]]], list[Any]]:
+        keep = [i for i in sorted(values) if (i < len(selected) and selected[i]) == chosen]
+        lines = [[(j, scaled[j][i]) for j in range(len(names))] for i in keep]
+        segs = [[p for p in line if math.isfinite(p[1])] for line in lines]
+        return segs, [cmap(norm(values[i])) for i in keep]
+
+    rest, rest_colors = segments(False)
+    alpha = 0.6 if len(values) > 200 else 0.85
+    ax.add_collection(LineCollection(rest, colors=rest_colors, linewidths=1.0, alpha=alpha))
+    chosen, chosen_colors = segments(True)
     if chosen:
-        ax.add_collection(LineCollection(chosen, colors=SELECTED_COLOR, linewidths=2.4))
+        ax.add_collection(
+            LineCollection(chosen, colors=chosen_colors, linewidths=SELECTED_WIDTH, zorder=3)
+        )
     for j, (positions, labels) in enumerate(ticks):
         ax.axvline(j, color="#555", linewidth=0.8)
         for pos, text in zip(positions, labels, strict=True):
@@ -185,12 +216,28 @@ def parallel_png(
     ax.set_yticks([])
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
-    fig.colorbar(coll_mappable(cmap, norm), ax=ax, label=metric, fraction=0.04)
-    ax.set_title(f"params → {metric} ({len(keep)} runs; red: selected)", fontsize=9)
-    return to_png(fig)
+    bar = fig.colorbar(coll_mappable(cmap, norm), ax=ax, label=metric, fraction=0.04)
+    if bar_ticks is not None:
+        bar.set_ticks(bar_ticks[0], labels=bar_ticks[1])
+    wide = f"; wide: {len(chosen)} selected" if chosen else ""
+    ax.set_title(f"params → {metric} ({len(values)} runs{wide})", fontsize=9)
+    return fig
 
 
-def scatter_png(
+def _metric_norm(values: Sequence[float]) -> tuple[Any, tuple[list[float], list[str]] | None]:
+    """The colour scale of a metric, and the colour bar's ticks when they must be set: a
+    metric with one value gets a narrow scale around it and one tick that reads it
+    (``Normalize`` of ``lo..lo+1`` read 1.0–1.8 for two runs at 0.9415)."""
+    from matplotlib.colors import Normalize
+
+    lo, hi = min(values), max(values)
+    if hi > lo:
+        return Normalize(vmin=lo, vmax=hi), None
+    pad = abs(lo) * 1e-3 or 1e-3
+    return Normalize(vmin=lo - pad, vmax=hi + pad), ([lo], [f"{lo:.4g}"])
+
+
+def scatter_figure(
     x: Sequence[Any],
     y: Sequence[Any],
     *,
@@ -198,7 +245,7 @@ def scatter_png(
     y_name: str,
     selected: Sequence[bool] = (),
     labels: Sequence[str] = (),
-) -> bytes:
+) -> Figure:
     """One point per run: a param (``x``; text values become evenly spaced categories)
     against a metric (``y``); selected runs in red and labelled."""
     ys = [_num(v) for v in y]
@@ -208,7 +255,7 @@ def scatter_png(
         if px is not None and py is not None:
             pts.append((i, px, py))
     if not pts:
-        return message_png(f"No run in view has both {x_name} and {y_name}.")
+        return message_figure(f"No run in view has both {x_name} and {y_name}.")
     fig = _figure(6.4, 3.8)
     ax = fig.add_subplot()
     ax.scatter(
@@ -236,17 +283,18 @@ def scatter_png(
     ax.set_ylabel(y_name, fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.set_title(f"{y_name} by {x_name} ({len(pts)} runs; red: selected)", fontsize=9)
-    return to_png(fig)
+    return fig
 
 
-def message_png(text: str) -> bytes:
-    """A small image that says why there is no plot (keeps the layout steady)."""
+def message_figure(text: str) -> Figure:
+    """A small figure that says why there is no plot (keeps the layout steady)."""
     fig = _figure(6.4, 0.8)
     fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=10, color="#555")
-    return to_png(fig)
+    return fig
 
 
 def to_png(fig: Figure) -> bytes:
+    """The figure as PNG bytes (at :data:`DPI`)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()
@@ -294,13 +342,17 @@ def _categorical_or_numeric(
 
 
 def _scale(values: Sequence[Any]) -> tuple[list[float], tuple[list[float], list[str]]]:
-    """Values placed on 0..1 (NaN for missing) and the tick labels of the axis."""
+    """Values placed on 0..1 (NaN for missing; one value in the middle) and the tick
+    labels of the axis."""
     xs, (positions, names) = _categorical_or_numeric(values)
     finite = [v for v in xs if v is not None]
     if not finite:
         return [math.nan] * len(xs), ([], [])
     lo, hi = min(finite), max(finite)
-    span = hi - lo or 1.0
+    if hi == lo:
+        label = names[0] if names else f"{lo:.4g}"
+        return [math.nan if v is None else 0.5 for v in xs], ([0.5], [label])
+    span = hi - lo
     scaled = [math.nan if v is None else (v - lo) / span for v in xs]
     if names:
         step = max(1, len(names) // 12)  # at most ~12 labels per axis

@@ -22,7 +22,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,11 +32,13 @@ from mlnb.errors import InvalidInputError, QuerySyntaxError
 from mlnb.liveplot import lower_is_better
 from mlnb.models import RunRecord
 from mlnb.multidiff import MultiDiff, diff_many
-from mlnb.query import Field, compile_filter, compile_order_by
+from mlnb.query import Field, compile_filter, compile_order_by, quote_string
 from mlnb.store import Store
+from mlnb.sweeps import SPEC_PARAM_PREFIXES
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
 
 ATTRIBUTES = ("name", "status", "linearity", "experiment", "start_time", "duration", "run_id")
 DEFAULT_PAGE_SIZE = 25
@@ -45,6 +47,7 @@ DEFAULT_SELECTED = 5  # runs selected at first when none are named
 MAX_CURVE_KEYS = 6
 MAX_DIFF_RUNS = 12
 MAX_RELATION_RUNS = 1_000  # lines of the parallel plot, points of the scatter
+MAX_PARALLEL_AXES = 10  # params shown as axes of the parallel plot
 SNAPSHOT_ROWS = 1_000
 FETCH_CHUNK = 500
 EXACT_KEYS_MAX = 2_000  # beyond this many runs in view, columns are the store's keys
@@ -274,7 +277,7 @@ def fetch_runs(
     total = 0
     for start in range(0, len(ids), FETCH_CHUNK):
         chunk = ids[start : start + FETCH_CHUNK]
-        flt = "run_id in (" + ",".join(_quote(i) for i in chunk) + ")"
+        flt = "run_id in (" + ",".join(quote_string(i) for i in chunk) + ")"
         table = store.search_runs(flt, include_deleted=True, now=now)
         n = len(table["run_id"])
         for col, values in table.items():
@@ -492,20 +495,19 @@ class Comparison:
 
     # -- figures ------------------------------------------------------------------------
 
-    def _cached_png(self, name: str, state: Any, draw: Any) -> bytes:
+    def _cached_png(self, name: str, state: Any, draw: Callable[[], Figure]) -> bytes:
         hit = self._png.get(name)
         if hit is not None and hit[0] == state:
             return hit[1]
-        png: bytes = draw()
+        png = compareplots.to_png(draw())
         self._png[name] = (state, png)
         return png
 
     def curves_png(self) -> bytes:
-        """The selected runs' histories, one axes per metric (PNG)."""
+        """:meth:`curves_figure` as PNG (cached until the selection or an option changes)."""
         ids = self.table.selected[:MAX_DIFF_RUNS]
-        keys = self.curve_keys()
-        state = (tuple(ids), tuple(keys), self.x, self.smoothing, self.log_y)
-        return self._cached_png("curves", state, lambda: self._draw_curves(ids, keys))
+        state = (tuple(ids), tuple(self.curve_keys()), self.x, self.smoothing, self.log_y)
+        return self._cached_png("curves", state, self.curves_figure)
 
     def curve_panels(self) -> dict[str, list[compareplots.Curve]]:
         """What the curves show: per metric key, one series per selected run (that
@@ -514,7 +516,7 @@ class Comparison:
         keys = self.curve_keys()
         hist = self.histories(ids, keys)
         colors = dict(zip(ids, compareplots.run_colors(len(ids)), strict=True))
-        names = {r.run_id: r.name for r in self.records(ids)}
+        labels = {r.run_id: run_label(r.name, r.run_id) for r in self.records(ids)}
         panels: dict[str, list[compareplots.Curve]] = {}
         for key in keys:
             lower = lower_is_better(key)
@@ -526,18 +528,19 @@ class Comparison:
                 x = [float(s) for s in (steps if self.x == "step" else seconds)]
                 b = best_index(values, lower)
                 best = None if b is None else (x[b], values[b])
-                curves.append(compareplots.Curve(names[rid], colors[rid], x, values, best))
+                curves.append(compareplots.Curve(labels[rid], colors[rid], x, values, best))
             if curves:
                 panels[key] = curves
         return panels
 
-    def _draw_curves(self, ids: list[str], keys: list[str]) -> bytes:
-        return compareplots.curves_png(
+    def curves_figure(self) -> Figure:
+        """The selected runs' histories, one axes per metric."""
+        return compareplots.curves_figure(
             self.curve_panels(),
             x_label="step" if self.x == "step" else "seconds since run start",
             smoothing=self.smoothing,
             log_y=self.log_y,
-            lower={k: lower_is_better(k) for k in keys},
+            lower={k: lower_is_better(k) for k in self.curve_keys()},
         )
 
     def default_relation_metric(self) -> str | None:
@@ -548,48 +551,67 @@ class Comparison:
         return (preferred or keys)[0] if (preferred or keys) else None
 
     def parallel_png(self) -> bytes:
-        """Parallel coordinates of the params that vary → the relation metric (PNG)."""
+        """:meth:`parallel_figure` as PNG (cached)."""
         metric = self.default_relation_metric()
         state = (self.table.generation, tuple(self.table.selected), metric)
-        return self._cached_png("parallel", state, lambda: self._draw_parallel(metric))
+        return self._cached_png("parallel", state, self.parallel_figure)
 
-    def _draw_parallel(self, metric: str | None) -> bytes:
+    def parallel_figure(self) -> Figure:
+        """Parallel coordinates of the params that vary → the relation metric."""
+        metric = self.default_relation_metric()
         if metric is None:
-            return compareplots.message_png("No metrics logged by the runs in view.")
+            return compareplots.message_figure("No metrics logged by the runs in view.")
         table = self._relation_table()
-        varying = [
-            k
-            for k in self.param_keys()
-            if len({_hashable(v) for v in table.get(f"params.{k}", [])}) > 1
-        ][:10]
-        columns = {k: table[f"params.{k}"] for k in varying}
-        columns[metric] = table.get(f"metrics.{metric}", [])
+        values = table.get(f"metrics.{metric}", [])
+        columns = {k: table[f"params.{k}"] for k in self.varying_params(table, values)}
+        columns[metric] = values
         chosen = set(self.table.selected)
         selected = [rid in chosen for rid in table.get("run_id", [])]
-        return compareplots.parallel_png(
+        return compareplots.parallel_figure(
             columns, metric, selected=selected, lower=lower_is_better(metric)
         )
 
-    def scatter_png(self) -> bytes:
-        """One param against one metric over the runs in view (PNG)."""
+    def varying_params(self, table: dict[str, list[Any]], metric: Sequence[Any]) -> list[str]:
+        """The param keys worth an axis: two or more distinct values among the runs that
+        have the ``metric`` (a param missing from some runs does not vary by that alone),
+        leaving out a sweep parent's own params (``grid.*``, ``sweep.*``, ``fixed.*``);
+        at most :data:`MAX_PARALLEL_AXES`."""
+        drawn = [i for i, v in enumerate(metric) if v is not None]
+        varying = []
+        for key in self.param_keys():
+            if key.startswith(SPEC_PARAM_PREFIXES):
+                continue
+            column = table.get(f"params.{key}", [])
+            if len({_hashable(column[i]) for i in drawn if column[i] is not None}) > 1:
+                varying.append(key)
+        return varying[:MAX_PARALLEL_AXES]
+
+    def _scatter_keys(self) -> tuple[str | None, str | None]:
         params, metrics = self.param_keys(), self.metric_keys()
         x = self.scatter_x if self.scatter_x in params else (params[0] if params else None)
         y = self.scatter_y if self.scatter_y in metrics else self.default_relation_metric()
-        state = (self.table.generation, tuple(self.table.selected), x, y)
-        return self._cached_png("scatter", state, lambda: self._draw_scatter(x, y))
+        return x, y
 
-    def _draw_scatter(self, x: str | None, y: str | None) -> bytes:
+    def scatter_png(self) -> bytes:
+        """:meth:`scatter_figure` as PNG (cached)."""
+        state = (self.table.generation, tuple(self.table.selected), *self._scatter_keys())
+        return self._cached_png("scatter", state, self.scatter_figure)
+
+    def scatter_figure(self) -> Figure:
+        """One param against one metric over the runs in view."""
+        x, y = self._scatter_keys()
         if x is None or y is None:
-            return compareplots.message_png("A scatter needs runs with params and metrics.")
+            return compareplots.message_figure("A scatter needs runs with params and metrics.")
         table = self._relation_table()
         chosen = set(self.table.selected)
-        return compareplots.scatter_png(
+        ids = table.get("run_id", [])
+        return compareplots.scatter_figure(
             table.get(f"params.{x}", []),
             table.get(f"metrics.{y}", []),
             x_name=f"params.{x}",
             y_name=f"metrics.{y}",
-            selected=[rid in chosen for rid in table.get("run_id", [])],
-            labels=table.get("name", []),
+            selected=[rid in chosen for rid in ids],
+            labels=[run_label(n, r) for n, r in zip(table.get("name", []), ids, strict=True)],
         )
 
     def diff(self) -> MultiDiff:
@@ -692,14 +714,16 @@ class Comparison:
         return target
 
 
+def run_label(name: str, run_id: str) -> str:
+    """How the compare view names a run in legends, menus and lists: its name and short
+    id (``train (1a2b3c4d)``), so two runs with one name stay two."""
+    return f"{name} ({run_id[:8]})"
+
+
 def _order_text(column: str, descending: bool) -> str:
     prefix, dot, key = column.partition(".")
     text = str(Field((prefix, key))) if dot else column
     return f"{text} {'desc' if descending else 'asc'}"
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def _hashable(v: Any) -> Any:

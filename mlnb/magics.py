@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
-import html
 import numbers
 import os
 import sys
@@ -30,7 +29,7 @@ from IPython.core.magic_arguments import MagicArgumentParser
 
 from mlnb import tracking
 from mlnb.errors import MlnbError
-from mlnb.models import TERMINAL_STATUSES
+from mlnb.models import TERMINAL_STATUSES, run_html
 
 SUBCOMMANDS = (
     "start", "params", "param", "metric", "data", "artifact", "figure", "tag", "note",
@@ -293,11 +292,21 @@ class TrackMagics(Magics):
         return HTML(run_html(rec, verdict))
 
     def _list(self, args: argparse.Namespace) -> Any:
+        """The runs of this notebook: tracked from it (``%track``) or started in it by the
+        Python API (which records it as the run's source), newest first."""
         import mlnb
+        from mlnb.capture.notebook import NOTEBOOK_ENV
+        from mlnb.query import quote_string
 
         notebook = self.lineage.notebook()
-        flt = f"notebook = '{notebook}'" if notebook and "'" not in notebook else None
-        frame = mlnb.runs(filter=flt, max_results=args.limit)
+        if notebook is None:
+            raise UsageError(
+                "%track list shows the runs of this notebook, but mlnb cannot tell which "
+                f"notebook this kernel runs: set {NOTEBOOK_ENV}=path/to/notebook.ipynb in the "
+                "kernel's environment, or use mlnb.runs() to list every run"
+            )
+        path = quote_string(notebook)
+        frame = mlnb.runs(filter=f"notebook = {path} or source = {path}", max_results=args.limit)
         cols = [c for c in frame.columns if c.startswith(("params.", "metrics."))]
         base = ["run_id", "name", "status", "linearity", "start_time", "duration"]
         return frame[base + cols]
@@ -361,39 +370,6 @@ class TrackMagics(Magics):
         status = tracking.status_after(result.error_in_exec or result.error_before_exec)
         with _usage_errors():
             tracking.end_run(status, run=run)
-
-
-def run_html(rec: Any, verdict: dict[str, Any] | None) -> str:
-    """A run as a small HTML summary (``%track show``)."""
-    esc = html.escape
-    rows = [
-        ("run", f"{esc(rec.name)} <code>{rec.run_id[:8]}</code>"),
-        ("experiment", esc(rec.experiment)),
-        ("status", esc(rec.status)),
-    ]
-    if rec.notebook:
-        rows.append(("notebook", esc(rec.notebook)))
-    if verdict:
-        reasons = "; ".join(verdict.get("reasons") or [])
-        rows.append(
-            (
-                "linearity",
-                esc(verdict.get("verdict", "?")) + (f" — {esc(reasons)}" if reasons else ""),
-            )
-        )
-    if rec.git:
-        state = "dirty" if rec.git.get("dirty") else "clean"
-        rows.append(("git", f"{esc(str(rec.git.get('commit') or '')[:12])} ({state})"))
-    for title, mapping in (("params", rec.params), ("metrics", rec.metrics), ("tags", rec.tags)):
-        for key, value in mapping.items():
-            shown = f"{value:.6g}" if isinstance(value, float) else str(value)
-            rows.append((f"{title}.{esc(key)}", esc(shown)))
-    for d in rec.datasets:
-        rows.append(
-            (f"data.{esc(d.name)}", f"{esc(d.role)} {esc(d.kind)} <code>{esc(d.hash)}</code>")
-        )
-    body = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>" for k, v in rows)
-    return f"<table class='mlnb-run'>{body}</table>"
 
 
 # A cell that comes less than this long after the last lineage write is buffered and

@@ -1,11 +1,18 @@
 """Plain records handed out by the store: no I/O here, except ``RunRecord.history`` which
-asks the store it came from."""
+asks the store it came from.
+
+A notebook shows the record a cell returns (``%track data df``, ``mlnb.get_run(...)``):
+each has a one-line ``repr`` that says what it is (``<DatasetRef df input dataframe 5 rows
+× 2 columns 7c0d70020649>``) and a small ``_repr_html_`` table, every text escaped.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
+import html
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +23,7 @@ if TYPE_CHECKING:
 
 STATUSES = ("queued", "running", "finished", "failed", "killed", "crashed")
 TERMINAL_STATUSES = frozenset({"finished", "failed", "killed", "crashed"})
+SCHEMA_SHOWN = 8  # a dataset's columns named in its HTML summary
 
 
 def iso(ts: float | None) -> str | None:
@@ -41,6 +49,44 @@ def format_duration(seconds: float | None) -> str:
     return f"{days}d {hours}h"
 
 
+def format_size(size: int | None) -> str:
+    """A byte count for people: ``512 B``, ``2.5 kB``, ``3.8 MB``, ``1.2 GB`` (SI units)."""
+    if size is None:
+        return ""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(value) < 1000 or unit == "TB":
+            return f"{size} B" if unit == "B" else f"{value:.3g} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def short_hash(digest: str) -> str:
+    """The first 12 hex digits of a content hash, without its algorithm (``xxh128:``)."""
+    return digest.rpartition(":")[2][:12]
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def html_table(rows: Sequence[tuple[str, str]]) -> str:
+    """The small table a record shows in a notebook: ``(label, value)`` rows where the
+    label is text (escaped here) and the value is HTML already escaped by the caller."""
+    body = "".join(
+        f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in rows
+    )
+    return f"<table class='mlnb-record'>{body}</table>"
+
+
+def _code(text: str) -> str:
+    return f"<code>{html.escape(text)}</code>"
+
+
 @dataclass(frozen=True)
 class Metric:
     """One point of a metric series."""
@@ -49,6 +95,19 @@ class Metric:
     value: float
     step: int
     timestamp: float
+
+    def __repr__(self) -> str:
+        return f"<Metric {self.key}={self.value:.6g} step {self.step}>"
+
+    def _repr_html_(self) -> str:
+        return html_table(
+            [
+                ("metric", html.escape(self.key)),
+                ("value", html.escape(_number(self.value))),
+                ("step", str(self.step)),
+                ("time", html.escape(iso(self.timestamp) or "")),
+            ]
+        )
 
 
 @dataclass(frozen=True)
@@ -60,6 +119,22 @@ class Artifact:
     size: int
     kind: str
     created_at: float
+
+    def __repr__(self) -> str:
+        return (
+            f"<Artifact {self.path} {self.kind} {format_size(self.size)} {short_hash(self.hash)}>"
+        )
+
+    def _repr_html_(self) -> str:
+        return html_table(
+            [
+                ("artifact", html.escape(self.path)),
+                ("kind", html.escape(self.kind)),
+                ("size", html.escape(format_size(self.size))),
+                ("hash", _code(self.hash)),
+                ("stored", html.escape(iso(self.created_at) or "")),
+            ]
+        )
 
 
 @dataclass(frozen=True)
@@ -77,6 +152,36 @@ class DatasetRef:
     sampled: bool
     details: dict[str, Any]
     profile: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def shape(self) -> str:
+        """``12,000 rows × 40 columns``, ``12,000 rows``, or a file's size."""
+        if self.rows is not None and self.columns is not None:
+            return f"{self.rows:,} rows × {self.columns:,} columns"
+        if self.rows is not None:
+            return _plural(self.rows, "row")
+        return format_size(self.size_bytes)
+
+    def __repr__(self) -> str:
+        parts = [self.name, self.role, self.kind, self.shape, short_hash(self.hash)]
+        return f"<DatasetRef {' '.join(p for p in parts if p)}>"
+
+    def _repr_html_(self) -> str:
+        rows = [
+            ("dataset", html.escape(self.name)),
+            ("role", html.escape(self.role)),
+            ("kind", html.escape(self.kind)),
+            ("shape", html.escape(self.shape)),
+            ("hash", _code(self.hash)),
+        ]
+        if self.schema:
+            cols = [f"{c.get('name')} {c.get('dtype', '')}".strip() for c in self.schema]
+            more = len(cols) - SCHEMA_SHOWN
+            shown = ", ".join(cols[:SCHEMA_SHOWN]) + (f", … {more:,} more" if more > 0 else "")
+            rows.append(("columns", html.escape(shown)))
+        if self.sampled:
+            rows.append(("sampled", "yes: the hash covers part of the data"))
+        return html_table(rows)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly (without the profile, which can be large)."""
@@ -112,6 +217,33 @@ class CheckRecord:
     details: dict[str, Any] = field(default_factory=dict)
     batch: str = ""
     created_at: float = 0.0
+
+    @property
+    def verdict(self) -> str:
+        return "PASS" if self.passed else "FAIL"
+
+    def __repr__(self) -> str:
+        value = "" if self.value is None else f" ({self.value:.6g})"
+        return f"<CheckRecord {self.kind} {self.name}: {self.verdict}{value}>"
+
+    def _repr_html_(self) -> str:
+        rows = [
+            ("check", html.escape(f"{self.kind} {self.name}")),
+            ("verdict", self.verdict),
+        ]
+        if self.value is not None:
+            rows.append(("value", html.escape(_number(self.value))))
+        if self.threshold is not None:
+            limit = f"{self.comparator or ''} {_number(self.threshold)}".strip()
+            rows.append(("threshold", html.escape(limit)))
+        if self.baseline_run_id:
+            base = f"{self.baseline_run_id[:8]} {_number(self.baseline_value)}".strip()
+            rows.append(("baseline", html.escape(base)))
+        if self.message:
+            rows.append(("message", html.escape(self.message)))
+        if self.created_at:
+            rows.append(("time", html.escape(iso(self.created_at) or "")))
+        return html_table(rows)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly (``created_at`` as an ISO string)."""
@@ -168,6 +300,23 @@ class RunRecord:
         """Seconds from start to end (None while running)."""
         return None if self.end_time is None else self.end_time - self.start_time
 
+    def __repr__(self) -> str:
+        counts = [
+            _plural(n, word)
+            for n, word in (
+                (len(self.params), "param"),
+                (len(self.metrics), "metric"),
+                (len(self.datasets), "dataset"),
+                (len(self.artifacts), "artifact"),
+            )
+            if n
+        ]
+        what = f": {', '.join(counts)}" if counts else ""
+        return f"<RunRecord {self.name} {self.run_id[:8]} {self.status} in {self.experiment}{what}>"
+
+    def _repr_html_(self) -> str:
+        return run_html(self, self.linearity_detail)
+
     def history(self, key: str) -> pd.DataFrame:
         """The full series of one metric as a DataFrame (step, value, timestamp)."""
         if self._store is None:
@@ -215,6 +364,38 @@ class RunRecord:
             "datasets": [d.to_dict() for d in self.datasets],
             "checks": [c.to_dict() for c in self.checks],
         }
+
+
+def run_html(rec: RunRecord, verdict: dict[str, Any] | None) -> str:
+    """A run as a small HTML table: name and id, experiment, status, notebook, linearity
+    (``verdict``: the stored one, or ``%track show``'s verdict so far), git, params,
+    metrics, tags and datasets."""
+    esc = html.escape
+    rows = [
+        ("run", f"{esc(rec.name)} <code>{esc(rec.run_id[:8])}</code>"),
+        ("experiment", esc(rec.experiment)),
+        ("status", esc(rec.status)),
+    ]
+    if rec.notebook:
+        rows.append(("notebook", esc(rec.notebook)))
+    if verdict:
+        reasons = "; ".join(verdict.get("reasons") or [])
+        rows.append(
+            (
+                "linearity",
+                esc(verdict.get("verdict", "?")) + (f" — {esc(reasons)}" if reasons else ""),
+            )
+        )
+    if rec.git:
+        state = "dirty" if rec.git.get("dirty") else "clean"
+        rows.append(("git", f"{esc(str(rec.git.get('commit') or '')[:12])} ({state})"))
+    for title, mapping in (("params", rec.params), ("metrics", rec.metrics), ("tags", rec.tags)):
+        for key, value in mapping.items():
+            shown = f"{value:.6g}" if isinstance(value, float) else str(value)
+            rows.append((f"{title}.{key}", esc(shown)))
+    for d in rec.datasets:
+        rows.append((f"data.{d.name}", f"{esc(d.role)} {esc(d.kind)} {_code(d.hash)}"))
+    return html_table(rows)
 
 
 _ADJECTIVES = (

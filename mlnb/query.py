@@ -57,6 +57,7 @@ __all__ = [
     "compile_order_by",
     "parse_filter",
     "parse_order_by",
+    "quote_string",
     "register_field",
 ]
 
@@ -215,6 +216,7 @@ _ATTRIBUTES = {
     "parent_run_id": Target(text="r.parent_run_id"),
     "user": Target(text="r.user"),
     "notebook": Target(text="r.notebook"),
+    "source": Target(text="r.source"),
     "linearity": Target(text="r.linearity", casefold=True),
     "start_time": Target(number="r.start_time", dates=True),
     "end_time": Target(number="r.end_time", dates=True),
@@ -379,6 +381,12 @@ def _read_quoted(text: str, start: int) -> tuple[str, int]:
             i += 1
     what = "backtick-quoted key" if quote == "`" else "string"
     raise QuerySyntaxError(f"unterminated {what} (missing closing {quote})", text, start)
+
+
+def quote_string(text: str) -> str:
+    """``text`` as a string literal of the language (what :func:`_read_quoted` reads back):
+    for filters built from values, e.g. a path with a quote in it."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 class _Parser:

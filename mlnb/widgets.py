@@ -27,6 +27,7 @@ from mlnb.comparison import (
     Comparison,
     RunsTable,
     resolve_scope,
+    run_label,
 )
 from mlnb.errors import InvalidInputError, MlnbError
 from mlnb.liveplot import _kernel_shell
@@ -239,6 +240,7 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
         self.select_page_button = W.Button(description="select page", icon="check-square")
         self.clear_button = W.Button(description="clear selection", icon="square")
         self.selection_label = W.HTML()
+        self.selection_label.add_class("mlnb-compare-selection")
         # curves
         self.curve_keys = W.SelectMultiple(
             options=comparison.metric_choices(),
@@ -246,6 +248,7 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
             rows=4,
             description="metrics",
         )
+        self.curve_keys.add_class("mlnb-compare-metrics")
         self.x_axis = W.ToggleButtons(options=[("step", "step"), ("time", "time")], value="step")
         self.smoothing = W.FloatSlider(
             value=0.0, min=0.0, max=0.99, step=0.01, description="smoothing", readout_format=".2f"
@@ -266,6 +269,7 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
             description="metric", options=metric_keys, value=comparison.default_relation_metric()
         )
         self.parallel_out = W.Output()
+        self.parallel_out.add_class("mlnb-compare-parallel")
         self.scatter_x = W.Dropdown(description="param", options=comparison.param_keys())
         self.scatter_y = W.Dropdown(
             description="metric", options=metric_keys, value=comparison.default_relation_metric()
@@ -447,10 +451,10 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
     # -- rendering ----------------------------------------------------------------------
 
     def _render_table(self) -> None:
-        t = self.table
+        c, t = self.comparison, self.table
         with self._lock:
             rows = t.page_rows()
-            html_table = self.comparison.table_html(rows)
+            html_table = c.table_html(rows)
         self._syncing = True
         try:
             chosen = set(t.selected)
@@ -477,9 +481,8 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
         )
         self.prev_button.disabled = t.page == 0
         self.next_button.disabled = t.page >= t.pages - 1
-        names = {r["run_id"]: r["name"] for r in rows}
-        names.update((r.run_id, r.name) for r in self.comparison.records(t.selected[:8]))
-        listed = ", ".join(html.escape(names.get(r, r[:8])) for r in t.selected[:8])
+        labels = {r.run_id: run_label(r.name, r.run_id) for r in c.records(t.selected[:8])}
+        listed = ", ".join(html.escape(labels[r]) for r in t.selected[:8])
         more = f" and {len(t.selected) - 8} more" if len(t.selected) > 8 else ""
         self.selection_label.value = f"<b>{len(t.selected)} selected</b> {listed}{more}"
 
@@ -494,8 +497,12 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
             metric_keys = c.metric_keys()
             choices = c.metric_choices()
             if list(self.curve_keys.options) != choices:
-                self.curve_keys.options = choices
-                self.curve_keys.value = [k for k in c.curve_keys() if k in choices]
+                # options and selection in one message: sent apart, the frontend marks the
+                # old selection among the new options first, and fewer options made it
+                # throw "Cannot set properties of undefined (setting 'selected')"
+                with self.curve_keys.hold_sync():
+                    self.curve_keys.options = choices
+                    self.curve_keys.value = [k for k in c.curve_keys() if k in choices]
             for dd, options in (
                 (self.relation_metric, metric_keys),
                 (self.scatter_y, metric_keys),
@@ -512,12 +519,10 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
         c, t = self.comparison, self.table
         if c.baseline not in t.selected:
             c.baseline = None
-        names = {r.run_id: r.name for r in c.records(t.selected[:12])}
+        labels = {r.run_id: run_label(r.name, r.run_id) for r in c.records(t.selected[:12])}
         self._syncing = True
         try:
-            self.baseline.options = [("none", "")] + [
-                (f"{names.get(r, r[:8])} ({r[:8]})", r) for r in t.selected[:12]
-            ]
+            self.baseline.options = [("none", "")] + [(labels[r], r) for r in t.selected[:12]]
             self.baseline.value = c.baseline or ""
         finally:
             self._syncing = False

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import mlnb
@@ -239,9 +240,10 @@ def test_compare_curves_drawn_for_selection_and_options(
     assert first.startswith(PNG_MAGIC)
     panels = widget.comparison.curve_panels()
     assert set(panels) == {"acc", "loss"}
+    b = comparison.run_label("b", runs["b"])  # the legend's "b (1a2b3c4d)"
     best = {c.label: c.best for c in panels["loss"]}
-    assert best["b"] == (2.0, 0.2)  # lowest loss, at step 2
-    assert {c.label: c.best for c in panels["acc"]}["b"] == (2.0, 0.9)  # highest acc
+    assert best[b] == (2.0, 0.2)  # lowest loss, at step 2
+    assert {c.label: c.best for c in panels["acc"]}[b] == (2.0, 0.9)  # highest acc
     widget.smoothing.value = 0.6
     widget.log_scale.value = True
     assert widget.wait()
@@ -250,7 +252,7 @@ def test_compare_curves_drawn_for_selection_and_options(
     widget.x_axis.value = "time"
     assert widget.wait()
     by_run = {c.label: c for c in widget.comparison.curve_panels()["loss"]}
-    assert list(by_run["b"].x) == [0.0, 1.0, 2.0, 3.0]  # seconds since b started
+    assert list(by_run[b].x) == [0.0, 1.0, 2.0, 3.0]  # seconds since b started
     widget.curve_keys.value = ["loss"]
     assert widget.wait()
     assert set(widget.comparison.curve_panels()) == {"loss"}
@@ -274,6 +276,101 @@ def test_smooth_is_a_debiased_moving_average() -> None:
     assert compareplots.smooth([1.0, 1.0, 1.0], 0.9) == pytest.approx([1.0, 1.0, 1.0])
     out = compareplots.smooth([0.0, 10.0, math.nan, 10.0], 0.5)
     assert out[0] == 0.0 and math.isnan(out[2]) and 0 < out[1] < 10 and out[1] < out[3] < 10
+
+
+# -- the figures, read from their artists ----------------------------------------------------
+
+
+def test_curves_single_step_metric_draws_one_dot_per_run() -> None:
+    """Issue 11 item 10: a metric logged once per run was drawn as empty line axes holding
+    one star (every run's only point at step 0, on top of each other)."""
+    panels = {
+        "test_acc": [
+            compareplots.Curve("a (11111111)", "#1f77b4", [0.0], [0.90], (0.0, 0.90)),
+            compareplots.Curve("b (22222222)", "#ff7f0e", [0.0], [0.95], (0.0, 0.95)),
+            compareplots.Curve("c (33333333)", "#2ca02c", [3.0], [0.93], (3.0, 0.93)),
+        ]
+    }
+    fig = compareplots.curves_figure(panels, lower={"test_acc": False})
+    (ax,) = fig.axes
+    points: dict[str, set[tuple[float, float]]] = {}
+    for line in ax.lines:
+        assert len(line.get_xdata()) == 1  # nothing to join: no line, one mark per run
+        points.setdefault(line.get_color(), set()).add((line.get_xdata()[0], line.get_ydata()[0]))
+    assert {c: len(p) for c, p in points.items()} == {"#1f77b4": 1, "#ff7f0e": 1, "#2ca02c": 1}
+    xs = [next(iter(p))[0] for p in points.values()]
+    assert len(set(xs)) == 3  # side by side, not on top of each other
+    (best,) = [line for line in ax.lines if line.get_marker() == "*"]
+    assert best.get_color() == "#ff7f0e"  # higher is better: b
+    shown = {t.get_text() for t in ax.texts}
+    assert {"0.9", "0.95", "0.93"} <= shown  # each run's value is written beside its dot
+
+
+def test_compare_legend_names_runs_with_short_ids(store: mlnb.Store) -> None:
+    """Issue 11 item 10: two runs named `train` shared one legend entry."""
+    one = add_run(store, "train", params={"lr": 0.1}, loss=[1.0, 0.5], start=1.7e9)
+    two = add_run(store, "train", params={"lr": 0.2}, loss=[1.0, 0.7], start=1.7e9 + 5)
+    result = compare(store=store, widget=False)
+    assert isinstance(result, comparison.Comparison)
+    expected = {f"train ({one[:8]})", f"train ({two[:8]})"}
+    assert {c.label for c in result.curve_panels()["loss"]} == expected
+    (legend,) = result.curves_figure().legends
+    assert {t.get_text() for t in legend.get_texts()} == expected
+
+
+def test_parallel_axes_are_the_params_that_vary_without_sweep_bookkeeping(
+    store: mlnb.Store,
+) -> None:
+    """Issue 11 item 10: parallel coordinates had axes for constant params and for the
+    sweep's own params (grid.*, sweep.*, fixed.*)."""
+    for i, (lrs, accs) in enumerate((([0.1, 0.01], [0.8, 0.9]), ([0.5, 0.05], [0.7, 0.85]))):
+        spec = {"sweep.notebook": "nb.ipynb", "sweep.points": 2 + i, "sweep.mode": "product",
+                "grid.lr": lrs, "fixed.epochs": 3 + i}  # fmt: skip
+        add_run(store, f"sweep-{i}", params=spec, loss=[], acc=[max(accs)], start=1.7e9 + i)
+        for lr, acc in zip(lrs, accs, strict=True):
+            add_run(store, f"lr-{lr}", params={"lr": lr, "epochs": 3, "seed": 0},
+                    loss=[], acc=[acc], start=1.7e9 + 10 * i + lr)  # fmt: skip
+    result = compare(store=store, widget=False)
+    assert isinstance(result, comparison.Comparison)
+    result.relation_metric = "acc"
+    ax = result.parallel_figure().axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["lr", "acc"]
+
+
+def test_parallel_lines_coloured_by_metric_selection_drawn_wider() -> None:
+    """Issue 11 item 10: every line of the parallel coordinates was red (selected runs
+    were drawn red on top, and every run was selected)."""
+    from matplotlib.colors import to_hex
+
+    fig = compareplots.parallel_figure(
+        {"lr": [0.1, 0.01, 0.5], "acc": [0.8, 0.9, 0.7]},
+        "acc",
+        selected=[True, False, True],
+        lower=False,
+    )
+    ax = fig.axes[0]
+    lines = []
+    for coll in ax.collections:
+        n = len(coll.get_segments())
+        colors = np.broadcast_to(coll.get_colors(), (n, 4))
+        widths = np.broadcast_to(coll.get_linewidths(), n)
+        lines += [(to_hex(c), float(w)) for c, w in zip(colors, widths, strict=True)]
+    assert len(lines) == 3  # one line per run, none drawn twice
+    assert compareplots.SELECTED_COLOR not in {c for c, _ in lines}
+    assert len({c for c, _ in lines}) == 3  # three values of acc, three colours
+    widths = sorted(w for _, w in lines)
+    assert widths[0] < widths[1] == widths[2]  # the two selected runs are wider
+
+
+def test_parallel_colour_bar_of_a_constant_metric_reads_its_value() -> None:
+    """Issue 11 item 10: the static snapshot's colour bar read 1.0–1.8 when both runs had
+    0.9415."""
+    fig = compareplots.parallel_figure({"lr": [0.1, 0.01], "acc": [0.9415, 0.9415]}, "acc")
+    fig.draw_without_rendering()
+    cax = fig.axes[1]
+    lo, hi = cax.get_ylim()
+    assert lo < 0.9415 < hi and hi - lo < 0.01
+    assert [t.get_text() for t in cax.get_yticklabels()] == ["0.9415"]
 
 
 # -- paging over many runs ------------------------------------------------------------------

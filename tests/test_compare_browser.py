@@ -33,6 +33,7 @@ QUIET_FLAGS = [
     "--disable-sync",
 ]
 ARTIFACTS = REPO / "test-artifacts"
+RUNS = (("train", "svc", 0.1), ("train", "svc", 0.01), ("run-tree", "tree", 0.5))
 
 pytestmark = pytest.mark.slow
 
@@ -44,18 +45,23 @@ def _free_port() -> int:
 
 
 def _populate(path: Path) -> None:
-    """Three finished runs with a few steps of loss and accuracy each."""
+    """Three finished runs with a few steps of loss and accuracy each, two of them named
+    `train`; the tree run also logs f1 (so a filter to the others drops a metric); each
+    logs test_accuracy once."""
     with mlnb.Store(path) as store:
-        for i, (model, lr) in enumerate((("svc", 0.1), ("svc", 0.01), ("tree", 0.5))):
-            rid = store.create_run(name=f"run-{model}-{i}", experiment="browser",
-                                   start_time=1.7e9 + 100 * i)  # fmt: skip
+        for i, (name, model, lr) in enumerate(RUNS):
+            rid = store.create_run(name=name, experiment="browser", start_time=1.7e9 + 100 * i)
             store.log_params(rid, {"model": model, "lr": lr, "depth": 3 + i})
             rowid, _ = store.run_rowid(rid)
             points = []
             for step in range(20):
                 loss = (1.0 + i * 0.3) / (1 + step * (0.3 + 0.1 * i))
-                points.append((rowid, "loss", step, loss, 1.7e9 + 100 * i + step))
-                points.append((rowid, "accuracy", step, 1 - loss / 2, 1.7e9 + 100 * i + step))
+                t = 1.7e9 + 100 * i + step
+                points.append((rowid, "loss", step, loss, t))
+                points.append((rowid, "accuracy", step, 1 - loss / 2, t))
+                if model == "tree":
+                    points.append((rowid, "f1", step, 1 - loss / 3, t))
+            points.append((rowid, "test_accuracy", 0, 0.9 + 0.01 * i, 1.7e9 + 100 * i + 30))
             store.insert_metrics(points)
             store.set_status(rid, "finished", end_time=1.7e9 + 100 * i + 42 + i)
 
@@ -148,18 +154,36 @@ def _delete_sessions(base: str, token: str) -> None:
         pass
 
 
-def test_compare_widget_renders_table_and_plot_in_jupyterlab(lab: tuple[str, str]) -> None:
-    from playwright.sync_api import expect, sync_playwright
+def test_compare_widget_renders_table_and_plot_in_jupyterlab(
+    lab: tuple[str, str], tmp_path: Path
+) -> None:
+    """The widget in JupyterLab: table, curves, filter (and its errors), sort, diff and
+    relations. Issue 11 item 10: two runs named `train` are told apart (name + short id),
+    and the browser console stays free of errors — a filter that dropped a metric from the
+    metrics list logged `Error setting state: Cannot set properties of undefined (setting
+    'selected')` (the SelectMultiple got its new options before its new selection)."""
+    from playwright.sync_api import ConsoleMessage, expect, sync_playwright
 
     base, token = lab
+    with mlnb.Store(tmp_path / "lab" / "store") as store:
+        ids = store.search_runs(order_by="start_time asc")["run_id"]
+    labels = [f"{name} ({rid[:8]})" for (name, _, _), rid in zip(RUNS, ids, strict=True)]
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "compare.png"
     shot.unlink(missing_ok=True)
     expect.set_options(timeout=60_000)
+    errors: list[str] = []
+
+    def on_console(msg: ConsoleMessage) -> None:
+        if msg.type == "error":
+            errors.append(msg.text)
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=QUIET_FLAGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 2000})
+            page.on("console", on_console)
+            page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
             page.goto(f"{base}/lab/tree/compare.ipynb?token={token}")
             expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible()
             page.locator(".jp-Cell .jp-InputArea-editor").first.click()
@@ -168,7 +192,7 @@ def test_compare_widget_renders_table_and_plot_in_jupyterlab(lab: tuple[str, str
             expect(widget).to_be_visible()
             rows = widget.locator(".mlnb-compare-table table.mlnb-cmp-table tbody tr")
             expect(rows).to_have_count(3)
-            expect(rows.first).to_contain_text("run-tree-2")
+            expect(rows.first).to_contain_text("run-tree")
             expect(widget.locator(".mlnb-cmp-badge").first).to_have_text("finished")
             plot = widget.locator(".mlnb-compare-curves img")
             expect(plot).to_be_visible()
@@ -177,9 +201,14 @@ def test_compare_widget_renders_table_and_plot_in_jupyterlab(lab: tuple[str, str
             checks = widget.locator(".mlnb-compare-check input[type=checkbox]")
             expect(checks).to_have_count(25)
             expect(checks.first).to_be_checked()  # the three runs start selected
+            for label in labels:  # the two `train` runs are two runs
+                expect(widget.locator(".mlnb-compare-selection")).to_contain_text(label)
+            metrics = widget.locator(".mlnb-compare-metrics select option")
+            expect(metrics).to_have_count(4)  # accuracy, f1, loss, test_accuracy
             widget.locator(".mlnb-compare-filter input").fill("params.model = 'svc'")
             widget.locator(".mlnb-compare-filter input").press("Enter")
             expect(rows).to_have_count(2)
+            expect(metrics).to_have_count(3)  # f1 is gone: fewer options than were selected
             widget.locator(".mlnb-compare-filter input").fill("metrics.accuracy >")
             widget.locator(".mlnb-compare-filter input").press("Enter")
             expect(widget.locator(".mlnb-compare-error")).to_contain_text("expected")
@@ -187,20 +216,24 @@ def test_compare_widget_renders_table_and_plot_in_jupyterlab(lab: tuple[str, str
             widget.locator(".mlnb-compare-filter input").fill("")
             widget.locator(".mlnb-compare-filter input").press("Enter")
             expect(rows).to_have_count(3)
+            expect(metrics).to_have_count(4)
             # sort by name, descending then ascending
             widget.locator(".mlnb-compare-sort select").select_option("name")
-            expect(rows.first).to_contain_text("run-tree-2")
+            expect(rows.first).to_contain_text("train")
             widget.locator(".mlnb-compare-descending input").uncheck()
-            expect(rows.first).to_contain_text("run-svc-0")
+            expect(rows.first).to_contain_text("run-tree")
             # the diff tab shows only what differs between the selected runs
             widget.locator(".lm-TabBar-tab", has_text="Diff").click()
             diff = widget.locator(".mlnb-compare-diff")
             expect(diff).to_contain_text("model")
             expect(diff).to_contain_text("tree")
+            widget.locator(".lm-TabBar-tab", has_text="Relations").click()
+            expect(widget.locator(".mlnb-compare-parallel img")).to_be_visible()
             widget.locator(".lm-TabBar-tab", has_text="Curves").click()
             expect(plot).to_be_visible()
             page.wait_for_timeout(500)  # the last frame settles
             widget.screenshot(path=str(shot))
         finally:
             browser.close()
+    assert errors == []
     assert shot.stat().st_size > 10_000  # docs/img/compare.png: tests/screenshot_compare.py

@@ -155,6 +155,66 @@ def test_list_shows_runs_of_this_notebook(shell: InteractiveShell) -> None:
     assert "linearity" in frame.columns and "metrics.m" in frame.columns
 
 
+def _set_notebook(monkeypatch: pytest.MonkeyPatch, path: Path | None) -> None:
+    """This kernel's notebook is ``path`` (None: one mlnb cannot identify)."""
+    if path is None:
+        monkeypatch.delenv("MLNB_NOTEBOOK")
+    else:
+        monkeypatch.setenv("MLNB_NOTEBOOK", str(path))
+    for entry in magics._loaded.values():
+        entry[1]._notebook_known = False
+
+
+@pytest.mark.parametrize("notebook", ["train.ipynb", "bob's train.ipynb"])
+def test_list_shows_only_runs_whose_source_or_notebook_is_this_notebook(
+    shell: InteractiveShell,
+    store: Store,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    notebook: str,
+) -> None:
+    """Issue 11 item 11: `%track list` ("runs of this notebook") also listed other sources'
+    runs (every run, when the notebook's path held a quote) and missed the runs this
+    notebook started with mlnb.start_run() (they record the notebook as their source)."""
+    path = tmp_path / notebook
+    _set_notebook(monkeypatch, path)
+    store.create_run(name="script", source=str(tmp_path / "train.py"))
+    other = store.create_run(name="other-notebook", source=str(tmp_path / "eval.ipynb"))
+    store.set_notebook(other, notebook=str(tmp_path / "eval.ipynb"))
+    store.create_run(name="api", source=str(path))  # what mlnb.start_run() records here
+    run(shell, "%track start mine")
+    frame = run(shell, "%track list")
+    assert list(frame["name"]) == ["mine", "api"]
+
+
+def test_list_without_a_known_notebook_says_so(
+    shell: InteractiveShell, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11 item 11: where the notebook could not be identified, `%track list` listed
+    every run of the store as "runs of this notebook"."""
+    from IPython.core.error import UsageError
+
+    _set_notebook(monkeypatch, None)
+    store.create_run(name="script", source="/elsewhere/train.py")
+    error = fails(shell, "%track list")
+    assert isinstance(error, UsageError)
+    assert "which notebook" in str(error) and "MLNB_NOTEBOOK" in str(error)
+    assert "mlnb.runs()" in str(error)
+
+
+def test_track_data_output_is_one_line_and_a_small_table(shell: InteractiveShell) -> None:
+    """Issue 11 item 11: `%track data df` showed the full DatasetRef(...) repr (schema,
+    details) as the cell's output."""
+    run(shell, "import pandas as pd\ndf = pd.DataFrame({'a': range(5), 'b': list('xyzxy')})")
+    ref = run(shell, "%track data df")
+    data, _ = shell.display_formatter.format(ref)
+    text = data["text/plain"]
+    assert "\n" not in text and len(text) <= 100 and "schema" not in text
+    assert text.startswith("<DatasetRef df ") and "5 rows × 2 columns" in text
+    assert ref.hash.rpartition(":")[2][:12] in text  # the digest, without "xxh128:"
+    assert "<table" in data["text/html"] and "5 rows × 2 columns" in data["text/html"]
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [

@@ -30,6 +30,7 @@ from mlnb.query import (
     compile_order_by,
     parse_filter,
     parse_order_by,
+    quote_string,
     register_field,
 )
 
@@ -38,7 +39,7 @@ UNKNOWN_FOO_BAR = (
 )
 KNOWN_ATTRIBUTES = (
     "(known: duration, end_time, experiment, linearity, name, notebook, parent_run_id, run_id, "
-    "start_time, status, user)"
+    "source, start_time, status, user)"
 )
 OPERATORS = " (=, !=, <, <=, >, >=, LIKE, ILIKE, IN, IS)"
 NOW = 1_800_000_000.0  # 2027-01-15, passed as `now` so durations are exact
@@ -280,6 +281,15 @@ def test_parse_filter_values(literal: str, value: object) -> None:
     assert type(tree.value.value) is type(value)
 
 
+@pytest.mark.parametrize(
+    "text", ["plain", "bob's train.ipynb", "C:\\runs\\it's", "ends with \\", "''", ""]
+)
+def test_quote_string_is_read_back_as_the_same_text(text: str) -> None:
+    tree = parse_filter(f"source = {quote_string(text)}")
+    assert isinstance(tree, Comparison) and isinstance(tree.value, Value)
+    assert tree.value.value == text
+
+
 def test_parse_filter_records_positions() -> None:
     tree = parse_filter("status = 'a' or  metrics.acc >= 0.5")
     assert isinstance(tree, Or)
@@ -476,6 +486,7 @@ def test_compile_filter_binds_values_and_keys(text: str) -> None:
         ("end_time is null", "d"),
         ("end_time is not null", "abce"),
         ("end_time != 0", "abce"),
+        ("source is null", "abcde"),
     ],
 )
 def test_filter_attributes(db: sqlite_utils.Database, text: str, expected: str) -> None:
