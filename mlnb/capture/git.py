@@ -108,12 +108,20 @@ def capture_git(
     if not start.is_dir() or not _may_be_in_repository(start):
         return None
     runner = _Git(git, timeout)
-
-    top = runner.run(start, ["rev-parse", "--show-toplevel"])
+    # The three questions are independent: ask them at once (git's start-up dominates each,
+    # and the run waits for the answers). Porcelain paths are relative to the work tree's
+    # top whatever the folder git is started in.
+    top_call = runner.start(start, ["rev-parse", "--show-toplevel"])
+    status_call = runner.start(
+        start, ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"]
+    )
+    remotes_call = runner.start(start, ["config", "-z", "--get-regexp", r"^remote\..*\.url$"])
+    top = runner.finish(top_call)
+    status = runner.finish(status_call)
+    remotes = runner.finish(remotes_call, ok=(0, 1))
     if top is None or not top.strip():
         return None
     root = os.fsdecode(top.rstrip(b"\r\n"))
-    runner.errors.clear()  # "not a git repository" is an answer, not an error
 
     state: dict[str, Any] = {
         "root": root,
@@ -129,9 +137,6 @@ def capture_git(
         "untracked_count": 0,
         "errors": runner.errors,
     }
-    status = runner.run(
-        root, ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"]
-    )
     if status is not None:
         commit, branch, dirty, untracked = _parse_status(status)
         untracked.sort()
@@ -142,8 +147,6 @@ def capture_git(
             untracked=untracked[: max(max_untracked, 0)],
             untracked_count=len(untracked),
         )
-
-    remotes = runner.run(root, ["config", "-z", "--get-regexp", r"^remote\..*\.url$"], ok=(0, 1))
     if remotes:
         name, url = _pick_remote(remotes)
         state.update(remote=redact_url(url) if url is not None else None, remote_name=name)
@@ -196,29 +199,43 @@ class _Git:
 
     def run(self, cwd: str | Path, args: list[str], *, ok: tuple[int, ...] = (0,)) -> bytes | None:
         """Stdout of ``git args`` in ``cwd``, or None (and an error noted) if it failed."""
+        return self.finish(self.start(cwd, args), ok=ok)
+
+    def start(self, cwd: str | Path, args: list[str]) -> tuple[list[str], Any]:
+        """Start ``git args`` in ``cwd`` without waiting (:meth:`finish` collects it)."""
         try:
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 [self.git, *args],
                 cwd=cwd,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=self.timeout,
-                check=False,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
+        except OSError as exc:
+            return args, exc
+        return args, proc
+
+    def finish(self, call: tuple[list[str], Any], *, ok: tuple[int, ...] = (0,)) -> bytes | None:
+        """Stdout of a call from :meth:`start`, or None (and an error noted) if it failed."""
+        args, proc = call
+        if isinstance(proc, OSError):
+            self.errors.append(f"git {args[0]} could not run: {proc}")
+            return None
+        try:
+            out, err = proc.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
             self.errors.append(f"git {args[0]} timed out after {self.timeout:g} s")
             return None
-        except OSError as exc:
-            self.errors.append(f"git {args[0]} could not run: {exc}")
-            return None
         if proc.returncode not in ok:
-            message = proc.stderr.decode(errors="replace").strip().splitlines()
+            message = err.decode(errors="replace").strip().splitlines()
             self.errors.append(
                 f"git {args[0]} failed ({proc.returncode}): {message[0] if message else ''}"
             )
             return None
-        return proc.stdout
+        return bytes(out)
 
     def stream(self, cwd: str | Path, args: list[str], limit: int) -> tuple[bytes, int | None]:
         """The first ``limit`` bytes of the output of ``git args`` and its full size,
