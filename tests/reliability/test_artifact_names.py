@@ -98,6 +98,21 @@ def test_log_artifact_refuses_a_broken_link(st: Store, other: str, tmp_path: Pat
     assert_nothing_stored(st, run_id, other, before)
 
 
+def test_log_artifact_refuses_a_link_to_a_folder_inside(
+    st: Store, other: str, tmp_path: Path
+) -> None:
+    """Issue 10 item 7: a link to a folder, even inside, is refused (it could loop)."""
+    folder = tmp_path / "outputs"
+    (folder / "epochs").mkdir(parents=True)
+    (folder / "epochs" / "5.bin").write_bytes(b"w")
+    (folder / "epochs" / "again").symlink_to(folder, target_is_directory=True)
+    run_id = st.create_run(name="r")
+    before = snapshot(st, other)
+    with pytest.raises(InvalidInputError, match=r"symbolic link 'epochs/again' points to a folder"):
+        st.log_artifact(run_id, folder)
+    assert_nothing_stored(st, run_id, other, before)
+
+
 def test_log_artifact_stores_a_link_inside_the_folder_as_its_file(
     st: Store, other: str, tmp_path: Path
 ) -> None:
