@@ -1,6 +1,7 @@
 """Content-addressed files: each distinct content is kept once, named by its SHA-256, in
 ``<store>/artifacts/<first two hex digits>/<hash>``. Rows in the ``artifacts`` table refer
-to contents by hash; this module only knows files."""
+to contents by hash; this module only knows files: where a content lives (never outside
+the folder), how it gets there, and which files of a logged folder may be read."""
 
 from __future__ import annotations
 
@@ -11,8 +12,54 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mlnb import hashing
+from mlnb.errors import InvalidInputError
 
 GRACE_S = 3600.0  # files younger than this are never swept: a writer may be about to refer
+
+
+def folder_files(folder: Path) -> list[tuple[str, Path]]:
+    """The files to store for a logged folder, as ``(relative POSIX name, path to read)``
+    sorted by name. A symbolic link to a file inside the folder is read as that file. A
+    link that leads out of the folder, to a folder, or nowhere is refused
+    (:class:`InvalidInputError` naming it): logging a folder never copies a file from
+    elsewhere (``shadow -> /etc/shadow``) and never loops. FIFOs, sockets and devices are
+    skipped."""
+    root = folder.resolve()
+
+    def unreadable(err: OSError) -> None:
+        raise InvalidInputError(f"cannot log folder {folder}: cannot read {err.filename}: "
+                                f"{err.strerror}")  # fmt: skip
+
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
+        here = Path(dirpath)
+        for entry in (*dirnames, *filenames):
+            path = here / entry
+            rel = path.relative_to(root).as_posix()
+            if not path.is_symlink():
+                if path.is_file():
+                    found.append((rel, path))
+                continue  # a folder (walked next) or a special file
+            try:
+                target = path.resolve(strict=True)
+            except (OSError, RuntimeError):  # RuntimeError: a loop, before Python 3.13
+                problem = f"is broken (it points to {os.readlink(path)})"
+            else:
+                if not target.is_relative_to(root):
+                    problem = f"points outside the folder (to {target})"
+                elif target.is_dir():
+                    problem = "points to a folder"
+                elif target.is_file():
+                    found.append((rel, target))
+                    continue
+                else:
+                    continue  # a link to a special file inside the folder
+            raise InvalidInputError(
+                f"cannot log folder {folder}: the symbolic link {rel!r} {problem}. Links are "
+                "followed only to files inside the folder: copy the file in, or log it (or "
+                "the folder it points to) on its own"
+            )
+    return sorted(found)
 
 
 class ContentStore:
@@ -22,7 +69,13 @@ class ContentStore:
         self.folder = folder
 
     def path(self, digest: str) -> Path:
-        """Where the content with this hash lives."""
+        """Where the content with this hash lives: always inside the folder, because a
+        hash that is not a SHA-256 hex digest (``../../etc/passwd``) is refused."""
+        if not hashing.is_digest(digest):
+            raise InvalidInputError(
+                f"artifact hash {digest!r} is not a SHA-256 hex digest, so it names no file "
+                f"in {self.folder}; the row that holds it is damaged (delete its run)"
+            )
         return self.folder / digest[:2] / digest
 
     def put(self, source: str | os.PathLike[str] | bytes) -> tuple[str, int]:

@@ -15,7 +15,9 @@ and exits non-zero, the magics raise ``UsageError``, the server answers a JSON e
     │   └── AmbiguousRunIdError     a prefix matches several runs
     ├── RunStateError               e.g. logging to a finished run
     ├── InvalidInputError           a bad key, value, step or param (nothing written)
-    │   └── ParamConflictError      a param logged again with a different value
+    │   ├── ParamConflictError      a param logged again with a different value
+    │   └── BundleError             a run bundle that is malformed, damaged, or conflicts
+    │                               with the run already in the store (nothing imported)
     └── QuerySyntaxError            a filter or order_by that does not parse (has .position)
 """
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 __all__ = [
     "AmbiguousRunIdError",
+    "BundleError",
     "InvalidInputError",
     "MlnbError",
     "ParamConflictError",
@@ -74,6 +77,12 @@ class InvalidInputError(MlnbError, ValueError):
 
 class ParamConflictError(InvalidInputError):
     """A param was logged again with a different value (params are immutable)."""
+
+
+class BundleError(InvalidInputError):
+    """A run bundle (mlnb.transfer) was refused: a field of the wrong type or format, a
+    blob that does not match its hash, or a row that would change what the store already
+    holds. Nothing was imported: no row and no artifact file."""
 
 
 class QuerySyntaxError(MlnbError, ValueError):

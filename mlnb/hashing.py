@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import BinaryIO
 
 CHUNK = 1 << 20
 ALGORITHM = "sha256"
+DIGEST = re.compile(r"[0-9a-f]{64}")  # what hash_bytes and hash_file return
+
+
+def is_digest(text: object) -> bool:
+    """Whether ``text`` is a hex digest as this module makes them (64 lowercase hex)."""
+    return isinstance(text, str) and DIGEST.fullmatch(text) is not None
 
 
 def hash_bytes(data: bytes) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlnb import validation
-from mlnb.artifacts import ContentStore
+from mlnb.artifacts import ContentStore, folder_files
 from mlnb.database import StoreFile
 from mlnb.errors import (
     AmbiguousRunIdError,
@@ -466,26 +466,27 @@ class Store(ProvenanceStore):
         check_state: bool = True,
     ) -> list[Artifact]:
         """Copy a file, a folder (recursively) or bytes into the store and attach it to
-        the run under ``name`` (default: the file's name)."""
+        the run under ``name`` (default: the file's name): a relative path that cannot
+        climb out (``validation.artifact_name``). A folder's symbolic links are followed
+        only to files inside it (``artifacts.folder_files``)."""
         if isinstance(source, (bytes, bytearray, memoryview)):
-            if not name:
-                raise InvalidInputError("log_artifact of bytes needs a name=")
-            items: list[tuple[str, str | os.PathLike[str] | bytes]] = [(name, source)]
+            if name is None:
+                raise InvalidInputError("log_artifact of bytes needs an artifact name (name=...)")
+            items: list[tuple[str, str | os.PathLike[str] | bytes]] = [
+                (validation.artifact_name(name), source)
+            ]
         else:
             path = Path(source)
             if not path.exists():
                 raise InvalidInputError(f"cannot log artifact: no such file or folder {path}")
             if path.is_dir():
-                base = name or path.name
+                base = validation.artifact_name(path.resolve().name if name is None else name)
                 items = [
-                    (f"{base}/{p.relative_to(path).as_posix()}", p)
-                    for p in sorted(path.rglob("*"))
-                    if p.is_file()
+                    (validation.artifact_name(f"{base}/{rel}"), file)
+                    for rel, file in folder_files(path)
                 ]
             else:
-                items = [(name or path.name, path)]
-        for art_name, _ in items:
-            validation.check_key(art_name, "artifact name")
+                items = [(validation.artifact_name(path.name if name is None else name), path)]
         self.read(lambda c: self._writable_run(c, run_id, check_state=check_state))
         try:
             stored = [(art_name, *self.contents.put(src)) for art_name, src in items]

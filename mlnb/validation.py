@@ -34,6 +34,31 @@ def check_key(key: object, what: str = "key") -> str:
     return key
 
 
+def artifact_name(name: object) -> str:
+    """An artifact's name as one relative POSIX path, spelled one way: ``./`` parts and
+    repeated or trailing slashes are dropped. Refused: absolute names, ``..`` parts,
+    backslashes and drive letters, because a name is where the file lands when a run's
+    artifacts are written out, and that must stay inside the folder they go to."""
+    text = check_key(name, "artifact name")
+    parts = [part for part in text.split("/") if part not in ("", ".")]
+    if text.startswith("/"):
+        problem = "is absolute"
+    elif "\\" in text:
+        problem = "contains a backslash"
+    elif ".." in parts:
+        problem = "has a '..' part"
+    elif not parts:
+        problem = "names no file"
+    elif len(parts[0]) >= 2 and parts[0][1] == ":" and parts[0][0].isalpha():
+        problem = "starts with a drive letter"
+    else:
+        return "/".join(parts)
+    raise InvalidInputError(
+        f"artifact name {text!r} {problem}; give a relative path inside the run's "
+        "artifacts, such as 'model.pkl' or 'plots/roc.png'"
+    )
+
+
 def metric_value(key: str, value: object) -> float:
     """A metric value as a float: Python and numpy numbers, 0-d or one-element arrays."""
     t = type(value)

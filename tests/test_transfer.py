@@ -1,4 +1,5 @@
-"""Moving a run between two real stores: everything arrives, and twice changes nothing."""
+"""Moving a run between two real stores: everything arrives, and twice changes nothing.
+Hostile and conflicting bundles are in tests/reliability/test_bundles.py."""
 
 from __future__ import annotations
 
@@ -10,11 +11,17 @@ import pytest
 
 from mlnb.errors import InvalidInputError, ParamConflictError
 from mlnb.fingerprints import Fingerprint
+from mlnb.models import CheckRecord
 from mlnb.store import Store
 from mlnb.transfer import export_run, import_run
+from tests.reliability.conftest import run_linked_tables
 
-TABLES = ("runs", "params", "metrics", "latest_metrics", "tags", "artifacts", "git_states",
-          "run_datasets", "datasets", "environments", "cells", "experiments")  # fmt: skip
+
+def tables(st: Store) -> list[str]:
+    """The run's row, every table that refers to runs (read from the schema, so a new one is
+    compared too), and the shared rows a run reaches."""
+    assert st.db_path is not None
+    return ["runs", *run_linked_tables(st.db_path), "datasets", "environments", "experiments"]
 
 
 def rich_run(st: Store, tmp_path: Path) -> str:
@@ -44,6 +51,9 @@ def rich_run(st: Store, tmp_path: Path) -> str:
                    error="ZeroDivisionError")  # fmt: skip
     st.set_notebook(run_id, notebook="/nb.ipynb", linearity="linear", detail={"reasons": []})
     st.set_status(run_id, "finished")
+    gate = CheckRecord(kind="gate", name="acc", passed=True, value=0.9, threshold=0.8,
+                       comparator=">=", details={"n": 1})  # fmt: skip
+    st.log_checks(run_id, [gate])
     return run_id
 
 
@@ -52,7 +62,7 @@ def dump(st: Store, run_id: str) -> dict[str, list[tuple]]:
     out = {}
     with sqlite3.connect(st.db_path) as conn:
         rid = conn.execute("SELECT id FROM runs WHERE run_id = ?", [run_id]).fetchone()[0]
-        for table in TABLES:
+        for table in tables(st):
             if table in ("runs",):
                 rows = conn.execute(
                     "SELECT r.run_id, e.name, r.name, status, parent_run_id, start_time, "
@@ -67,16 +77,19 @@ def dump(st: Store, run_id: str) -> dict[str, list[tuple]]:
                 rows = conn.execute("SELECT * FROM environments ORDER BY hash").fetchall()
             elif table == "experiments":
                 rows = conn.execute("SELECT name FROM experiments ORDER BY name").fetchall()
-            else:
-                rows = conn.execute(f"SELECT * FROM {table} WHERE run = ?", [rid]).fetchall()
-                rows = [row[1:] for row in rows]  # drop the store-local runs.id
+            else:  # without the store-local ids (runs.id, a rowid `id`)
+                cols = [c[1] for c in conn.execute(f"PRAGMA table_info({table})")
+                        if c[1] != "run" and not (c[1] == "id" and c[5])]  # fmt: skip
+                rows = conn.execute(
+                    f"SELECT {', '.join(cols)} FROM {table} WHERE run = ?", [rid]
+                ).fetchall()
             out[table] = sorted(rows, key=repr)
     return out
 
 
 def counts(st: Store) -> dict[str, int]:
     with sqlite3.connect(st.db_path) as conn:
-        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables(st)}
 
 
 def test_a_rich_run_round_trips_between_stores_and_twice_adds_nothing(tmp_path: Path) -> None:
@@ -147,3 +160,15 @@ def test_a_damaged_or_foreign_bundle_is_refused(tmp_path: Path) -> None:
         with pytest.raises(InvalidInputError, match="bundle"):
             import_run(b, {"format": 99})
         assert counts(b)["runs"] == 0
+
+
+def test_every_declared_rule_and_blob_column_names_a_real_column(tmp_path: Path) -> None:
+    """A renamed column must not silently lose its format check in mlnb.transfer."""
+    from mlnb import transfer
+
+    with Store(tmp_path / "s") as st:
+        layout = st.read(transfer._layout)
+    columns = {
+        f"{t.name}.{col}" for t in (layout.run, *layout.linked, *layout.shared) for col in t.columns
+    }
+    assert set(transfer._RULES) | set(transfer.BLOB_REFS) <= columns
