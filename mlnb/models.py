@@ -133,7 +133,7 @@ class CheckRecord:
 
 
 ERROR_TAG = "mlnb.error"  # a failed job's tags: mlnb.error.name, .message, .cell, ...
-NO_MESSAGE = "the kernel gave no message; the executed notebook shows the cell's output"
+NO_MESSAGE = "(no message; the traceback and the executed notebook show the cell)"
 
 
 def _cut(text: str, limit: int = 4000) -> str:

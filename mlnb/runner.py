@@ -335,27 +335,32 @@ def _executed_cells(output_nb: Any) -> list[Any]:
     return [c for c in output_nb.cells if _ERROR_MARKER not in cell_tags(c)]
 
 
-def _input_index(index: int | None, n_input: int, output_nb: Any) -> int | None:
-    """The index among the input notebook's own cells of cell ``index`` of the executed
-    notebook (as run: see :func:`_executed_cells`), which may hold one more cell, the one
-    papermill injected; None for that injected cell."""
+def _input_index(index: int | None, nb: Any, output_nb: Any) -> int | None:
+    """The index in the input notebook ``nb`` (as the file holds it) of cell ``index`` of
+    the executed notebook (as run: see :func:`_executed_cells`), which papermill ran
+    without the input's own error-marker cells (a papermill output used as input) and with
+    one cell more, the one it injected; None for that injected cell."""
     if index is None or output_nb is None:
         return index
+    positions = [i for i, c in enumerate(nb.cells) if _ERROR_MARKER not in cell_tags(c)]
     cells = _executed_cells(output_nb)
-    if len(cells) == n_input:  # the input had an injected cell already: papermill replaced it
-        return index
-    injected = next((i for i, c in enumerate(cells) if "injected-parameters" in cell_tags(c)), None)
-    if injected is None or index < injected:
-        return index
-    return None if index == injected else index - 1
+    own = index
+    if len(cells) != len(positions):  # else the input had an injected cell, now replaced
+        tags = (cell_tags(c) for c in cells)
+        injected = next((i for i, t in enumerate(tags) if "injected-parameters" in t), None)
+        if injected == index:
+            return None
+        if injected is not None and index > injected:
+            own = index - 1
+    return positions[own] if 0 <= own < len(positions) else None
 
 
-def _cell_timings(output_nb: Any, n_input: int) -> list[tuple[int, float]]:
+def _cell_timings(output_nb: Any, nb: Any) -> list[tuple[int, float]]:
     out = []
     for i, cell in enumerate(_executed_cells(output_nb)):
         duration = cell.get("metadata", {}).get("papermill", {}).get("duration")
         if cell.get("cell_type") == "code" and isinstance(duration, (int, float)):
-            src = _input_index(i, n_input, output_nb)
+            src = _input_index(i, nb, output_nb)
             if src is not None:
                 out.append((src, float(duration)))
     return out
@@ -416,7 +421,7 @@ def _job_error(
 ) -> JobError:
     """A JobError for cell ``index`` of the executed notebook, with the input cell's index
     and first line, the last frames, and a message that is never empty."""
-    cell = _input_index(index, len(nb.cells), output_nb)
+    cell = _input_index(index, nb, output_nb)
     executed = None
     if index is not None and output_nb is not None:
         cells = _executed_cells(output_nb)
@@ -733,7 +738,7 @@ def _run(
                 exit_code = EXIT_TIMEOUT
         except CellTimeoutError:
             final_nb = holder.nb
-            where = _input_index(holder.cell, len(nb.cells), final_nb)
+            where = _input_index(holder.cell, nb, final_nb)
             message = f"cell {where} did not finish within {cell_timeout:g} s" + (
                 " and went on after the interrupt" if holder.timed_out else ""
             )
@@ -750,7 +755,7 @@ def _run(
             with quiet_warnings():  # papermill wrote nothing after a timeout/dead kernel
                 writer: Any = nbformat.write
                 writer(final_nb, str(out_path))
-        _record(st, run_id, nb_path, out_path, final_nb, len(nb.cells), error)
+        _record(st, run_id, nb_path, out_path, final_nb, nb, error)
         if name is not None:  # `%track start` in the notebook renames the run it attaches to
             st.write(
                 lambda c: c.execute("UPDATE runs SET name = ? WHERE run_id = ?", [name, run_id])
@@ -821,7 +826,7 @@ def _record(
     nb_path: Path,
     out_path: Path | None,
     final_nb: Any,
-    n_input: int,
+    nb: Any,
     error: JobError | None,
 ) -> None:
     """Error tags, per-cell timings and the executed notebook, while the run still runs."""
@@ -833,7 +838,7 @@ def _record(
         st.insert_metrics(
             [
                 (rowid, CELL_SECONDS, cell, seconds, now)
-                for cell, seconds in _cell_timings(final_nb, n_input)
+                for cell, seconds in _cell_timings(final_nb, nb)
             ]
         )
     if out_path is not None and out_path.is_file():

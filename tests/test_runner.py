@@ -444,6 +444,25 @@ def test_cell_seconds_count_the_notebooks_own_cells_when_a_cell_fails(
 
 
 @pytest.mark.slow
+def test_cells_are_counted_as_the_input_file_holds_them_when_it_has_papermill_markers(
+    tmp_path: Path, store_dir: Path
+) -> None:
+    """Issue 11 items 3 and 4: papermill's broken1.ipynb is an earlier output, with its
+    error-marker cells; papermill drops them before running, and the error named cell 4 (a
+    markdown cell) instead of cell 6 (`assert False`)."""
+    path = tmp_path / "broken1.ipynb"
+    shutil.copy(NOTEBOOKS / "papermill" / "broken1.ipynb", path)
+    result = run_notebook(path)
+    assert result.error is not None
+    assert (result.error.name, result.error.cell) == ("AssertionError", 6)
+    assert result.error.source == "assert False"
+    assert result.error.message  # AssertionError() has none: never empty all the same
+    with Store(store_dir) as st:
+        steps = [s for s, _, _ in st.history(result.run_id, "job/cell_seconds")]
+    assert steps == [3, 6]
+
+
+@pytest.mark.slow
 def test_a_notebook_whose_parameters_cannot_be_read_runs_with_injected_values_and_a_note(
     tmp_path: Path, store_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
