@@ -17,7 +17,7 @@ import click
 
 from mlnb import __version__
 from mlnb.errors import MlnbError
-from mlnb.models import RunRecord, format_duration, iso
+from mlnb.models import ERROR_TAG, JobError, RunRecord, format_duration, iso
 from mlnb.rundiff import diff_runs
 from mlnb.store import Store
 
@@ -259,7 +259,13 @@ def format_run(rec: RunRecord) -> str:
         reasons = "; ".join((rec.linearity_detail or {}).get("reasons") or [])
         lines.append(f"  linearity   {rec.linearity}" + (f" ({reasons})" if reasons else ""))
     lines.append(f"  host        {rec.host}  pid {rec.pid}  user {rec.user}")
-    for title, mapping in (("params", rec.params), ("metrics", rec.metrics), ("tags", rec.tags)):
+    error = JobError.from_tags(rec.tags) if rec.status != "finished" else None
+    if error is not None:
+        lines += ["error:", _indent(str(error), "  ")]
+    tags = rec.tags
+    if error is not None:  # shown above, not again as tags (the traceback has many lines)
+        tags = {k: v for k, v in tags.items() if not k.startswith(f"{ERROR_TAG}.")}
+    for title, mapping in (("params", rec.params), ("metrics", rec.metrics), ("tags", tags)):
         if not mapping:
             continue
         lines.append(f"{title}:")
@@ -428,6 +434,26 @@ def kernel_options(cwd_help: str) -> Callable[[F], F]:
     return decorate
 
 
+def params_options(fn: F) -> F:
+    """How run and sweep check the parameters against the notebook's parameters cell:
+    --strict-params, --allow-unknown-params."""
+    fn = click.option(
+        "--allow-unknown-params", is_flag=True,
+        help="Inject names the parameters cell lacks anyway (as papermill does); they are "
+        "recorded as tags mlnb.unknown_param.NAME, not as params.",
+    )(fn)  # fmt: skip
+    fn = click.option(
+        "--strict-params", is_flag=True,
+        help="Also refuse values whose type differs from the default's.",
+    )(fn)  # fmt: skip
+    return fn
+
+
+def _indent(text: str, prefix: str) -> str:
+    """Every line of ``text`` after ``prefix``."""
+    return "\n".join(prefix + line for line in text.splitlines())
+
+
 def _tag_map(items: Sequence[str]) -> dict[str, str]:
     """``--tag K=V`` options as a dict (a usage error names the bad one)."""
     tags = {}
@@ -476,7 +502,7 @@ def _job_parameters(
 @click.option("-t", "--tag", "tags", multiple=True, metavar="K=V", help="Tag (repeatable).")
 @kernel_options("Working directory of the kernel.")
 @click.option("--log-output", is_flag=True, help="Print the notebook's output as it runs.")
-@click.option("--strict-params", is_flag=True, help="Refuse unknown or mistyped parameters.")
+@params_options
 @click.option(
     "--check",
     "checks",
@@ -502,9 +528,14 @@ def run_cmd(
     start_timeout: float,
     log_output: bool,
     strict_params: bool,
+    allow_unknown_params: bool,
     checks: tuple[str, ...],
 ) -> None:
     """Run NOTEBOOK headless (papermill) as one tracked run; write it to OUTPUT.
+
+    A parameter that NOTEBOOK's parameters cell does not assign is refused (exit 2), unless
+    --allow-unknown-params. A failure prints the cell, its first line, the exception and the
+    last frames of the traceback.
 
     Exit codes: 0 ok, 1 a cell raised, 2 usage or parameter error, 3 a --check failed,
     124 a cell timed out, 138 the kernel died.
@@ -524,14 +555,17 @@ def run_cmd(
             notebook, output, parameters=_job_parameters(pairs, yaml_text, yaml_file),
             name=name, experiment=experiment, tags=tag_map, kernel=kernel, cwd=cwd,
             cell_timeout=cell_timeout, start_timeout=start_timeout, log_output=log_output,
-            strict_params=strict_params, store=store,
+            strict_params=strict_params, allow_unknown_params=allow_unknown_params,
+            store=store,
         )  # fmt: skip
     except MlnbError as exc:
         click.echo(f"Error: {exc}", err=True)
         ctx.exit(2)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     click.echo(f"run {result.run_id}  {result.status}  ({result.duration:.1f} s)")
     if result.error is not None:
-        click.echo(f"  {result.error}", err=True)
+        click.echo(_indent(str(result.error), "  "), err=True)
     code = result.exit_code
     if code == 0 and checks:
         from mlnb.gates import record_checks
@@ -621,7 +655,7 @@ def reproduce_cmd(
 @click.option("-e", "--experiment", help="Experiment name.")
 @click.option("-t", "--tag", "tags", multiple=True, metavar="K=V", help="Tag (repeatable).")
 @kernel_options("Working directory of the kernels.")
-@click.option("--strict-params", is_flag=True, help="Refuse unknown or mistyped parameters.")
+@params_options
 @click.option("--check", "checks", multiple=True, metavar="EXPR",
               help='A gate on each finished child, e.g. "metrics.acc >= 0.9".')  # fmt: skip
 @click.pass_context
@@ -648,6 +682,7 @@ def sweep_cmd(
     cell_timeout: float | None,
     start_timeout: float,
     strict_params: bool,
+    allow_unknown_params: bool,
     checks: tuple[str, ...],
 ) -> None:
     """Run NOTEBOOK once per point of a parameter grid: a parent run and one child each.
@@ -672,8 +707,8 @@ def sweep_cmd(
             fail_fast=fail_fast, sort=sort, executor=executor, scheduler=scheduler,
             parameters=_job_parameters(pairs, None, None), name=name, experiment=experiment,
             tags=tag_map, kernel=kernel, cwd=cwd, cell_timeout=cell_timeout,
-            start_timeout=start_timeout, strict_params=strict_params, checks=checks,
-            store=store,
+            start_timeout=start_timeout, strict_params=strict_params,
+            allow_unknown_params=allow_unknown_params, checks=checks, store=store,
         )  # fmt: skip
     except MlnbError as exc:
         click.echo(f"Error: {exc}", err=True)
@@ -696,9 +731,10 @@ def sweep_cmd(
     click.echo(render(columns, rows, "table"), nl=False)
     for child in result.children:  # why each failed child failed, as `mlnb run` says it
         if child.error is not None:
-            where = f"cell {child.error.cell}: " if child.error.cell is not None else ""
-            click.echo(f"  {child.run_id[:8]} {child.status}: {where}{child.error.name}: "
-                       f"{child.error.message}", err=True)  # fmt: skip
+            lines = str(child.error).splitlines()
+            click.echo(f"  {child.run_id[:8]} {child.status}: {lines[0]}", err=True)
+            if lines[1:]:
+                click.echo(_indent("\n".join(lines[1:]), "  "), err=True)
         elif child.failed_checks:
             click.echo(f"  {child.run_id[:8]} failed checks: {', '.join(child.failed_checks)}",
                        err=True)  # fmt: skip
@@ -757,8 +793,7 @@ def test_cmd(
         mark = "PASS" if res.passed else "FAIL"
         line = f"{mark}  {res.path}  ({res.duration:.1f} s)"
         if res.error is not None:
-            where = f"cell {res.error.cell}: " if res.error.cell is not None else ""
-            line += f"\n      {where}{res.error.name}: {res.error.message}".rstrip()
+            line += "\n" + _indent(str(res.error), "      ")
         click.echo(line)
     failed = sum(not r.passed for r in results)
     click.echo(f"{len(results) - failed} passed, {failed} failed")

@@ -62,6 +62,14 @@ def _kv(text: str) -> tuple[str, Any]:
     return key, _literal(raw)
 
 
+def _pair(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` with the value as typed (read by the subcommand)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, raw
+
+
 def _literal(raw: str) -> Any:
     """``0.01`` → 0.01, ``[1, 2]`` → [1, 2], ``adam`` → 'adam' (Python literals, else text)."""
     try:
@@ -84,9 +92,12 @@ def _build_parser() -> _Parser:
     p.add_argument("--nested", action="store_true", help="a child of the active run")
     p = sub.add_parser("params", help="log variables as params, by name", add_help=True)
     p.add_argument("names", nargs="+", metavar="VAR")
-    p = sub.add_parser("param", help="log params given as KEY=VALUE", add_help=True)
-    p.add_argument("pairs", nargs="+", type=_kv, metavar="K=V")
-    p = sub.add_parser("metric", help="log metrics: KEY=VALUE or a variable name", add_help=True)
+    p = sub.add_parser("param", help="log params given as KEY=VALUE (literals)", add_help=True)
+    p.add_argument("pairs", nargs="+", type=_pair, metavar="K=V")
+    p = sub.add_parser(
+        "metric", help="log metrics: KEY=NUMBER, KEY=EXPRESSION or a variable name",
+        add_help=True,
+    )  # fmt: skip
     p.add_argument("items", nargs="+", metavar="K=V|VAR")
     p.add_argument("--step", type=int, help="step (default: the next step of each key)")
     p = sub.add_parser("data", help="fingerprint a dataset (variable or path)", add_help=True)
@@ -240,14 +251,46 @@ class TrackMagics(Magics):
         self._run().log_params({name: self._var(name) for name in args.names})
 
     def _param(self, args: argparse.Namespace) -> None:
-        self._run().log_params(dict(args.pairs))
+        """Values are literals, else text (``opt=adam``); a bare name that is also a
+        variable of the notebook is refused: it would log the name, not the value."""
+        values = {}
+        for key, raw in args.pairs:
+            value = _literal(raw)
+            if value == raw and raw.isidentifier() and raw in self._ns():
+                raise UsageError(
+                    f"{key}={raw}: {raw!r} is a variable of the notebook, and %track param "
+                    f"logs values as written (here the text {raw!r}). To log its value, "
+                    f"write `%track params {raw}` (under its own name) or "
+                    f"`%track param {key}=${raw}` (IPython puts the value in); to log the "
+                    f"text, quote it: {key}=\"'{raw}'\""
+                )
+            values[key] = value
+        self._run().log_params(values)
 
     def _metric(self, args: argparse.Namespace) -> None:
+        """``KEY=VALUE``: a number, else a name or expression evaluated in the notebook
+        (``accuracy=acc``, ``best=max(scores)``); a bare ``VAR`` logs that variable."""
         values = {}
         for item in args.items:
             key, sep, raw = item.partition("=")
-            values[key] = _literal(raw) if sep else self._var(item)
+            values[key] = self._metric_value(key, raw) if sep else self._var(item)
         self._run().log_metrics(values, step=args.step)
+
+    def _metric_value(self, key: str, raw: str) -> Any:
+        try:
+            return ast.literal_eval(raw)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            pass
+        try:
+            # the user's own line, in the user's own namespace (as %time evaluates it)
+            return eval(raw, self.ip.user_global_ns, self._ns())
+        except Exception as exc:
+            why = f"{exc} in the notebook" if isinstance(exc, NameError) else repr(exc)
+            raise UsageError(
+                f"{key}={raw}: {why}; a metric must be a number: write "
+                f"{key}=0.93, {key}=VARIABLE or {key}=EXPRESSION (e.g. {key}=max(scores); "
+                f"quote an expression with spaces or quotes: \"{key}=scores['acc']\")"
+            ) from None
 
     def _data(self, args: argparse.Namespace) -> Any:
         ns = self._ns()

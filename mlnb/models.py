@@ -264,6 +264,72 @@ class CheckRecord:
         }
 
 
+ERROR_TAG = "mlnb.error"  # a failed job's tags: mlnb.error.name, .message, .cell, ...
+NO_MESSAGE = "(no message; the traceback and the executed notebook show the cell)"
+
+
+def _cut(text: str, limit: int = 4000) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class JobError:
+    """What stopped a headless job: ``name`` (the exception's class, or ``Timeout``),
+    ``message``, ``cell`` (the 0-based index of the cell in the input notebook, None if
+    unknown), ``source`` (the cell's first line that is not blank) and ``traceback`` (the
+    last frames, plain text). ``str()`` gives all of it for people; the run keeps it in the
+    tags ``mlnb.error.*`` (:meth:`to_tags`, :meth:`from_tags`)."""
+
+    name: str
+    message: str
+    cell: int | None
+    source: str = ""
+    traceback: str = ""
+
+    def headline(self) -> str:
+        """One line: ``cell 3 `model.fit(X)`: ValueError: bad input`` (never an empty
+        message)."""
+        where = "" if self.cell is None else f"cell {self.cell}"
+        if where and self.source:
+            where += f" `{self.source}`"
+        what = f"{self.name}: {self.message or NO_MESSAGE}"
+        return f"{where}: {what}" if where else what
+
+    def __str__(self) -> str:
+        lines = [self.headline()]
+        if self.traceback:
+            lines.append("  traceback (last frames):")
+            lines += [f"    {line}" for line in self.traceback.splitlines()]
+        return "\n".join(lines)
+
+    def to_tags(self) -> dict[str, Any]:
+        """The run's tags that record this error (long texts cut to fit a tag)."""
+        tags: dict[str, Any] = {f"{ERROR_TAG}.name": self.name[:200],
+                                f"{ERROR_TAG}.message": _cut(self.message)}  # fmt: skip
+        if self.cell is not None:
+            tags[f"{ERROR_TAG}.cell"] = self.cell
+        if self.source:
+            tags[f"{ERROR_TAG}.source"] = _cut(self.source)
+        if self.traceback:
+            tags[f"{ERROR_TAG}.traceback"] = _cut(self.traceback)
+        return tags
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> JobError | None:
+        """The error a run's tags record, or None."""
+        name = tags.get(f"{ERROR_TAG}.name")
+        if not name:
+            return None
+        cell = tags.get(f"{ERROR_TAG}.cell")
+        return cls(
+            name=name,
+            message=tags.get(f"{ERROR_TAG}.message", ""),
+            cell=int(cell) if cell is not None and cell.lstrip("-").isdigit() else None,
+            source=tags.get(f"{ERROR_TAG}.source", ""),
+            traceback=tags.get(f"{ERROR_TAG}.traceback", ""),
+        )
+
+
 @dataclass
 class RunRecord:
     """Everything the store knows about one run, as returned by ``mlnb.get_run``."""

@@ -17,19 +17,26 @@ from pathlib import Path
 from typing import Any
 
 from mlnb.errors import InvalidInputError
+from mlnb.validation import canonical_json
 
 __all__ = [
     "RUN_ID_PARAMETER",
+    "UNKNOWN_PARAM_TAG",
     "Param",
     "cell_tags",
     "check_parameters",
+    "has_parameters_cell",
+    "language_of",
     "notebook_parameters",
     "parameters_of",
     "quiet_warnings",
     "read_notebook",
+    "readable_parameters",
+    "unknown_param_tags",
 ]
 
 RUN_ID_PARAMETER = "mlnb_run_id"  # injected by mlnb into every job: never a user's
+UNKNOWN_PARAM_TAG = "mlnb.unknown_param"  # values injected for names the notebook lacks
 
 
 @dataclass(frozen=True)
@@ -83,19 +90,51 @@ def cell_tags(cell: Any) -> list[str]:
     return list(tags) if isinstance(tags, list) else []
 
 
+def has_parameters_cell(nb: Any) -> bool:
+    """Whether a read notebook has a cell tagged ``parameters``."""
+    return any("parameters" in cell_tags(c) for c in nb.cells)
+
+
 def parameters_of(nb: Any) -> list[Param]:
-    """The parameters of a read notebook (see :func:`notebook_parameters`)."""
+    """The parameters of a read notebook (see :func:`notebook_parameters`); an
+    InvalidInputError when papermill cannot read them in the notebook's language."""
+    params = readable_parameters(nb)
+    if params is None:
+        raise InvalidInputError(
+            f"cannot read the parameters of this notebook: papermill reads the parameters "
+            f"cell of Python notebooks only, and this one is in {language_of(nb)!r}"
+        )
+    return params
+
+
+def language_of(nb: Any) -> str:
+    """The notebook's language as papermill reads it (``language_info``, else the
+    kernelspec's), or ``"unknown"``."""
+    from papermill.utils import nb_language
+
+    try:
+        return str(nb_language(nb))
+    except ValueError:
+        return "unknown"
+
+
+def readable_parameters(nb: Any, kernel: str | None = None) -> list[Param] | None:
+    """The parameters of a read notebook, ``[]`` without a ``parameters`` cell, or None
+    when papermill cannot read them: it introspects Python only (an R notebook's values
+    are still injected by its translator). ``kernel`` is the kernel the job runs in
+    (default: the notebook's), which papermill consults before the language."""
+    from papermill.exceptions import PapermillException
     from papermill.translators import papermill_translators
-    from papermill.utils import nb_kernel_name, nb_language
 
     cell = next((c for c in nb.cells if "parameters" in cell_tags(c)), None)
     if cell is None:
         return []
+    kernel = kernel or nb.metadata.get("kernelspec", {}).get("name")
     try:
-        translator = papermill_translators.find_translator(nb_kernel_name(nb), nb_language(nb))
+        translator = papermill_translators.find_translator(kernel, language_of(nb))
         inspected = translator.inspect(cell)
-    except (ValueError, NotImplementedError) as exc:
-        raise InvalidInputError(f"cannot read the parameters of this notebook: {exc}") from None
+    except (ValueError, NotImplementedError, PapermillException):
+        return None
     params = []
     for p in inspected:
         source = str(p.default)
@@ -159,29 +198,76 @@ _TYPE_CHECKS: dict[str, tuple[type, ...]] = {
 }
 
 
+ALLOW_HINT = "--allow-unknown-params (allow_unknown_params=True)"
+TAG_HOWTO = (
+    "add the tag 'parameters' to the cell that assigns the defaults (JupyterLab: select the "
+    "cell, open the property inspector (the gears icon, right sidebar) and add a tag; "
+    "Notebook 7: View > Cell Toolbar > Tags)"
+)
+
+
+def _unknown_message(names: list[str], known: list[Param], has_cell: bool, where: Path) -> str:
+    """Why ``names`` are refused, what the first may have been meant as, and what to do."""
+    import difflib
+
+    first = names[0]
+    also = f" (nor {', '.join(map(repr, names[1:]))})" if len(names) > 1 else ""
+    allow = (
+        f"to inject {'them' if also else 'it'} anyway (recorded as the tag "
+        f"{UNKNOWN_PARAM_TAG}.{first}, not as a param), pass {ALLOW_HINT}"
+    )
+    if not has_cell:
+        return (
+            f"{where.name} has no cell tagged 'parameters', so {first!r}{also} would be "
+            f"injected at the top, where the notebook's own assignments may override it: "
+            f"{TAG_HOWTO}; or, {allow}"
+        )
+    defined = [p.name for p in known]
+    close = difflib.get_close_matches(first, defined, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"its parameters are: {', '.join(defined)}."
+    return (
+        f"the parameters cell of {where.name} defines no {first!r}{also}; {hint} "
+        f"{allow[0].upper()}{allow[1:]}"
+    )
+
+
 def check_parameters(
-    given: Mapping[str, Any], known: list[Param], *, strict: bool, where: Path
-) -> None:
-    """Refuse values no notebook can receive (and names that are not identifiers); with
-    ``strict``, also names the notebook does not have and values of the wrong type."""
+    given: Mapping[str, Any],
+    known: list[Param] | None,
+    *,
+    where: Path,
+    has_cell: bool,
+    strict: bool = False,
+    allow_unknown: bool = False,
+) -> dict[str, Any]:
+    """Refuse values no notebook can receive, names that are not identifiers and, unless
+    ``allow_unknown``, names the ``parameters`` cell does not assign (``known``; None when
+    papermill cannot read that cell: then nothing can be checked); with ``strict``, also
+    values of the wrong type. Returns the unknown values that are allowed (papermill injects
+    them all the same; they are recorded as tags, not params)."""
     for key, value in given.items():
         if not isinstance(key, str) or not key.isidentifier():
             raise InvalidInputError(f"parameter name {key!r} is not a valid Python identifier")
         if key == RUN_ID_PARAMETER:
             raise InvalidInputError(f"{RUN_ID_PARAMETER!r} is set by mlnb; do not pass it")
         _check_value(key, value)
-    if not strict:
-        return
+    if known is None:
+        if strict and given:
+            raise InvalidInputError(
+                f"strict parameters cannot be checked for {where.name}: papermill reads the "
+                f"parameters cell of Python notebooks only; run it without strict checks"
+            )
+        return {}
     by_name = {p.name: p for p in known}
-    unknown = sorted(set(given) - set(by_name))
-    if unknown:
-        names = ", ".join(by_name) if by_name else "none (no cell tagged 'parameters')"
-        raise InvalidInputError(
-            f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} for "
-            f"{where.name}; its parameters are: {names}"
-        )
+    unknown = {k: v for k, v in given.items() if k not in by_name}
+    if unknown and not allow_unknown:
+        raise InvalidInputError(_unknown_message(sorted(unknown), known, has_cell, where))
+    if not strict:
+        return unknown
     for key, value in given.items():
-        param = by_name[key]
+        param = by_name.get(key)
+        if param is None:
+            continue
         allowed = _TYPE_CHECKS.get(param.type)
         if allowed is None:  # None default, an expression, or an annotation we don't judge
             continue
@@ -191,3 +277,13 @@ def check_parameters(
                 f"parameter {key!r} of {where.name} is a {param.type} (default "
                 f"{param.source}), got {type(value).__name__}: {value!r}"
             )
+    return unknown
+
+
+def unknown_param_tags(unknown: Mapping[str, Any]) -> dict[str, str]:
+    """The tags that record values injected for names the notebook does not declare:
+    ``mlnb.unknown_param.<name>``, text as is, other values as JSON."""
+    return {
+        f"{UNKNOWN_PARAM_TAG}.{k}": v if isinstance(v, str) else canonical_json(v)
+        for k, v in unknown.items()
+    }

@@ -23,7 +23,7 @@ from typing import Any
 
 from mlnb.errors import InvalidInputError
 from mlnb.gates import find_baseline
-from mlnb.models import RunRecord, iso
+from mlnb.models import JobError, RunRecord, iso
 from mlnb.rundiff import _MISSING, diff_runs
 from mlnb.store import Store
 
@@ -47,6 +47,8 @@ def _json_safe(x: Any) -> Any:
 
 def _run_summary(rec: RunRecord) -> dict[str, Any]:
     git = rec.git or {}
+    # why a failed job failed, as its tags say: cell 3 `fit(X)`: ValueError: ..., and where
+    error = JobError.from_tags(rec.tags) if rec.status != "finished" else None
     return {
         "run_id": rec.run_id,
         "name": rec.name,
@@ -57,18 +59,9 @@ def _run_summary(rec: RunRecord) -> dict[str, Any]:
         "git_commit": git.get("commit"),
         "git_dirty": git.get("dirty"),
         "source": rec.source,
-        "error": _error(rec),
+        "error": error.headline() if error else None,
+        "error_traceback": error.traceback or None if error else None,
     }
-
-
-def _error(rec: RunRecord) -> str | None:
-    """Why a job failed, as its tags say (``cell 3: ValueError: ...``), else None."""
-    name = rec.tags.get("mlnb.error.name")
-    if not name or rec.status == "finished":
-        return None
-    cell = rec.tags.get("mlnb.error.cell")
-    where = f"cell {cell}: " if cell else ""
-    return f"{where}{name}: {rec.tags.get('mlnb.error.message', '')}".rstrip(": ")
 
 
 def _latest_checks(rec: RunRecord) -> list[dict[str, Any]]:
@@ -375,6 +368,8 @@ def render_markdown(data: dict[str, Any], plots_dir: str | None = "report_files"
     for entry in data["runs"]:
         title, facts = _title(entry)
         lines += [f"## {title}", "", facts, ""]
+        if entry["run"]["error_traceback"]:
+            lines += ["```text", entry["run"]["error_traceback"], "```", ""]
         lines += [f"> {note}\n" for note in entry["notes"]]
         verdict = _verdict(entry)
         if verdict:
@@ -426,6 +421,8 @@ def render_html(data: dict[str, Any], plots: dict[str, bytes]) -> str:
     for entry in data["runs"]:
         title, facts = _title(entry)
         parts.append(f"<h2>{esc(title)}</h2><p>{esc(facts)}</p>")
+        if entry["run"]["error_traceback"]:
+            parts.append(f"<pre>{esc(entry['run']['error_traceback'])}</pre>")
         parts += [f"<p><em>{esc(note)}</em></p>" for note in entry["notes"]]
         verdict = _verdict(entry)
         if verdict:

@@ -5,7 +5,8 @@ a fresh kernel that knows the run's id (``$MLNB_RUN_ID`` and the injected paperm
 parameter ``mlnb_run_id``), so ``%track start`` / ``mlnb.start_run()`` inside the notebook
 attach to that run instead of starting another. The run's final status comes from what
 papermill raised, never from the output notebook's metadata (which says ``exception:
-null`` after a dead kernel or a timeout). The notebook's parameters are read and checked by
+null`` after a dead kernel or a timeout); what stopped it is a :class:`JobError` (cell,
+first line, exception, last frames). The notebook's parameters are read and checked by
 :mod:`mlnb.notebookparams`. See docs/jobs.md.
 
 papermill, nbformat and nbclient are imported inside the functions that need them.
@@ -14,6 +15,7 @@ papermill, nbformat and nbclient are imported inside the functions that need the
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import sys
@@ -27,14 +29,18 @@ from typing import Any
 from mlnb.errors import InvalidInputError, MlnbError
 from mlnb.hashing import hash_file
 from mlnb.liveness import acquire_run_lock, release_run_lock
+from mlnb.models import NO_MESSAGE, JobError
 from mlnb.notebookparams import (
     RUN_ID_PARAMETER,
     Param,
     cell_tags,
     check_parameters,
-    parameters_of,
+    has_parameters_cell,
+    language_of,
     quiet_warnings,
     read_notebook,
+    readable_parameters,
+    unknown_param_tags,
 )
 from mlnb.store import ENV_STORE, Store
 from mlnb.tracking import ENV_JOB_EXPERIMENT, ENV_RUN_ID
@@ -99,18 +105,9 @@ if _mlnb_c is not None:
 
 
 @dataclass(frozen=True)
-class JobError:
-    """What stopped a job: ``name`` (the exception's class, or ``Timeout``), ``message``,
-    and ``cell``, the 0-based index of the cell in the input notebook (None if unknown)."""
-
-    name: str
-    message: str
-    cell: int | None
-
-
-@dataclass(frozen=True)
 class JobResult:
-    """The outcome of :func:`run_notebook`."""
+    """The outcome of :func:`run_notebook`; ``notes`` say what the run's ``mlnb.warning``
+    tag says (e.g. parameters that could not be checked)."""
 
     run_id: str
     status: str
@@ -118,6 +115,7 @@ class JobResult:
     error: JobError | None
     duration: float
     exit_code: int
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -129,22 +127,26 @@ class JobResult:
 
 
 def check_kernel(name: str | None) -> str:
-    """The kernel to run a notebook in, checked to be installed (an InvalidInputError names
-    the installed ones)."""
+    """The kernel to run a notebook in, resolved as jupyter_client resolves it (``python``
+    is ``python3``) and checked to be installed (an InvalidInputError names the installed
+    ones)."""
     if not name:
         raise InvalidInputError(
             "the notebook names no kernel (metadata.kernelspec); pass kernel=, e.g. 'python3'"
         )
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    from jupyter_client.manager import KernelManager
 
+    manager = KernelManager(kernel_name=name)  # maps the names as it will when it starts
     try:
-        KernelSpecManager().get_kernel_spec(name)
+        manager.kernel_spec  # noqa: B018 (reading it looks the kernel up)
     except NoSuchKernel:
         known = ", ".join(sorted(KernelSpecManager().find_kernel_specs())) or "none"
         raise InvalidInputError(
-            f"no Jupyter kernel named {name!r}; installed kernels: {known}"
+            f"no kernel named {name!r} is installed; installed: {known} (pass another "
+            f"with --kernel / kernel=, or install it: `jupyter kernelspec list` shows them)"
         ) from None
-    return name
+    return str(manager.kernel_name)
 
 
 # -- running -----------------------------------------------------------------------------
@@ -158,6 +160,8 @@ class _Holder:
         self.nb: Any = None
         self.cell: int | None = None
         self.kernel_ready = False  # False while the kernel starts: a failure may be retried
+        self.cell_error: Any = None  # nbclient's CellExecutionError: the kernel's own reply
+        self.timed_out = False  # a cell ran past the timeout and the kernel was interrupted
 
 
 _engine_registered = False
@@ -190,6 +194,8 @@ def _register_engine() -> None:
     if _engine_registered:
         return
     from jupyter_client.manager import AsyncKernelManager
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+    from nbclient.util import ensure_async
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine, papermill_engines
     from papermill.log import logger
@@ -200,7 +206,25 @@ def _register_engine() -> None:
 
         def execute_cell(self, cell: Any, cell_index: int, *args: Any, **kwargs: Any) -> Any:
             self.holder.cell = cell_index
-            return super().execute_cell(cell, cell_index, *args, **kwargs)
+            try:
+                done = super().execute_cell(cell, cell_index, *args, **kwargs)
+            except CellExecutionError as exc:  # papermill keeps ename and evalue only when
+                self.holder.cell_error = exc  # the cell has an error output; this has them
+                raise
+            if self.holder.timed_out:  # the cell caught the interrupt: the job stops anyway
+                raise CellTimeoutError(f"cell {cell_index} timed out")
+            return done
+
+        async def _async_handle_timeout(self, timeout: int, cell: Any = None) -> None:
+            """A cell ran past the timeout: interrupt the kernel, as a person would, so
+            the cell shows its KeyboardInterrupt where it stopped and the kernel lives on
+            for the final flush. A cell still running one timeout later (it ignores
+            interrupts) ends the job with CellTimeoutError."""
+            if cell is None or self.holder.timed_out:
+                raise CellTimeoutError(f"no reply from the kernel within {timeout} s")
+            self.holder.timed_out = True
+            logger.warning(f"cell timed out after {timeout} s: interrupting the kernel")
+            await ensure_async(self.km.interrupt_kernel())
 
         def papermill_execute_cells(self) -> None:
             self.holder.kernel_ready = True
@@ -277,13 +301,18 @@ def _open_store(store: Store | str | os.PathLike[str] | None) -> tuple[Store, bo
 
 
 @contextlib.contextmanager
-def _quiet_run_id_warning() -> Iterator[None]:
+def _quiet_papermill(injected: bool) -> Iterator[None]:
     """papermill logs "Passed unknown parameter: mlnb_run_id" for every job whose notebook
-    does not declare it; that one is expected."""
+    does not declare it, and, when the notebook has no ``parameters`` cell, "Input notebook
+    does not contain a cell with tag 'parameters'" — noise unless the user ``injected``
+    values of their own (``mlnb test`` passes none)."""
     import logging
 
     def keep(record: logging.LogRecord) -> bool:
-        return not record.getMessage().endswith(f"unknown parameter: {RUN_ID_PARAMETER}")
+        text = record.getMessage()
+        if text.endswith(f"unknown parameter: {RUN_ID_PARAMETER}"):
+            return False
+        return injected or "does not contain a cell with tag 'parameters'" not in text
 
     log = logging.getLogger("papermill")
     log.addFilter(keep)
@@ -297,31 +326,133 @@ def _progress_bar() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 
-def _source_cell(index: int | None, n_input: int, output_nb: Any) -> int | None:
-    """The index in the input notebook of cell ``index`` of the executed notebook, which
-    may hold one more cell: the one papermill injected after the parameters cell."""
+_ERROR_MARKER = "papermill-error-cell-tag"  # the cells papermill adds after a failure
+
+
+def _executed_cells(output_nb: Any) -> list[Any]:
+    """The executed notebook's cells as they were run: without the two markdown cells
+    papermill adds after a failure (the indices it reports and nbclient's predate them)."""
+    return [c for c in output_nb.cells if _ERROR_MARKER not in cell_tags(c)]
+
+
+def _input_index(index: int | None, nb: Any, output_nb: Any) -> int | None:
+    """The index in the input notebook ``nb`` (as the file holds it) of cell ``index`` of
+    the executed notebook (as run: see :func:`_executed_cells`), which papermill ran
+    without the input's own error-marker cells (a papermill output used as input) and with
+    one cell more, the one it injected; None for that injected cell."""
     if index is None or output_nb is None:
         return index
-    cells = output_nb.cells
-    if len(cells) == n_input:
-        return index
-    injected = [i for i, c in enumerate(cells) if "injected-parameters" in cell_tags(c)]
-    if injected and index > injected[0]:
-        return index - 1
-    return index
+    positions = [i for i, c in enumerate(nb.cells) if _ERROR_MARKER not in cell_tags(c)]
+    cells = _executed_cells(output_nb)
+    own = index
+    if len(cells) != len(positions):  # else the input had an injected cell, now replaced
+        tags = (cell_tags(c) for c in cells)
+        injected = next((i for i, t in enumerate(tags) if "injected-parameters" in t), None)
+        if injected == index:
+            return None
+        if injected is not None and index > injected:
+            own = index - 1
+    return positions[own] if 0 <= own < len(positions) else None
 
 
-def _cell_timings(output_nb: Any, n_input: int) -> list[tuple[int, float]]:
+def _cell_timings(output_nb: Any, nb: Any) -> list[tuple[int, float]]:
     out = []
-    for i, cell in enumerate(output_nb.cells):
-        if "injected-parameters" in cell_tags(cell):
-            continue
+    for i, cell in enumerate(_executed_cells(output_nb)):
         duration = cell.get("metadata", {}).get("papermill", {}).get("duration")
         if cell.get("cell_type") == "code" and isinstance(duration, (int, float)):
-            src = _source_cell(i, n_input, output_nb)
+            src = _input_index(i, nb, output_nb)
             if src is not None:
                 out.append((src, float(duration)))
     return out
+
+
+def _plain(text: str) -> str:
+    """``text`` without terminal colours."""
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
+
+
+MAX_FRAMES = 3
+MAX_TRACEBACK_CHARS = 3000
+
+
+def _last_frames(traceback: Sequence[str], name: str) -> str:
+    """The last frames of a kernel's traceback, as plain text: for IPython's, each frame's
+    location and its ``---->`` line; for any other, its last lines."""
+    entries = [_plain(t).rstrip() for t in traceback if t and t.strip()]
+    frames = []
+    for entry in entries:
+        lines = entry.splitlines()
+        if not lines or set(lines[0]) <= {"-"} or "Traceback (most recent call last)" in entry:
+            continue
+        if len(lines) == 1 and lines[0].startswith(f"{name}:"):
+            continue  # the exception's own line: the headline says it
+        arrows = [ln for ln in lines[1:] if ln.lstrip().startswith("---->")]
+        frames.append("\n".join([lines[0], *arrows]) if arrows else "\n".join(lines[-6:]))
+    text = "\n".join(frames[-MAX_FRAMES:])
+    return text if len(text) <= MAX_TRACEBACK_CHARS else "..." + text[-MAX_TRACEBACK_CHARS:]
+
+
+def _first_line(source: Any) -> str:
+    text = "".join(source) if isinstance(source, list) else str(source or "")
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return line if len(line) <= 120 else line[:119] + "…"
+
+
+def _stderr_of(cell: Any) -> str:
+    """The last line a cell wrote to stderr (IPython prints a UsageError there)."""
+    for output in reversed(cell.get("outputs", []) if cell is not None else []):
+        if output.get("output_type") == "stream" and output.get("name") == "stderr":
+            text = "".join(output.get("text", ""))
+            lines = [ln for ln in _plain(text).splitlines() if ln.strip()]
+            if lines:
+                return lines[-1].strip()
+    return ""
+
+
+def _job_error(
+    name: str,
+    message: str,
+    traceback: Sequence[str],
+    index: int | None,
+    nb: Any,
+    output_nb: Any,
+) -> JobError:
+    """A JobError for cell ``index`` of the executed notebook, with the input cell's index
+    and first line, the last frames, and a message that is never empty."""
+    cell = _input_index(index, nb, output_nb)
+    executed = None
+    if index is not None and output_nb is not None:
+        cells = _executed_cells(output_nb)
+        executed = cells[index] if 0 <= index < len(cells) else None
+    source = _first_line(nb.cells[cell].source) if cell is not None and cell < len(nb.cells) else ""
+    if not message:
+        said = _stderr_of(executed)
+        prefix = f"{name}: "
+        message = said[len(prefix) :] if said.startswith(prefix) else said
+    return JobError(name, message or NO_MESSAGE, cell, source, _last_frames(traceback, name))
+
+
+def _mark_stopped(output_nb: Any, index: int | None, error: JobError) -> None:
+    """Show in the executed notebook where the job stopped when nothing else does (a cell
+    past its timeout that ignored the interrupt, a dead kernel): an error output on the
+    cell, as a failing cell has."""
+    if output_nb is None or index is None:
+        return
+    cells = _executed_cells(output_nb)
+    if not 0 <= index < len(cells) or cells[index].get("cell_type") != "code":
+        return
+    cell = cells[index]
+    if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+        return
+    import nbformat
+
+    new_output: Any = nbformat.v4.new_output
+    text = f"{error.name}: {error.message} (mlnb stopped the job here)"
+    cell.setdefault("outputs", []).append(
+        new_output("error", ename=error.name, evalue=error.message, traceback=[text])
+    )
 
 
 def run_notebook(
@@ -338,6 +469,7 @@ def run_notebook(
     start_timeout: float = 60,
     log_output: bool = False,
     strict_params: bool = False,
+    allow_unknown_params: bool = False,
     store: Store | str | os.PathLike[str] | None = None,
     run_id: str | None = None,
     parent_run_id: str | None = None,
@@ -346,8 +478,14 @@ def run_notebook(
 ) -> JobResult:
     """Run the notebook at ``path`` headless (papermill) as one tracked run.
 
-    ``parameters`` override the defaults of the cell tagged ``parameters``; with
-    ``strict_params`` unknown names and values of the wrong type are refused. Bad input
+    ``parameters`` override the defaults of the cell tagged ``parameters``. A name that
+    cell does not assign is refused (the message suggests the close one), since the run
+    would record a value the notebook never used; ``allow_unknown_params`` injects such
+    values anyway, as papermill does, and records them as the tags
+    ``mlnb.unknown_param.<name>``, not as params. ``strict_params`` also refuses values of
+    the wrong type. In a language papermill cannot introspect (R, ...), the values are
+    injected after the ``parameters`` cell unchecked, with a note (``notes`` and the tag
+    ``mlnb.warning``). Bad input
     raises :class:`~mlnb.errors.InvalidInputError` before any run row or kernel exists.
     The executed notebook is written to ``output`` (default: a temporary file) and stored
     with the run as the artifact ``job/<notebook name>.ipynb``. ``cwd`` defaults to the
@@ -366,9 +504,13 @@ def run_notebook(
     nb_path = Path(path).expanduser().absolute()
     given = dict(parameters or {})
     nb = read_notebook(nb_path)
-    known = parameters_of(nb)
-    check_parameters(given, known, strict=strict_params, where=nb_path)
     kernel_name = check_kernel(kernel or nb.metadata.get("kernelspec", {}).get("name"))
+    known = readable_parameters(nb, kernel_name)
+    unknown = check_parameters(
+        given, known, where=nb_path, has_cell=has_parameters_cell(nb), strict=strict_params,
+        allow_unknown=allow_unknown_params,
+    )  # fmt: skip
+    notes = _parameter_notes(nb, known, given, kernel_name)
     work_dir = Path(cwd).expanduser().absolute() if cwd is not None else nb_path.parent
     if not work_dir.is_dir():
         raise InvalidInputError(f"working directory {work_dir} does not exist")
@@ -378,20 +520,44 @@ def run_notebook(
         )
     if not isinstance(start_retries, int) or start_retries < 0:
         raise InvalidInputError(f"start_retries must be an int >= 0, got {start_retries!r}")
-    used = {p.name: p.default for p in known if p.source and _is_literal(p)}
-    used.update(given)
+    used = {p.name: p.default for p in known or [] if p.source and _is_literal(p)}
+    used.update({k: v for k, v in given.items() if k not in unknown})
+    run_tags = {**(tags or {}), **unknown_param_tags(unknown)}
+    if notes:
+        run_tags[WARNING_TAG] = " ".join(notes)
     st, owned_store = _open_store(store)
     try:
         exists = _check_run_id(st, run_id, parent_run_id)
         job = _Job(run_id, exists, parent_run_id, start_retries,
                    _progress_bar() if progress_bar is None else progress_bar)  # fmt: skip
-        return _run(
-            st, nb_path, nb, output, used, given, name, experiment, tags, kernel_name,
+        result = _run(
+            st, nb_path, nb, output, used, given, name, experiment, run_tags, kernel_name,
             work_dir, cell_timeout, start_timeout, log_output, job,
         )  # fmt: skip
+        return dataclasses.replace(result, notes=tuple(notes))
     finally:
         if owned_store:
             st.close()
+
+
+def _parameter_notes(
+    nb: Any, known: list[Param] | None, given: Mapping[str, Any], kernel: str
+) -> list[str]:
+    """What the run should say about how its parameters reached the notebook."""
+    if not given:
+        return []
+    if not has_parameters_cell(nb):
+        return [
+            "the notebook has no cell tagged 'parameters': papermill injected the "
+            "parameters at the top, where the notebook's own assignments may override them"
+        ]
+    if known is None:
+        return [
+            f"papermill cannot read the parameters cell of {language_of(nb)} notebooks "
+            f"(kernel {kernel}): the parameters were not checked against it; they were "
+            f"injected after it, as papermill does"
+        ]
+    return []
 
 
 @dataclass(frozen=True)
@@ -474,11 +640,6 @@ def _run(
     started = time.monotonic()
     notebook_hash = hash_file(nb_path)
     run_tags = {**(tags or {}), JOB_TAG: "1", HASH_TAG: notebook_hash}
-    if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
-        run_tags[WARNING_TAG] = (
-            "the notebook has no cell tagged 'parameters': papermill injected the "
-            "parameters at the top, where the notebook's own assignments may override them"
-        )
     import uuid
 
     run_id = job.run_id or uuid.uuid4().hex
@@ -537,7 +698,7 @@ def _run(
             for attempt in range(job.start_retries + 1):
                 holder = _Holder()
                 try:
-                    with _quiet_run_id_warning():
+                    with _quiet_papermill(bool(given)):
                         final_nb = papermill.execute_notebook(
                             str(nb_path),
                             str(out_path),
@@ -565,25 +726,36 @@ def _run(
             status, exit_code = "finished", EXIT_OK
         except papermill.PapermillExecutionError as exc:
             final_nb = holder.nb
-            cell = _source_cell(exc.cell_index, len(nb.cells), final_nb)
-            error = JobError(str(exc.ename), str(exc.evalue), cell)
+            ename, evalue = str(exc.ename), str(exc.evalue)
+            reply = holder.cell_error
+            if ename == "CellExecutionError" and reply is not None:  # no error output: the
+                ename, evalue = str(reply.ename), str(reply.evalue)  # kernel's reply says
+            error = _job_error(ename, evalue, exc.traceback or [], exc.cell_index, nb, final_nb)
             status, exit_code = "failed", EXIT_CELL_ERROR
+            if holder.timed_out:  # the interrupt after the timeout: the traceback says where
+                message = f"cell {error.cell} did not finish within {cell_timeout:g} s"
+                error = dataclasses.replace(error, name="Timeout", message=message)
+                exit_code = EXIT_TIMEOUT
         except CellTimeoutError:
             final_nb = holder.nb
-            cell = _source_cell(holder.cell, len(nb.cells), final_nb)
-            where = f"cell {cell}" if cell is not None else "a cell"
-            error = JobError("Timeout", f"{where} did not finish within {cell_timeout:g} s", cell)
+            where = _input_index(holder.cell, nb, final_nb)
+            message = f"cell {where} did not finish within {cell_timeout:g} s" + (
+                " and went on after the interrupt" if holder.timed_out else ""
+            )
+            error = _job_error("Timeout", message, [], holder.cell, nb, final_nb)
+            _mark_stopped(final_nb, holder.cell, error)
             status, exit_code = "failed", EXIT_TIMEOUT
         except DeadKernelError as exc:
             final_nb = holder.nb
-            cell = _source_cell(holder.cell, len(nb.cells), final_nb)
-            error = JobError("DeadKernelError", f"the kernel died: {exc}".strip(), cell)
+            message = f"the kernel died: {exc}".strip()
+            error = _job_error("DeadKernelError", message, [], holder.cell, nb, final_nb)
+            _mark_stopped(final_nb, holder.cell, error)
             status, exit_code = "crashed", EXIT_DEAD_KERNEL
         if final_nb is not None and status != "finished" and exit_code != EXIT_CELL_ERROR:
             with quiet_warnings():  # papermill wrote nothing after a timeout/dead kernel
                 writer: Any = nbformat.write
                 writer(final_nb, str(out_path))
-        _record(st, run_id, nb_path, out_path, final_nb, len(nb.cells), error)
+        _record(st, run_id, nb_path, out_path, final_nb, nb, error)
         if name is not None:  # `%track start` in the notebook renames the run it attaches to
             st.write(
                 lambda c: c.execute("UPDATE runs SET name = ? WHERE run_id = ?", [name, run_id])
@@ -654,22 +826,19 @@ def _record(
     nb_path: Path,
     out_path: Path | None,
     final_nb: Any,
-    n_input: int,
+    nb: Any,
     error: JobError | None,
 ) -> None:
     """Error tags, per-cell timings and the executed notebook, while the run still runs."""
     if error is not None:
-        tags: dict[str, Any] = {"mlnb.error.name": error.name, "mlnb.error.message": error.message}
-        if error.cell is not None:
-            tags["mlnb.error.cell"] = error.cell
-        st.set_tags(run_id, tags, check_state=False)
+        st.set_tags(run_id, error.to_tags(), check_state=False)
     if final_nb is not None:
         now = time.time()
         rowid, _ = st.run_rowid(run_id)
         st.insert_metrics(
             [
                 (rowid, CELL_SECONDS, cell, seconds, now)
-                for cell, seconds in _cell_timings(final_nb, n_input)
+                for cell, seconds in _cell_timings(final_nb, nb)
             ]
         )
     if out_path is not None and out_path.is_file():

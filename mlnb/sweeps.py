@@ -3,7 +3,8 @@ per point (``mlnb sweep`` / :func:`sweep`).
 
 Everything is checked before any run exists: the grid (an empty grid, lists of unequal
 length under ``mode="zip"``, a malformed YAML file), every point's parameters against the
-notebook (``strict_params``), the kernel, ``cwd``, the checks, the sort expression and,
+notebook (names its ``parameters`` cell lacks are refused unless ``allow_unknown_params``;
+``strict_params`` checks types too), the kernel, ``cwd``, the checks, the sort expression and,
 for Dask, that the scheduler answers. Then the parent run is created (tag
 ``mlnb.sweep=1``, params = the grid spec) and every child up front as ``queued`` with
 ``parent_run_id`` = the parent, so the store shows the whole sweep at once. Each child is
@@ -21,6 +22,7 @@ The grid itself is parsed and expanded by :mod:`mlnb.grid`. See docs/jobs.md.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import random as random_module
 import signal
@@ -37,8 +39,14 @@ from mlnb.errors import InvalidInputError, MlnbError
 from mlnb.gates import record_checks
 from mlnb.grid import Distribution, expand_grid
 from mlnb.liveness import acquire_run_lock, release_run_lock
-from mlnb.notebookparams import check_parameters, parameters_of, read_notebook
-from mlnb.runner import JobError
+from mlnb.models import JobError
+from mlnb.notebookparams import (
+    check_parameters,
+    has_parameters_cell,
+    read_notebook,
+    readable_parameters,
+    unknown_param_tags,
+)
 from mlnb.store import Store
 
 __all__ = ["ChildResult", "SweepResult", "sweep"]
@@ -119,6 +127,16 @@ class _Plan:
     tags: dict[str, Any]
     cell_timeout: float | None
     start_timeout: float
+    declared: frozenset[str] | None  # the parameters cell's names (None: unreadable)
+    allow_unknown: bool
+
+    def split(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A child's values as (params, unknown): names the notebook does not declare are
+        injected (``allow_unknown``) but recorded as tags, as a job records them."""
+        if self.declared is None:
+            return dict(values), {}
+        known = {k: v for k, v in values.items() if k in self.declared}
+        return known, {k: v for k, v in values.items() if k not in self.declared}
 
 
 def _plan(
@@ -130,6 +148,7 @@ def _plan(
     seed: int | None,
     parameters: Mapping[str, Any] | None,
     strict_params: bool,
+    allow_unknown_params: bool,
     kernel: str | None,
     cwd: str | os.PathLike[str] | None,
     cell_timeout: float | None,
@@ -143,7 +162,9 @@ def _plan(
 
     nb_path = Path(notebook).expanduser().absolute()
     nb = read_notebook(nb_path)
-    known = parameters_of(nb)
+    kernel_name = runner.check_kernel(kernel or nb.metadata.get("kernelspec", {}).get("name"))
+    known = readable_parameters(nb, kernel_name)
+    has_cell = has_parameters_cell(nb)
     if random is not None and seed is None:
         seed = random_module.SystemRandom().randrange(2**31)  # recorded, so it can be rerun
     points = expand_grid(grid, mode=mode, random=random, seed=seed)
@@ -153,8 +174,8 @@ def _plan(
     if both:
         raise InvalidInputError(f"{', '.join(both)}: both swept and fixed; give each once")
     for point in points:
-        check_parameters({**fixed, **point}, known, strict=strict_params, where=nb_path)
-    runner.check_kernel(kernel or nb.metadata.get("kernelspec", {}).get("name"))
+        check_parameters({**fixed, **point}, known, where=nb_path, has_cell=has_cell,
+                         strict=strict_params, allow_unknown=allow_unknown_params)  # fmt: skip
     if cwd is not None and not Path(cwd).expanduser().is_dir():
         raise InvalidInputError(f"working directory {cwd} does not exist")
     if cell_timeout is not None and not cell_timeout > 0:
@@ -182,6 +203,8 @@ def _plan(
         tags={**(tags or {})},
         cell_timeout=cell_timeout,
         start_timeout=start_timeout,
+        declared=None if known is None else frozenset(p.name for p in known),
+        allow_unknown=allow_unknown_params,
     )
 
 
@@ -209,6 +232,7 @@ def sweep(
     cell_timeout: float | None = None,
     start_timeout: float = 60,
     strict_params: bool = False,
+    allow_unknown_params: bool = False,
     checks: Sequence[str] = (),
     store: Store | str | os.PathLike[str] | None = None,
     progress: bool | None = None,
@@ -219,13 +243,16 @@ def sweep(
     :class:`Distribution` ranges), or is a list of points; ``mode`` is ``"product"`` (every
     combination) or ``"zip"``; ``random=N`` samples N points reproducibly with ``seed``
     (recorded on the parent; drawn when not given). ``parameters`` are fixed for every
-    child. ``workers`` children run at once, each in its own process and kernel
-    (``executor="local"``), or on the Dask cluster at ``scheduler``
-    (``executor="dask"``). ``fail_fast`` stops the sweep at the first child that does not
-    finish. ``checks`` are filters each finished child must pass (e.g. ``"metrics.acc >
-    0.9"``; results in the tags ``mlnb.check.<i>``). ``sort`` orders the returned children
-    (an order_by expression such as ``"metrics.acc desc"``). ``progress`` shows a progress
-    line on stderr (default: when it is a terminal and ``$CI`` is unset).
+    child. Names the notebook's ``parameters`` cell does not assign are refused unless
+    ``allow_unknown_params`` (then injected, and recorded as the tags
+    ``mlnb.unknown_param.<name>``, not as params); ``strict_params`` also refuses values of
+    the wrong type, as :func:`~mlnb.runner.run_notebook` does. ``workers`` children run at
+    once, each in its own process and kernel (``executor="local"``), or on the Dask cluster
+    at ``scheduler`` (``executor="dask"``). ``fail_fast`` stops the sweep at the first child
+    that does not finish. ``checks`` are filters each finished child must pass (e.g.
+    ``"metrics.acc > 0.9"``; results in the tags ``mlnb.check.<i>``). ``sort`` orders the
+    returned children (an order_by expression such as ``"metrics.acc desc"``). ``progress``
+    shows a progress line on stderr (default: when it is a terminal and ``$CI`` is unset).
 
     Bad input raises :class:`~mlnb.errors.InvalidInputError` before any run exists. Ctrl-C
     marks the unfinished children and the parent ``killed`` and re-raises
@@ -245,7 +272,8 @@ def sweep(
         compile_order_by(sort)
     plan = _plan(
         notebook, grid, mode=mode, random=random, seed=seed, parameters=parameters,
-        strict_params=strict_params, kernel=kernel, cwd=cwd, cell_timeout=cell_timeout,
+        strict_params=strict_params, allow_unknown_params=allow_unknown_params,
+        kernel=kernel, cwd=cwd, cell_timeout=cell_timeout,
         start_timeout=start_timeout, name=name, experiment=experiment, tags=tags,
     )  # fmt: skip
     st, owned = _open_store(store)
@@ -332,6 +360,7 @@ def _create_children(st: Store, plan: _Plan, parent: str) -> list[dict[str, Any]
     children = []
     for i, point in enumerate(plan.points):
         run_id = uuid.uuid4().hex
+        params, unknown = plan.split({**plan.fixed, **point})
         child: dict[str, Any] = {
             "index": i,
             "run_id": run_id,
@@ -343,12 +372,12 @@ def _create_children(st: Store, plan: _Plan, parent: str) -> list[dict[str, Any]
             run_id=run_id,
             name=child["name"],
             experiment=plan.experiment,
-            tags=child["tags"],
+            tags={**child["tags"], **unknown_param_tags(unknown)},
             parent_run_id=parent,
             source=str(plan.nb_path),
             status="queued",
         )
-        st.log_params(run_id, {**plan.fixed, **point})
+        st.log_params(run_id, params)
         children.append(child)
     return children
 
@@ -513,7 +542,7 @@ def _outcome(child: Mapping[str, Any], result: Any) -> dict[str, Any]:
         "point": child["point"],
         "status": result.status,
         "exit_code": result.exit_code,
-        "error": None if err is None else (err.name, err.message, err.cell),
+        "error": None if err is None else dataclasses.astuple(err),
     }
 
 
@@ -552,6 +581,7 @@ def _local_child(task: dict[str, Any]) -> dict[str, Any]:
             start_timeout=task["start_timeout"],
             start_retries=START_RETRIES,
             progress_bar=False,
+            allow_unknown_params=task["allow_unknown"],
         )
         return _outcome(child, result)
     except MlnbError as exc:
@@ -599,7 +629,7 @@ def _run_local(
         "notebook": str(plan.nb_path), "fixed": plan.fixed, "store": str(st.root.absolute()),
         "environ": dict(os.environ), "workdir": os.getcwd(),
         "kernel": plan.kernel, "cwd": plan.cwd, "cell_timeout": plan.cell_timeout,
-        "start_timeout": plan.start_timeout,
+        "start_timeout": plan.start_timeout, "allow_unknown": plan.allow_unknown,
     }  # fmt: skip
     futures = {pool.submit(_local_child, {**base, "child": c}): c for c in children}
     outcomes: dict[int, dict[str, Any]] = {}
@@ -714,6 +744,7 @@ def _dask_child(task: dict[str, Any]) -> dict[str, Any]:
                     start_timeout=task["start_timeout"],
                     start_retries=START_RETRIES,
                     progress_bar=False,
+                    allow_unknown_params=task["allow_unknown"],
                 )
             except MlnbError as exc:
                 return {"outcome": _failed_outcome(child, exc, EXIT_FAILED), "bundle": None}
@@ -747,6 +778,7 @@ def _run_dask(
         "experiment": st.get_run(parent).experiment if parent else plan.experiment,
         "kernel": plan.kernel, "cwd": plan.cwd, "cell_timeout": plan.cell_timeout,
         "start_timeout": plan.start_timeout, "parent_run_id": parent,
+        "allow_unknown": plan.allow_unknown,
     }  # fmt: skip
     futures = {
         client.submit(_dask_child, {**base, "child": c}, key=f"mlnb-{c['run_id']}", pure=False): c
@@ -764,9 +796,8 @@ def _run_dask(
             if payload["bundle"] is not None:
                 import_run(st, payload["bundle"])
             else:
-                err = outcome["error"]
                 st.set_status(child["run_id"], "failed", only_from=("queued", "running"))
-                error = {"mlnb.error.name": err[0], "mlnb.error.message": err[1]}
+                error = JobError(*outcome["error"]).to_tags()
                 st.set_tags(child["run_id"], error, check_state=False)
             outcomes[child["index"]] = outcome
             progress.update()

@@ -76,11 +76,20 @@ def test_a_failing_cell_exits_1(tmp_path: Path) -> None:
         (("run", str(NOTEBOOKS / "job_train.ipynb"), "--strict-params", "-p", "epochs", "many"),
          "epochs"),
         (("run", str(NOTEBOOKS / "job_train.ipynb"), "--check", "metrics.acc >"), "expected"),
+        # issue 11 item 1: an unknown name is refused, with the close one
+        (("run", str(NOTEBOOKS / "job_train.ipynb"), "-p", "epoch", "2"),
+         "the parameters cell of job_train.ipynb defines no 'epoch'; did you mean 'epochs'?"),
+        (("run", str(NOTEBOOKS / "out_of_order.ipynb"), "-p", "lr", "0.2"),
+         "out_of_order.ipynb has no cell tagged 'parameters'"),
+        # issue 11 item 15: a missing kernel is named, not "introspection not implemented"
+        (("run", str(NOTEBOOKS / "papermill" / "notimplemented_translator.ipynb"), "-p", "msg",
+          "hi"), "no kernel named 'r' is installed; installed: "),
     ],
 )  # fmt: skip
 def test_usage_and_parameter_errors_exit_2_and_record_nothing(
     tmp_path: Path, args: tuple[str, ...], message: str
 ) -> None:
+    """Issue 11 items 1 and 15 added their cases: refused before anything runs."""
     proc = mlnb(tmp_path / "s", *args)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr
@@ -89,14 +98,75 @@ def test_usage_and_parameter_errors_exit_2_and_record_nothing(
 
 
 @pytest.mark.slow
-def test_a_notebook_without_a_parameters_cell_runs_with_a_warning_on_the_run(
+def test_allow_unknown_params_runs_a_notebook_without_a_parameters_cell_recording_tags(
     tmp_path: Path,
 ) -> None:
-    proc = mlnb(tmp_path / "s", "run", str(NOTEBOOKS / "out_of_order.ipynb"), "-p", "lr", "0.2")
+    """Issue 11 item 1: the value injected at the top is recorded as a tag, not a param
+    (the notebook's own assignment may override it), and the run says why."""
+    proc = mlnb(tmp_path / "s", "run", str(NOTEBOOKS / "out_of_order.ipynb"), "-p", "lr", "0.2",
+                "--allow-unknown-params")  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     table = runs(tmp_path / "s")
     assert table["status"] == ["finished"]
+    assert "params.lr" not in table
+    assert table["tags.mlnb.unknown_param.lr"] == ["0.2"]
     assert "no cell tagged 'parameters'" in table["tags.mlnb.warning"][0]
+
+
+@pytest.mark.slow
+def test_a_kernelspec_named_python_runs_as_under_papermill(tmp_path: Path) -> None:
+    """Issue 11 item 13: papermill's test_autosave.ipynb (kernelspec `python`) exited 2."""
+    proc = mlnb(tmp_path / "s", "run", str(NOTEBOOKS / "papermill" / "test_autosave.ipynb"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert runs(tmp_path / "s")["status"] == ["finished"]
+
+
+@pytest.mark.slow
+def test_run_show_and_report_say_which_cell_failed_how_and_where(tmp_path: Path) -> None:
+    """Issue 11 item 3: `mlnb run` printed a JobError repr (sometimes with message='');
+    run, show and report now print the cell, its first line, the exception and the last
+    frames. Also `%track metric accuracy=acc` logs the variable's value inside a job."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Py"}
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in [
+        "%load_ext mlnb\nacc = 0.9\n%track metric accuracy=acc",
+        "def f():\n    return 1 / 0", "def g():\n    return f()", "g()  # the call",
+    ]]  # fmt: skip
+    path = tmp_path / "frames.ipynb"
+    nbformat.write(nb, path)
+    store = tmp_path / "s"
+    proc = mlnb(store, "run", str(path))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    headline = "cell 3 `g()  # the call`: ZeroDivisionError: division by zero"
+    assert headline in proc.stderr and "JobError(" not in proc.stderr
+    assert "----> 2     return 1 / 0" in proc.stderr  # the last frame
+    table = runs(store)
+    assert table["metrics.accuracy"] == [0.9]
+    run_id = table["run_id"][0]
+    shown = mlnb(store, "show", run_id)
+    assert shown.returncode == 0, shown.stderr
+    assert headline in shown.stdout and "----> 2     return 1 / 0" in shown.stdout
+    report = mlnb(store, "report", run_id, "--no-plots")
+    assert report.returncode == 0, report.stderr
+    assert f"status failed ({headline})" in report.stdout
+    assert "----> 2     return 1 / 0" in report.stdout
+
+
+@pytest.mark.slow
+def test_mlnb_test_does_not_warn_about_notebooks_without_a_parameters_cell(
+    tmp_path: Path,
+) -> None:
+    """Issue 11 item 16: `mlnb test` printed papermill's "Input notebook does not contain
+    a cell with tag 'parameters'" for every such notebook."""
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    shutil.copy(NOTEBOOKS / "out_of_order.ipynb", folder)
+    proc = mlnb(tmp_path / "s", "test", str(folder))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout
+    assert "does not contain a cell with tag" not in proc.stdout + proc.stderr
 
 
 def _in_terminal(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:

@@ -104,6 +104,35 @@ def test_params_param_metric_tag_note(shell: InteractiveShell) -> None:
     assert rec.tags == {"stage": "dev", "mlnb.note": "first try with adam"}
 
 
+def test_track_metric_takes_a_variable_or_an_expression_after_the_equals_sign(
+    shell: InteractiveShell,
+) -> None:
+    """Issue 11 item 3: `%track metric accuracy=acc` failed ('acc' was read as text, not a
+    number) — in a job, with an empty error message."""
+    run(shell, "acc = 0.93\naccs = [0.5, 0.7]\nclass R: f1 = 0.8\nreport = R()")
+    run(shell, "%track start")
+    run(shell, "%track metric accuracy=acc best=max(accs) f1=report.f1 half=acc/2 n=3")
+    rec = last_run()
+    assert rec.metrics == {"accuracy": 0.93, "best": 0.7, "f1": 0.8, "half": 0.465, "n": 3.0}
+
+
+def test_track_param_refuses_a_variable_name_it_would_log_as_text(
+    shell: InteractiveShell,
+) -> None:
+    """Issue 11 item 3 (the %track param half): `%track param rate=lr` would have logged
+    the text 'lr'; it is refused with the forms that work, and `$lr` logs the value."""
+    from IPython.core.error import UsageError
+
+    run(shell, "lr = 0.01")
+    run(shell, "%track start")
+    error = fails(shell, "%track param rate=lr")
+    assert isinstance(error, UsageError)
+    assert "'lr' is a variable of the notebook" in str(error)
+    assert "%track params lr" in str(error) and "rate=$lr" in str(error)
+    run(shell, "%track param rate=$lr opt=adam")
+    assert last_run().params == {"rate": 0.01, "opt": "adam"}
+
+
 def test_the_first_logging_call_starts_a_run(shell: InteractiveShell) -> None:
     assert mlnb.active_run() is None
     run(shell, "%track param x=1")
@@ -223,6 +252,7 @@ def test_track_data_output_is_one_line_and_a_small_table(shell: InteractiveShell
         ("%track params nope", "name 'nope' is not defined"),
         ("%track param novalue", "expected KEY=VALUE"),
         ("%track metric acc='high'", "must be a number"),
+        ("%track metric accuracy=acx", "accuracy=acx: name 'acx' is not defined"),
         ("%track end", "no active run"),
         ("%track data /no/such/file.csv", "/no/such/file.csv"),
         ("%track end --status done", "invalid choice"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from mlnb.runner import (
     EXIT_DEAD_KERNEL,
     EXIT_OK,
     EXIT_TIMEOUT,
+    JobError,
+    check_kernel,
     run_notebook,
 )
 from mlnb.store import Store
@@ -96,13 +99,57 @@ def test_a_file_that_is_not_a_notebook_is_refused(tmp_path: Path, store_dir: Pat
     assert run_ids(store_dir) == []
 
 
-def test_strict_params_refuse_unknown_names_listing_the_known_ones(
+def test_run_notebook_refuses_an_unknown_parameter_and_suggests_the_close_one(
     tmp_path: Path, store_dir: Path
 ) -> None:
+    """Issue 11 item 1: `-p max_dept 6` was injected, stored as a param next to the
+    notebook's own `max_depth`, and the run finished as if it had been used."""
     path = job("job_train", tmp_path)
-    with pytest.raises(InvalidInputError, match=r"unknown parameter lrr .*lr, epochs, model"):
-        run_notebook(path, parameters={"lrr": 0.5}, strict_params=True)
+    with pytest.raises(
+        InvalidInputError,
+        match=r"the parameters cell of job_train.ipynb defines no 'lrr'; did you mean 'lr'\?",
+    ):
+        run_notebook(path, parameters={"lrr": 0.5})
+    with pytest.raises(InvalidInputError, match=r"defines no 'speed'; its parameters are: lr, "
+                       r"epochs, model, layers.*--allow-unknown-params"):  # fmt: skip
+        run_notebook(path, parameters={"speed": 0.5}, strict_params=True)
     assert run_ids(store_dir) == []
+
+
+def test_run_notebook_without_a_parameters_cell_refuses_parameters_saying_how_to_tag_one(
+    tmp_path: Path, store_dir: Path
+) -> None:
+    """Issue 11 item 1: a value injected at the top of a notebook without a parameters
+    cell was recorded as a param although the notebook's own assignment overrode it."""
+    path = job("job_crash", tmp_path)
+    with pytest.raises(InvalidInputError) as info:
+        run_notebook(path, parameters={"lr": 0.2})
+    text = str(info.value)
+    assert "job_crash.ipynb has no cell tagged 'parameters'" in text
+    assert "add the tag 'parameters'" in text  # how to tag one
+    assert "--allow-unknown-params" in text
+    assert run_ids(store_dir) == []
+
+
+@pytest.mark.slow
+def test_run_notebook_allow_unknown_params_injects_them_but_records_them_as_tags(
+    tmp_path: Path, store_dir: Path
+) -> None:
+    """Issue 11 item 1: with allow_unknown_params, papermill's behaviour (injected anyway),
+    recorded under mlnb.unknown_param.<name>, never as params."""
+    path = job("job_train", tmp_path)
+    result = run_notebook(
+        path, parameters={"lr": 0.5, "max_dept": 6, "note": "x"}, allow_unknown_params=True
+    )
+    assert result.exit_code == EXIT_OK, result.error
+    with Store(store_dir) as st:
+        rec = st.get_run(result.run_id)
+    assert rec.params == {"lr": 0.5, "epochs": 3, "model": "logreg", "layers": [64, 32]}
+    assert rec.tags["mlnb.unknown_param.max_dept"] == "6"
+    assert rec.tags["mlnb.unknown_param.note"] == "x"
+    assert result.output is not None
+    executed = json.loads(result.output.read_text())
+    assert executed["metadata"]["papermill"]["parameters"]["max_dept"] == 6  # injected
 
 
 @pytest.mark.parametrize(
@@ -124,8 +171,33 @@ def test_values_that_cannot_reach_a_notebook_are_refused(tmp_path: Path, store_d
         run_notebook(path, parameters={"lr": object()})
     with pytest.raises(InvalidInputError, match="not a valid Python identifier"):
         run_notebook(path, parameters={"my lr": 1})
-    with pytest.raises(InvalidInputError, match="no Jupyter kernel named 'no-such-kernel'"):
+    with pytest.raises(InvalidInputError, match="no kernel named 'no-such-kernel' is installed"):
         run_notebook(path, kernel="no-such-kernel")
+    assert run_ids(store_dir) == []
+
+
+def test_check_kernel_resolves_names_as_jupyter_client_does() -> None:
+    """Issue 11 item 13: a kernelspec named `python` runs under papermill (jupyter_client
+    starts `python3` for it) but mlnb refused it."""
+    assert check_kernel("python") == "python3"
+    assert check_kernel("python3") == "python3"
+
+
+@pytest.mark.parametrize("kernel", ["ir", "r"])
+def test_a_notebook_in_another_language_without_its_kernel_says_the_kernel_is_missing(
+    tmp_path: Path, store_dir: Path, kernel: str
+) -> None:
+    """Issue 11 item 15: an R notebook with a parameters cell was refused with
+    "parameters introspection not implemented" instead of naming the missing kernel."""
+    nb = json.loads((NOTEBOOKS / "papermill" / "notimplemented_translator.ipynb").read_text())
+    nb["metadata"]["kernelspec"]["name"] = kernel
+    path = tmp_path / "r.ipynb"
+    path.write_text(json.dumps(nb))
+    with pytest.raises(InvalidInputError) as info:
+        run_notebook(path, parameters={"msg": "hi"})
+    assert re.match(
+        rf"no kernel named '{kernel}' is installed; installed: .*python3", str(info.value)
+    )
     assert run_ids(store_dir) == []
 
 
@@ -249,18 +321,174 @@ def test_a_dead_kernel_crashes_the_run_with_exit_138(tmp_path: Path, store_dir: 
         assert "job/job_crash.ipynb" in {a.path for a in rec.artifacts}  # the partial notebook
 
 
+def error_outputs(executed: Path, source_start: str) -> list[dict]:
+    """The error outputs of the executed notebook's cell whose source starts so."""
+    nb = json.loads(executed.read_text())
+    [cell] = [c for c in nb["cells"] if "".join(c["source"]).startswith(source_start)]
+    return [o for o in cell.get("outputs", []) if o["output_type"] == "error"]
+
+
 @pytest.mark.slow
 def test_a_cell_timeout_fails_the_run_with_exit_124(tmp_path: Path, store_dir: Path) -> None:
+    """Issue 11 item 14: the saved notebook showed nothing where the job stopped; now the
+    interrupted cell shows its KeyboardInterrupt, as papermill's output does."""
     result = run_notebook(job("job_sleep", tmp_path), cell_timeout=2)
     assert (result.status, result.exit_code) == ("failed", EXIT_TIMEOUT)
     assert result.error is not None
     assert (result.error.name, result.error.cell) == ("Timeout", 1)
+    assert result.error.source == "import time"
+    assert "time.sleep(seconds)" in result.error.traceback  # where it stopped
     assert result.duration < 20
     with Store(store_dir) as st:
         rec = st.get_run(result.run_id)
         assert rec.status == "failed"
         assert rec.tags["mlnb.error.name"] == "Timeout"
         assert rec.tags["mlnb.error.cell"] == "1"
+    assert result.output is not None
+    [shown] = error_outputs(result.output, "import time")
+    assert shown["ename"] == "KeyboardInterrupt"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(60)",
+        "import time\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    x = 1",
+    ],
+    ids=["ignores-the-interrupt", "swallows-the-interrupt"],
+)
+def test_a_cell_that_outlives_the_interrupt_still_shows_where_the_job_stopped(
+    tmp_path: Path, store_dir: Path, source: str
+) -> None:
+    """Issue 11 item 14: a timed-out cell that ignores (or catches) the interrupt stops the
+    job all the same, and the saved notebook marks the cell."""
+    path = make_notebook(tmp_path / "stuck.ipynb", ["a = 1", source, "never = True"])
+    result = run_notebook(path, cell_timeout=2)
+    assert (result.status, result.exit_code) == ("failed", EXIT_TIMEOUT)
+    assert result.error is not None and (result.error.name, result.error.cell) == ("Timeout", 1)
+    assert result.duration < 30
+    assert result.output is not None
+    [shown] = error_outputs(result.output, "import")
+    assert shown["ename"] == "Timeout" and "did not finish within 2 s" in shown["evalue"]
+    assert error_outputs(result.output, "never") == []
+
+
+def make_notebook(path: Path, sources: list[str], **metadata: object) -> Path:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Py"}
+    nb.metadata.update(metadata)
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.slow
+def test_a_usage_error_in_a_job_has_its_message_cell_and_source(
+    tmp_path: Path, store_dir: Path
+) -> None:
+    """Issue 11 item 3: a cell failing with a UsageError (no error output in the cell)
+    arrived as JobError(name='CellExecutionError', message='', cell=1) — an empty message
+    and, in a notebook without a parameters cell, the wrong cell."""
+    path = tmp_path / "line_magic_error.ipynb"
+    shutil.copy(NOTEBOOKS / "papermill" / "line_magic_error.ipynb", path)
+    result = run_notebook(path)
+    assert (result.status, result.exit_code) == ("failed", EXIT_CELL_ERROR)
+    error = result.error
+    assert error is not None
+    assert (error.name, error.cell, error.source) == ("UsageError", 0, "%undefined-line-magic")
+    assert error.message == "Line magic function `%undefined-line-magic` not found."
+    assert str(error).startswith("cell 0 `%undefined-line-magic`: UsageError: Line magic function")
+    with Store(store_dir) as st:
+        rec = st.get_run(result.run_id)
+    assert JobError.from_tags(rec.tags) == error
+
+
+@pytest.mark.slow
+def test_a_failed_job_keeps_the_last_frames_of_the_traceback(
+    tmp_path: Path, store_dir: Path
+) -> None:
+    """Issue 11 item 3: the error shows the cell's first source line and the last frames
+    of the traceback (plain text), not a repr."""
+    path = make_notebook(
+        tmp_path / "frames.ipynb",
+        ["def f():\n    return 1 / 0", "def g():\n    return f()", "\ng()  # the call\nz = 2"],
+    )
+    result = run_notebook(path)
+    error = result.error
+    assert error is not None
+    assert (error.name, error.message, error.cell) == ("ZeroDivisionError", "division by zero", 2)
+    assert error.source == "g()  # the call"  # the first line that is not blank
+    assert "return 1 / 0" in error.traceback and "return f()" in error.traceback
+    assert "\x1b[" not in error.traceback  # no terminal colours
+    text = str(error)
+    assert text.splitlines()[0] == "cell 2 `g()  # the call`: ZeroDivisionError: division by zero"
+    assert "return 1 / 0" in text
+    with Store(store_dir) as st:
+        assert JobError.from_tags(st.get_run(result.run_id).tags) == error
+
+
+@pytest.mark.slow
+def test_cell_seconds_count_the_notebooks_own_cells_when_a_cell_fails(
+    tmp_path: Path, store_dir: Path
+) -> None:
+    """Issue 11 item 4: job/cell_seconds steps were 1, 2, 4 for cells 0-2: papermill's
+    error-marker cells were counted."""
+    result = run_notebook(job("job_fail", tmp_path))
+    assert result.exit_code == EXIT_CELL_ERROR
+    with Store(store_dir) as st:
+        steps = [s for s, _, _ in st.history(result.run_id, "job/cell_seconds")]
+    assert steps == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_cells_are_counted_as_the_input_file_holds_them_when_it_has_papermill_markers(
+    tmp_path: Path, store_dir: Path
+) -> None:
+    """Issue 11 items 3 and 4: papermill's broken1.ipynb is an earlier output, with its
+    error-marker cells; papermill drops them before running, and the error named cell 4 (a
+    markdown cell) instead of cell 6 (`assert False`)."""
+    path = tmp_path / "broken1.ipynb"
+    shutil.copy(NOTEBOOKS / "papermill" / "broken1.ipynb", path)
+    result = run_notebook(path)
+    assert result.error is not None
+    assert (result.error.name, result.error.cell) == ("AssertionError", 6)
+    assert result.error.source == "assert False"
+    assert result.error.message  # AssertionError() has none: never empty all the same
+    with Store(store_dir) as st:
+        steps = [s for s, _, _ in st.history(result.run_id, "job/cell_seconds")]
+    assert steps == [3, 6]
+
+
+@pytest.mark.slow
+def test_a_notebook_whose_parameters_cannot_be_read_runs_with_injected_values_and_a_note(
+    tmp_path: Path, store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11 item 15: a notebook in a language papermill cannot introspect (R) could
+    not run at all; papermill injects its parameters through the language's translator."""
+    from papermill.translators import PythonTranslator, Translator, papermill_translators
+
+    class NoInspection(PythonTranslator):  # a language whose translator cannot inspect
+        inspect = Translator.inspect
+
+    monkeypatch.setitem(papermill_translators._translators, "fakelang", NoInspection)
+    path = make_notebook(
+        tmp_path / "fake.ipynb",
+        ["msg = None", "import mlnb\nmlnb.log_metric('n', len(msg))"],
+        language_info={"name": "fakelang"},
+    )
+    nb = json.loads(path.read_text())
+    nb["cells"][0]["metadata"]["tags"] = ["parameters"]
+    path.write_text(json.dumps(nb))
+    result = run_notebook(path, parameters={"msg": "hello"})
+    assert result.exit_code == EXIT_OK, result.error
+    with Store(store_dir) as st:
+        rec = st.get_run(result.run_id)
+    assert rec.metrics["n"] == 5.0  # the injected value reached the notebook
+    assert rec.params == {"msg": "hello"}
+    assert "parameters were not checked" in rec.tags["mlnb.warning"]
 
 
 # -- the run never stays running ----------------------------------------------------------

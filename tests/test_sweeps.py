@@ -132,7 +132,9 @@ def test_load_grid_file_accepts_a_mapping_or_points_and_refuses_bad_yaml(tmp_pat
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("-g", "nope=1,2", "--strict-params"), "unknown parameter nope"),
+        (("-g", "nope=1,2"), "the parameters cell of job_train.ipynb defines no 'nope'"),
+        (("-g", "epoch=1,2"), "did you mean 'epochs'?"),  # issue 11 item 1
+        (("-g", "lr=0.1", "-p", "epoch", "2"), "did you mean 'epochs'?"),
         (("-g", "epochs=1,many", "--strict-params"), "epochs"),
         (("-g", "lr=0.1,0.2", "-g", "epochs=1,2,3", "--mode", "zip"), "equal length"),
         (("-g", "lr=0.1", "-p", "lr", "0.2"), "both swept and fixed"),
@@ -227,14 +229,32 @@ def test_zip_mode_through_the_api_runs_the_pairs(store: Store) -> None:
 
 @pytest.mark.slow
 def test_a_failing_child_fails_the_sweep_and_the_others_finish(tmp_path: Path) -> None:
+    """Issue 11 item 3: the failed child's line names the cell, its first source line,
+    the exception and the last frame of the traceback."""
     proc = mlnb_cli(tmp_path / "s", "sweep", STEP, "-g", "fail=false,true,false", "-j", "2")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     runs = table(tmp_path / "s")
     assert runs["status"] == ["failed", "finished", "failed", "finished"]
     assert runs["tags.mlnb.error.name"][2] == "ValueError"
     assert "1 not finished" in proc.stdout
-    assert f"{runs['run_id'][2][:8]} failed: cell " in proc.stderr  # why, as `mlnb run` says
-    assert ": ValueError: " in proc.stderr
+    why = f"{runs['run_id'][2][:8]} failed: cell 2 `import time`: ValueError: asked to fail"
+    assert why in proc.stderr  # why, as `mlnb run` says
+    assert 'raise ValueError("asked to fail")' in proc.stderr  # the last frame
+
+
+@pytest.mark.slow
+def test_allow_unknown_params_sweeps_names_the_notebook_lacks_as_tags(tmp_path: Path) -> None:
+    """Issue 11 item 1: `mlnb sweep --allow-unknown-params` injects grid names that the
+    parameters cell lacks and records them as tags, not params."""
+    proc = mlnb_cli(tmp_path / "s", "sweep", STEP, "-g", "score=0.5", "-g", "extra=1,2",
+                    "--allow-unknown-params")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = table(tmp_path / "s")  # the parent, then its children
+    assert runs["name"] == ["sweep_step sweep", "sweep_step-1", "sweep_step-2"]
+    assert runs["status"] == ["finished"] * 3
+    assert "params.extra" not in runs
+    assert runs["tags.mlnb.unknown_param.extra"] == [None, "1", "2"]
+    assert runs["params.score"][1:] == [0.5, 0.5] and runs["params.fail"][1:] == [False, False]
 
 
 @pytest.mark.slow
