@@ -442,18 +442,21 @@ def _tag_map(items: Sequence[str]) -> dict[str, str]:
 def _job_parameters(
     pairs: Sequence[tuple[str, str]], yaml_text: str | None, yaml_file: str | None
 ) -> dict[str, Any]:
-    import yaml
-
+    """Parameters from ``-f FILE``, then ``-y YAML``, then ``-p NAME VALUE`` (later wins);
+    YAML is read within mlnb's limits (:mod:`mlnb.yamlinput`): over one is a usage error."""
     from mlnb.grid import parse_value
+    from mlnb.yamlinput import load_yaml, read_yaml_file
 
     params: dict[str, Any] = {}
     for source, text in (("--parameters-file", yaml_file), ("-y", yaml_text)):
         if text is None:
             continue
         try:
-            raw = open(text).read() if source == "--parameters-file" else text  # noqa: SIM115
-            loaded = yaml.safe_load(raw) or {}
-        except (OSError, yaml.YAMLError) as exc:
+            if source == "--parameters-file":
+                loaded = read_yaml_file(text, what="parameters file") or {}
+            else:
+                loaded = load_yaml(text, source="-y") or {}
+        except MlnbError as exc:
             raise click.BadParameter(f"cannot read parameters: {exc}", param_hint=source) from None
         if not isinstance(loaded, dict):
             raise click.BadParameter("parameters must be a mapping of names to values",
@@ -510,7 +513,6 @@ def run_cmd(
     124 a cell timed out, 138 the kernel died.
     """
     from mlnb.query import compile_filter
-    from mlnb.runner import run_notebook
 
     for expr in checks:  # a bad gate is a usage error, found before anything runs
         try:
@@ -518,13 +520,17 @@ def run_cmd(
         except MlnbError as exc:
             raise click.BadParameter(str(exc), param_hint="--check") from None
     tag_map = _tag_map(tags)
+    parameters = _job_parameters(pairs, yaml_text, yaml_file)  # before papermill is imported
+
+    from mlnb.runner import run_notebook
+
     store = _open_store(ctx)
     try:
         result = run_notebook(
-            notebook, output, parameters=_job_parameters(pairs, yaml_text, yaml_file),
-            name=name, experiment=experiment, tags=tag_map, kernel=kernel, cwd=cwd,
-            cell_timeout=cell_timeout, start_timeout=start_timeout, log_output=log_output,
-            strict_params=strict_params, store=store,
+            notebook, output, parameters=parameters, name=name, experiment=experiment,
+            tags=tag_map, kernel=kernel, cwd=cwd, cell_timeout=cell_timeout,
+            start_timeout=start_timeout, log_output=log_output, strict_params=strict_params,
+            store=store,
         )  # fmt: skip
     except MlnbError as exc:
         click.echo(f"Error: {exc}", err=True)

@@ -15,7 +15,8 @@ and exits non-zero, the magics raise ``UsageError``, the server answers a JSON e
     │   └── AmbiguousRunIdError     a prefix matches several runs
     ├── RunStateError               e.g. logging to a finished run
     ├── InvalidInputError           a bad key, value, step or param (nothing written)
-    │   └── ParamConflictError      a param logged again with a different value
+    │   ├── ParamConflictError      a param logged again with a different value
+    │   └── InputLimitError         input over a size or complexity limit (names the limit)
     └── QuerySyntaxError            a filter or order_by that does not parse (has .position)
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 __all__ = [
     "AmbiguousRunIdError",
+    "InputLimitError",
     "InvalidInputError",
     "MlnbError",
     "ParamConflictError",
@@ -74,6 +76,11 @@ class InvalidInputError(MlnbError, ValueError):
 
 class ParamConflictError(InvalidInputError):
     """A param was logged again with a different value (params are immutable)."""
+
+
+class InputLimitError(InvalidInputError):
+    """Input over one of mlnb's limits on size or complexity (a YAML file that expands to
+    too many values, say); the message names the limit. Nothing was read or written."""
 
 
 class QuerySyntaxError(MlnbError, ValueError):
