@@ -17,6 +17,7 @@ import click
 
 from mlnb import __version__
 from mlnb.errors import MlnbError
+from mlnb.formatting import escape_markdown
 from mlnb.models import RunRecord, format_duration, iso
 from mlnb.rundiff import diff_runs
 from mlnb.store import Store
@@ -154,7 +155,8 @@ def _cell(value: Any, column: str, fmt: str) -> Any:
 
 
 def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
-    """Rows as a text table, CSV, JSON (NaN/±inf as strings) or Markdown."""
+    """Rows as a text table, CSV, JSON (NaN/±inf as strings) or Markdown (every cell and
+    header escaped, so names, params and tags show as text)."""
     cells = [[_cell(v, c, fmt) for v, c in zip(row, columns, strict=True)] for row in rows]
     if fmt == "json":
         return json.dumps([dict(zip(columns, r, strict=True)) for r in cells], indent=2) + "\n"
@@ -166,9 +168,9 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> s
         return buf.getvalue()
     text = [[str(c) for c in r] for r in cells]
     if fmt == "markdown":
-        esc = [[t.replace("|", "\\|") for t in r] for r in text]
-        lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in esc]
+        head = [escape_markdown(c) for c in columns]
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+        lines += ["| " + " | ".join(escape_markdown(t) for t in r) + " |" for r in text]
         return "\n".join(lines) + "\n"
     if not rows:
         return "(no runs)\n"

@@ -4,7 +4,8 @@ coordinates of params against a metric, and a scatter of one param against one m
 
 Each builder takes plain data (lists and dicts) and returns PNG bytes; the widget shows
 them in an Output, the static HTML snapshot embeds them as ``data:`` URIs. Nothing here
-reads the store.
+reads the store. Every name drawn (metric keys, params, their values, run names) goes
+through :func:`~mlnb.formatting.escape_mathtext`, so a ``$`` is drawn as a ``$``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from mlnb.formatting import escape_mathtext
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -96,7 +99,7 @@ def curves_png(
                 y = list(curve.y)
             marker = "o" if len(curve.x) == 1 else None
             (line,) = ax.plot(curve.x, y, color=curve.color, linewidth=1.6, marker=marker)
-            handles.setdefault(curve.label, line)
+            handles.setdefault(escape_mathtext(curve.label), line)
             if curve.best is not None:
                 ax.plot(
                     *curve.best,
@@ -110,7 +113,8 @@ def curves_png(
         positive = all(v > 0 for c in panels[key] for v in c.y if math.isfinite(v))
         if log_y and positive and any(c.y for c in panels[key]):
             ax.set_yscale("log")
-        ax.set_title(f"{key}  ({'lower' if is_lower else 'higher'} is better, ★ best)", fontsize=9)
+        better = "lower" if is_lower else "higher"
+        ax.set_title(f"{escape_mathtext(key)}  ({better} is better, ★ best)", fontsize=9)
         ax.set_xlabel(x_label, fontsize=8)
         ax.tick_params(labelsize=8)
         ax.grid(True, alpha=0.3)
@@ -178,15 +182,18 @@ def parallel_png(
     for j, (positions, labels) in enumerate(ticks):
         ax.axvline(j, color="#555", linewidth=0.8)
         for pos, text in zip(positions, labels, strict=True):
-            ax.text(j + 0.03, pos, text, fontsize=7, va="center", ha="left", color="#333")
+            ax.text(j + 0.03, pos, escape_mathtext(text), fontsize=7, va="center", ha="left",
+                    color="#333")  # fmt: skip
     ax.set_xlim(-0.1, len(names) - 0.6)
     ax.set_ylim(-0.05, 1.05)
-    ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8, ha="right")
+    shown = [escape_mathtext(n) for n in names]
+    ax.set_xticks(range(len(names)), shown, rotation=20, fontsize=8, ha="right")
     ax.set_yticks([])
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
-    fig.colorbar(coll_mappable(cmap, norm), ax=ax, label=metric, fraction=0.04)
-    ax.set_title(f"params → {metric} ({len(keep)} runs; red: selected)", fontsize=9)
+    metric_text = escape_mathtext(metric)
+    fig.colorbar(coll_mappable(cmap, norm), ax=ax, label=metric_text, fraction=0.04)
+    ax.set_title(f"params → {metric_text} ({len(keep)} runs; red: selected)", fontsize=9)
     return to_png(fig)
 
 
@@ -228,21 +235,24 @@ def scatter_png(
         for i, px, py in sel[:20]:
             if i < len(labels):
                 ax.annotate(
-                    labels[i], (px, py), fontsize=7, xytext=(4, 4), textcoords="offset points"
-                )
+                    escape_mathtext(labels[i]), (px, py), fontsize=7, xytext=(4, 4),
+                    textcoords="offset points",
+                )  # fmt: skip
     if names:
-        ax.set_xticks(positions, names, rotation=20, fontsize=8, ha="right")
-    ax.set_xlabel(x_name, fontsize=9)
-    ax.set_ylabel(y_name, fontsize=9)
+        ticks = [escape_mathtext(n) for n in names]
+        ax.set_xticks(positions, ticks, rotation=20, fontsize=8, ha="right")
+    x_text, y_text = escape_mathtext(x_name), escape_mathtext(y_name)
+    ax.set_xlabel(x_text, fontsize=9)
+    ax.set_ylabel(y_text, fontsize=9)
     ax.grid(True, alpha=0.3)
-    ax.set_title(f"{y_name} by {x_name} ({len(pts)} runs; red: selected)", fontsize=9)
+    ax.set_title(f"{y_text} by {x_text} ({len(pts)} runs; red: selected)", fontsize=9)
     return to_png(fig)
 
 
 def message_png(text: str) -> bytes:
     """A small image that says why there is no plot (keeps the layout steady)."""
     fig = _figure(6.4, 0.8)
-    fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=10, color="#555")
+    fig.text(0.5, 0.5, escape_mathtext(text), ha="center", va="center", fontsize=10, color="#555")
     return to_png(fig)
 
 

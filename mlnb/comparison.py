@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import json
 import math
 import os
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from mlnb import compareplots, tracking
 from mlnb.comparehtml import STYLE, best_index, cell_text, png_data_uri, render_table
 from mlnb.errors import InvalidInputError, QuerySyntaxError
+from mlnb.formatting import escape_html
 from mlnb.liveplot import lower_is_better
 from mlnb.models import RunRecord
 from mlnb.multidiff import MultiDiff, diff_many
@@ -649,7 +649,7 @@ class Comparison:
         """The comparison as HTML: summary, runs table (the page, or the first ``rows``
         runs in view), diff, and the plots as embedded PNGs. ``standalone`` makes a whole
         document that needs no kernel, no network and no script."""
-        esc = html.escape
+        esc = escape_html
         t = self.table
         table_rows = t.page_rows() if rows is None else t.rows(t.ids[:rows])
         parts = [

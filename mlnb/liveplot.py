@@ -25,7 +25,6 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
-import html
 import math
 import re
 import sys
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlnb import tracking, validation
 from mlnb.errors import InvalidInputError, MlnbError
+from mlnb.formatting import escape_html, escape_mathtext
 from mlnb.tracking import ActiveRun
 
 if TYPE_CHECKING:
@@ -494,7 +494,7 @@ class LivePlot:
         if self.png is None:
             return None
         data = base64.b64encode(self.png).decode("ascii")
-        return f'<img src="data:image/png;base64,{data}" alt="{html.escape(repr(self))}">'
+        return f'<img src="data:image/png;base64,{data}" alt="{escape_html(repr(self))}">'
 
     def __repr__(self) -> str:
         what = ", ".join(self.keys) if self.keys else "all metrics"
@@ -546,7 +546,7 @@ class _Panel:
 
         self.ax = ax
         # a fixed title height spares matplotlib measuring every tick label to place it
-        ax.set_title(key, loc="left", fontsize=9, y=1.0, pad=TITLE_PAD_PT)
+        ax.set_title(escape_mathtext(key), loc="left", fontsize=9, y=1.0, pad=TITLE_PAD_PT)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(5, integer=x_label is None))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
-import html
 import numbers
 import os
 import sys
@@ -30,6 +29,7 @@ from IPython.core.magic_arguments import MagicArgumentParser
 
 from mlnb import tracking
 from mlnb.errors import MlnbError
+from mlnb.formatting import escape_html
 from mlnb.models import TERMINAL_STATUSES
 
 SUBCOMMANDS = (
@@ -365,9 +365,9 @@ class TrackMagics(Magics):
 
 def run_html(rec: Any, verdict: dict[str, Any] | None) -> str:
     """A run as a small HTML summary (``%track show``)."""
-    esc = html.escape
+    esc = escape_html
     rows = [
-        ("run", f"{esc(rec.name)} <code>{rec.run_id[:8]}</code>"),
+        ("run", f"{esc(rec.name)} <code>{esc(rec.run_id[:8])}</code>"),
         ("experiment", esc(rec.experiment)),
         ("status", esc(rec.status)),
     ]
