@@ -375,16 +375,20 @@ class LivePlot:
         else:
             stored = sorted(run.store.max_steps(run.run_id))
             keys = [k for k in stored if not k.startswith("system/")]
-        cutoff = self._since or math.inf  # later points reached the listener
+        before = self._since or None  # later points reached the listener
         column = 2 if self.x == "time" else 0
         for key in keys:
             self._add_key(key)
-            rows = [r for r in run.store.history(run.run_id, key) if r[2] < cutoff]
-            if rows:
-                data = np.array(rows, dtype=float)
-                self._extend(key, data[:, column], data[:, 1])
+            sample = run.store.downsampled_history(
+                run.run_id, key, max_points=self.max_points, before=before
+            )  # bounded, with the extremes and the last point: what _extend would keep
+            if sample.points:
+                data = np.array(sample.points, dtype=float)
+                self._extend(key, data[:, column], data[:, 1], count=sample.count)
 
-    def _extend(self, key: str, x: Array, y: Array) -> None:
+    def _extend(self, key: str, x: Array, y: Array, *, count: int | None = None) -> None:
+        """Add points to a key's series (decimated beyond ``max_points``); ``count`` is how
+        many points they stand for when they are a sample (default: ``len(y)``)."""
         import numpy as np
 
         old = self.series.get(key)
@@ -410,7 +414,7 @@ class LivePlot:
             key,
             xs,
             ys,
-            count=old.count + len(y),
+            count=old.count + (len(y) if count is None else count),
             best=best,
             last=(float(x[-1]), float(y[-1])),
             lower_is_better=old.lower_is_better,

@@ -206,11 +206,13 @@ def _short(name: str, width: int = 24) -> str:
 
 def _plot(store: Store, key: str, run: dict[str, Any], base: dict[str, Any] | None) -> bytes | None:
     """One metric's series (and the baseline's) as PNG bytes; None with fewer than two
-    points in every series (a single number is in the table already)."""
-    series = [(escape_mathtext(_short(run["name"])), store.history(run["run_id"], key))]
+    points in every series (a single number is in the table already). Series are read
+    down-sampled in SQL (``Store.downsampled_history``), so a run of millions of steps
+    costs what one of thousands does."""
+    series = [(_short(run["name"]), store.downsampled_history(run["run_id"], key).points)]
     if base is not None:
-        label = escape_mathtext(f"baseline {_short(base['name'])}")
-        series.append((label, store.history(base["run_id"], key)))
+        points = store.downsampled_history(base["run_id"], key).points
+        series.append((f"baseline {_short(base['name'])}", points))
     if all(len(points) < 2 for _, points in series):
         return None
     from matplotlib.figure import Figure
@@ -220,7 +222,8 @@ def _plot(store: Store, key: str, run: dict[str, Any], base: dict[str, Any] | No
     ax = fig.subplots()
     for (label, points), style in zip(series, ("-", "--"), strict=False):
         if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], style, marker=".", label=label)
+            ax.plot([p[0] for p in points], [p[1] for p in points], style, marker=".",
+                    label=escape_mathtext(label))  # fmt: skip
     ax.set_title(escape_mathtext(key))
     ax.set_xlabel("step")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
