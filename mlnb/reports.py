@@ -400,7 +400,7 @@ def render_markdown(data: dict[str, Any], plots_dir: str | None = "report_files"
         if entry["notebooks"]:
             lines += ["### Notebooks", ""]
             lines += [
-                f"- [{md(n['path'])}]({Path(n['file']).as_uri()}) ({n['role']})"
+                f"- [{md(n['path'])}]({quote(Path(n['file']).as_posix())}) ({n['role']})"
                 for n in entry["notebooks"]
             ]
             lines.append("")
