@@ -465,11 +465,13 @@ class Store(ProvenanceStore):
         to the last are cut into ``(max_points - 2) // 2`` equal buckets and each bucket
         gives its lowest and its highest point (real rows, with their step and time), plus
         the first and the last point: spikes survive, the best value is there whichever
-        way is better, and the line ends where the series ends. Each bucket is one
-        aggregate over a range of the primary key, so the series is read twice in SQLite
-        and never into Python (10 M points: ~2 s). ``before`` keeps only points logged
-        before that Unix time (a live plot gets the later ones from the writer). NaN is
-        read back as NaN. Reports, the compare view and live plots read series here."""
+        way is better, and the line ends where the series ends. Each bucket is two
+        aggregates (``min``, ``max``, whose bare columns come from the row holding the
+        extreme) over a range of the primary key, so the series is read twice in SQLite
+        and never into Python (10 M points: ~1.8 s on an idle core, ~2.5 s on a busy one).
+        ``before`` keeps only points logged before that Unix time (a live plot gets the
+        later ones from the writer). NaN is read back as NaN. Reports, the compare view
+        and live plots read series here."""
         if type(max_points) is not int or max_points < 4:
             raise InvalidInputError(f"max_points must be an integer >= 4, got {max_points!r}")
         run_id = self.resolve_run_id(run_id)
