@@ -17,6 +17,7 @@ import click
 
 from mlnb import __version__
 from mlnb.errors import MlnbError
+from mlnb.formatting import escape_markdown
 from mlnb.models import ERROR_TAG, JobError, RunRecord, format_duration, iso
 from mlnb.rundiff import diff_runs
 from mlnb.store import Store
@@ -154,7 +155,8 @@ def _cell(value: Any, column: str, fmt: str) -> Any:
 
 
 def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
-    """Rows as a text table, CSV, JSON (NaN/±inf as strings) or Markdown."""
+    """Rows as a text table, CSV, JSON (NaN/±inf as strings) or Markdown (every cell and
+    header escaped, so names, params and tags show as text)."""
     cells = [[_cell(v, c, fmt) for v, c in zip(row, columns, strict=True)] for row in rows]
     if fmt == "json":
         return json.dumps([dict(zip(columns, r, strict=True)) for r in cells], indent=2) + "\n"
@@ -166,9 +168,9 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> s
         return buf.getvalue()
     text = [[str(c) for c in r] for r in cells]
     if fmt == "markdown":
-        esc = [[t.replace("|", "\\|") for t in r] for r in text]
-        lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in esc]
+        head = [escape_markdown(c) for c in columns]
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+        lines += ["| " + " | ".join(escape_markdown(t) for t in r) + " |" for r in text]
         return "\n".join(lines) + "\n"
     if not rows:
         return "(no runs)\n"
@@ -468,18 +470,21 @@ def _tag_map(items: Sequence[str]) -> dict[str, str]:
 def _job_parameters(
     pairs: Sequence[tuple[str, str]], yaml_text: str | None, yaml_file: str | None
 ) -> dict[str, Any]:
-    import yaml
-
+    """Parameters from ``-f FILE``, then ``-y YAML``, then ``-p NAME VALUE`` (later wins);
+    YAML is read within mlnb's limits (:mod:`mlnb.yamlinput`): over one is a usage error."""
     from mlnb.grid import parse_value
+    from mlnb.yamlinput import load_yaml, read_yaml_file
 
     params: dict[str, Any] = {}
     for source, text in (("--parameters-file", yaml_file), ("-y", yaml_text)):
         if text is None:
             continue
         try:
-            raw = open(text).read() if source == "--parameters-file" else text  # noqa: SIM115
-            loaded = yaml.safe_load(raw) or {}
-        except (OSError, yaml.YAMLError) as exc:
+            if source == "--parameters-file":
+                loaded = read_yaml_file(text, what="parameters file") or {}
+            else:
+                loaded = load_yaml(text, source="-y") or {}
+        except MlnbError as exc:
             raise click.BadParameter(f"cannot read parameters: {exc}", param_hint=source) from None
         if not isinstance(loaded, dict):
             raise click.BadParameter("parameters must be a mapping of names to values",
@@ -541,7 +546,6 @@ def run_cmd(
     124 a cell timed out, 138 the kernel died.
     """
     from mlnb.query import compile_filter
-    from mlnb.runner import run_notebook
 
     for expr in checks:  # a bad gate is a usage error, found before anything runs
         try:
@@ -549,13 +553,17 @@ def run_cmd(
         except MlnbError as exc:
             raise click.BadParameter(str(exc), param_hint="--check") from None
     tag_map = _tag_map(tags)
+    parameters = _job_parameters(pairs, yaml_text, yaml_file)  # before papermill is imported
+
+    from mlnb.runner import run_notebook
+
     store = _open_store(ctx)
     try:
         result = run_notebook(
-            notebook, output, parameters=_job_parameters(pairs, yaml_text, yaml_file),
-            name=name, experiment=experiment, tags=tag_map, kernel=kernel, cwd=cwd,
-            cell_timeout=cell_timeout, start_timeout=start_timeout, log_output=log_output,
-            strict_params=strict_params, allow_unknown_params=allow_unknown_params,
+            notebook, output, parameters=parameters, name=name, experiment=experiment,
+            tags=tag_map, kernel=kernel, cwd=cwd, cell_timeout=cell_timeout,
+            start_timeout=start_timeout, log_output=log_output, strict_params=strict_params,
+            allow_unknown_params=allow_unknown_params,
             store=store,
         )  # fmt: skip
     except MlnbError as exc:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import html
 import math
 from collections.abc import Sequence
 from typing import Any
 
+from mlnb.formatting import escape_html
 from mlnb.models import format_duration
 
 STATUS_COLORS = {
@@ -60,7 +60,7 @@ def render_table(
     """Runs as an HTML table: pinned columns first (sticky when scrolling sideways), status
     and linearity badges, durations, times in UTC, numbers right-aligned; selected rows
     tinted; the sort column marked ▲/▼."""
-    esc = html.escape
+    esc = escape_html
     pins = [c for c in pinned if c in columns]
     order = [*pins, *(c for c in columns if c not in pins and c != "run_id"), "run_id"]
     heads = []
@@ -110,7 +110,7 @@ def png_data_uri(png: bytes) -> str:
 
 
 def _badge(text: str, color: str) -> str:
-    return f"<span class='mlnb-cmp-badge' style='background:{color}'>{html.escape(text)}</span>"
+    return f"<span class='mlnb-cmp-badge' style='background:{color}'>{escape_html(text)}</span>"
 
 
 def cell_text(col: str, value: Any) -> str:

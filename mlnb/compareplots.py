@@ -4,7 +4,9 @@ coordinates of params against a metric, and a scatter of one param against one m
 
 Each builder takes plain data (lists and dicts) and returns a ``Figure`` (tests read its
 artists); ``to_png`` turns it into the PNG bytes the widget shows in an Output and the
-static HTML snapshot embeds as ``data:`` URIs. Nothing here reads the store.
+static HTML snapshot embeds as ``data:`` URIs. Nothing here reads the store. Every name
+drawn (metric keys, params, their values, run names) goes through
+:func:`~mlnb.formatting.escape_mathtext`, so a ``$`` is drawn as a ``$``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlnb.comparehtml import best_index
+from mlnb.formatting import escape_mathtext
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -104,7 +107,8 @@ def curves_figure(
         positive = all(v > 0 for c in curves for v in c.y if math.isfinite(v))
         if log_y and positive and any(c.y for c in curves):
             ax.set_yscale("log")
-        ax.set_title(f"{key}  ({'lower' if is_lower else 'higher'} is better, ★ best)", fontsize=9)
+        better = "lower" if is_lower else "higher"
+        ax.set_title(f"{escape_mathtext(key)}  ({better} is better, ★ best)", fontsize=9)
         ax.tick_params(labelsize=8)
         ax.grid(True, alpha=0.3)
     for j in range(len(keys), rows * cols):
@@ -114,7 +118,7 @@ def curves_figure(
 
         fig.legend(
             [Line2D([], [], color=color, linewidth=1.6) for color in legend.values()],
-            list(legend),
+            [escape_mathtext(label) for label in legend],
             loc="outside lower center",
             ncol=min(5, len(legend)),
             fontsize=8,
@@ -209,18 +213,21 @@ def parallel_figure(
     for j, (positions, labels) in enumerate(ticks):
         ax.axvline(j, color="#555", linewidth=0.8)
         for pos, text in zip(positions, labels, strict=True):
-            ax.text(j + 0.03, pos, text, fontsize=7, va="center", ha="left", color="#333")
+            ax.text(j + 0.03, pos, escape_mathtext(text), fontsize=7, va="center", ha="left",
+                    color="#333")  # fmt: skip
     ax.set_xlim(-0.1, len(names) - 0.6)
     ax.set_ylim(-0.05, 1.05)
-    ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8, ha="right")
+    shown = [escape_mathtext(n) for n in names]
+    ax.set_xticks(range(len(names)), shown, rotation=20, fontsize=8, ha="right")
     ax.set_yticks([])
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
-    bar = fig.colorbar(coll_mappable(cmap, norm), ax=ax, label=metric, fraction=0.04)
+    metric_text = escape_mathtext(metric)
+    bar = fig.colorbar(coll_mappable(cmap, norm), ax=ax, label=metric_text, fraction=0.04)
     if bar_ticks is not None:
         bar.set_ticks(bar_ticks[0], labels=bar_ticks[1])
     wide = f"; wide: {len(chosen)} selected" if chosen else ""
-    ax.set_title(f"params → {metric} ({len(values)} runs{wide})", fontsize=9)
+    ax.set_title(f"params → {metric_text} ({len(values)} runs{wide})", fontsize=9)
     return fig
 
 
@@ -275,28 +282,37 @@ def scatter_figure(
         for i, px, py in sel[:20]:
             if i < len(labels):
                 ax.annotate(
-                    labels[i], (px, py), fontsize=7, xytext=(4, 4), textcoords="offset points"
-                )
+                    escape_mathtext(labels[i]), (px, py), fontsize=7, xytext=(4, 4),
+                    textcoords="offset points",
+                )  # fmt: skip
     if names:
-        ax.set_xticks(positions, names, rotation=20, fontsize=8, ha="right")
-    ax.set_xlabel(x_name, fontsize=9)
-    ax.set_ylabel(y_name, fontsize=9)
+        ticks = [escape_mathtext(n) for n in names]
+        ax.set_xticks(positions, ticks, rotation=20, fontsize=8, ha="right")
+    x_text, y_text = escape_mathtext(x_name), escape_mathtext(y_name)
+    ax.set_xlabel(x_text, fontsize=9)
+    ax.set_ylabel(y_text, fontsize=9)
     ax.grid(True, alpha=0.3)
-    ax.set_title(f"{y_name} by {x_name} ({len(pts)} runs; red: selected)", fontsize=9)
+    ax.set_title(f"{y_text} by {x_text} ({len(pts)} runs; red: selected)", fontsize=9)
     return fig
 
 
 def message_figure(text: str) -> Figure:
     """A small figure that says why there is no plot (keeps the layout steady)."""
     fig = _figure(6.4, 0.8)
-    fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=10, color="#555")
+    fig.text(0.5, 0.5, escape_mathtext(text), ha="center", va="center", fontsize=10, color="#555")
     return fig
 
 
 def to_png(fig: Figure) -> bytes:
-    """The figure as PNG bytes (at :data:`DPI`)."""
+    """The figure as PNG bytes (at :data:`DPI`). Very long names (a run or param named by
+    someone else) can leave constrained layout no room: matplotlib then draws without it
+    and says so, which is noise for the person looking at the plot."""
+    import warnings
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "constrained_layout not applied", UserWarning)
+        fig.savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()
 
 

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import json
 import math
 import os
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from mlnb import compareplots, tracking
 from mlnb.comparehtml import STYLE, best_index, cell_text, png_data_uri, render_table
 from mlnb.errors import InvalidInputError, QuerySyntaxError
+from mlnb.formatting import escape_html
 from mlnb.liveplot import lower_is_better
 from mlnb.models import RunRecord
 from mlnb.multidiff import MultiDiff, diff_many
@@ -438,36 +438,26 @@ class Comparison:
     def histories(
         self, ids: Sequence[str], keys: Sequence[str]
     ) -> dict[tuple[str, str], tuple[list[float], list[float], list[float]]]:
-        """``(run_id, key) → (steps, values, seconds since the run started)``, read in one
-        query for what is not cached yet."""
+        """``(run_id, key) → (steps, values, seconds since the run started)``: each series
+        as ``Store.downsampled_history`` samples it (at most a few thousand points, with
+        its extremes and last point), read once and cached."""
         with self._lock:
             return self._histories_locked(ids, keys)
 
     def _histories_locked(
         self, ids: Sequence[str], keys: Sequence[str]
     ) -> dict[tuple[str, str], tuple[list[float], list[float], list[float]]]:
-        missing_runs = sorted({r for r in ids for k in keys if (r, k) not in self._histories})
-        if missing_runs:
+        missing = [(r, k) for r in ids for k in keys if (r, k) not in self._histories]
+        if missing:
             tracking.flush(self.store)
-            rows = self.store.read(
-                lambda c: c.execute(
-                    "SELECT r.run_id, m.key, m.step, m.value, m.timestamp - r.start_time "
-                    "FROM metrics m JOIN runs r ON r.id = m.run "
-                    "WHERE m.run IN (SELECT id FROM runs WHERE run_id IN "
-                    "(SELECT value FROM json_each(?))) "
-                    "AND m.key IN (SELECT value FROM json_each(?)) "
-                    "ORDER BY m.run, m.key, m.step",
-                    [json.dumps(missing_runs), json.dumps(list(keys))],
-                ).fetchall()
-            )
-            for rid in missing_runs:
-                for k in keys:
-                    self._histories.setdefault((rid, k), ([], [], []))
-            for rid, key, step, value, seconds in rows:
-                s, v, t = self._histories[(rid, key)]
-                s.append(step)
-                v.append(math.nan if value is None else value)
-                t.append(seconds)
+            started = {rec.run_id: rec.start_time for rec in self.records(ids)}
+            for rid, key in missing:
+                points = self.store.downsampled_history(rid, key).points
+                self._histories[(rid, key)] = (
+                    [p[0] for p in points],
+                    [p[1] for p in points],
+                    [p[2] - started[rid] for p in points],
+                )
         return {(r, k): self._histories[(r, k)] for r in ids for k in keys}
 
     def _relation_table(self) -> dict[str, list[Any]]:
@@ -671,7 +661,7 @@ class Comparison:
         """The comparison as HTML: summary, runs table (the page, or the first ``rows``
         runs in view), diff, and the plots as embedded PNGs. ``standalone`` makes a whole
         document that needs no kernel, no network and no script."""
-        esc = html.escape
+        esc = escape_html
         t = self.table
         table_rows = t.page_rows() if rows is None else t.rows(t.ids[:rows])
         parts = [

@@ -18,6 +18,7 @@ and exits non-zero, the magics raise ``UsageError``, the server answers a JSON e
     │   ├── ParamConflictError      a param logged again with a different value
     │   └── BundleError             a run bundle that is malformed, damaged, or conflicts
     │                               with the run already in the store (nothing imported)
+    │   └── InputLimitError         input over a size or complexity limit (names the limit)
     └── QuerySyntaxError            a filter or order_by that does not parse (has .position)
 """
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 __all__ = [
     "AmbiguousRunIdError",
     "BundleError",
+    "InputLimitError",
     "InvalidInputError",
     "MlnbError",
     "ParamConflictError",
@@ -83,6 +85,11 @@ class BundleError(InvalidInputError):
     """A run bundle (mlnb.transfer) was refused: a field of the wrong type or format, a
     blob that does not match its hash, or a row that would change what the store already
     holds. Nothing was imported: no row and no artifact file."""
+
+
+class InputLimitError(InvalidInputError):
+    """Input over one of mlnb's limits on size or complexity (a YAML file that expands to
+    too many values, say); the message names the limit. Nothing was read or written."""
 
 
 class QuerySyntaxError(MlnbError, ValueError):

@@ -98,7 +98,7 @@ def parse_grid_arg(text: str) -> tuple[str, list[Any] | Distribution]:
     """``NAME=V1,V2,...`` (values as in :func:`parse_value`), ``NAME=[YAML list]`` (for
     values holding commas, or lists), or ``NAME=loguniform(1e-4,1e-1)`` (a range, with
     ``random=N`` only)."""
-    import yaml
+    from mlnb.yamlinput import load_yaml
 
     name, sep, values = text.partition("=")
     name = name.strip()
@@ -110,12 +110,7 @@ def parse_grid_arg(text: str) -> tuple[str, list[Any] | Distribution]:
     if dist is not None:
         return name, dist
     if values.strip().startswith("["):
-        try:
-            loaded = yaml.safe_load(values)
-        except yaml.YAMLError as exc:
-            raise InvalidInputError(
-                f"{name}: cannot read {values!r} as a YAML list: {exc}"
-            ) from None
+        loaded = load_yaml(values, source=f"-g {name}")
         if not isinstance(loaded, list):
             raise InvalidInputError(f"{name}: {values!r} is not a YAML list")
         items = loaded
@@ -129,18 +124,12 @@ def parse_grid_arg(text: str) -> tuple[str, list[Any] | Distribution]:
 def load_grid_file(path: str | os.PathLike[str]) -> dict[str, Any] | list[dict[str, Any]]:
     """A grid from YAML: a mapping ``{lr: [0.01, 0.1], depth: [3, 5]}`` (a value that is
     not a list is one fixed value; a string like ``"loguniform(1e-4, 1e-1)"`` is a range),
-    or a list of mappings, each one point of its own (``- {lr: 0.1, depth: 3}``)."""
-    import yaml
+    or a list of mappings, each one point of its own (``- {lr: 0.1, depth: 3}``). Read
+    within the limits of :mod:`mlnb.yamlinput` (size, aliases, nesting)."""
+    from mlnb.yamlinput import read_yaml_file
 
     p = Path(path).expanduser()
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read the grid file {p}: {exc.strerror}") from None
-    try:
-        loaded = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InvalidInputError(f"the grid file {p} is not valid YAML: {exc}") from None
+    loaded = read_yaml_file(p, what="grid file")
     if isinstance(loaded, list):
         if not loaded or not all(isinstance(pt, dict) for pt in loaded):
             raise InvalidInputError(

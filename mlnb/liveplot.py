@@ -25,7 +25,6 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
-import html
 import math
 import re
 import sys
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlnb import tracking, validation
 from mlnb.errors import InvalidInputError, MlnbError
+from mlnb.formatting import escape_html, escape_mathtext
 from mlnb.tracking import ActiveRun
 
 if TYPE_CHECKING:
@@ -375,16 +375,20 @@ class LivePlot:
         else:
             stored = sorted(run.store.max_steps(run.run_id))
             keys = [k for k in stored if not k.startswith("system/")]
-        cutoff = self._since or math.inf  # later points reached the listener
+        before = self._since or None  # later points reached the listener
         column = 2 if self.x == "time" else 0
         for key in keys:
             self._add_key(key)
-            rows = [r for r in run.store.history(run.run_id, key) if r[2] < cutoff]
-            if rows:
-                data = np.array(rows, dtype=float)
-                self._extend(key, data[:, column], data[:, 1])
+            sample = run.store.downsampled_history(
+                run.run_id, key, max_points=self.max_points, before=before
+            )  # bounded, with the extremes and the last point: what _extend would keep
+            if sample.points:
+                data = np.array(sample.points, dtype=float)
+                self._extend(key, data[:, column], data[:, 1], count=sample.count)
 
-    def _extend(self, key: str, x: Array, y: Array) -> None:
+    def _extend(self, key: str, x: Array, y: Array, *, count: int | None = None) -> None:
+        """Add points to a key's series (decimated beyond ``max_points``); ``count`` is how
+        many points they stand for when they are a sample (default: ``len(y)``)."""
         import numpy as np
 
         old = self.series.get(key)
@@ -410,7 +414,7 @@ class LivePlot:
             key,
             xs,
             ys,
-            count=old.count + len(y),
+            count=old.count + (len(y) if count is None else count),
             best=best,
             last=(float(x[-1]), float(y[-1])),
             lower_is_better=old.lower_is_better,
@@ -494,7 +498,7 @@ class LivePlot:
         if self.png is None:
             return None
         data = base64.b64encode(self.png).decode("ascii")
-        return f'<img src="data:image/png;base64,{data}" alt="{html.escape(repr(self))}">'
+        return f'<img src="data:image/png;base64,{data}" alt="{escape_html(repr(self))}">'
 
     def __repr__(self) -> str:
         what = ", ".join(self.keys) if self.keys else "all metrics"
@@ -546,7 +550,7 @@ class _Panel:
 
         self.ax = ax
         # a fixed title height spares matplotlib measuring every tick label to place it
-        ax.set_title(key, loc="left", fontsize=9, y=1.0, pad=TITLE_PAD_PT)
+        ax.set_title(escape_mathtext(key), loc="left", fontsize=9, y=1.0, pad=TITLE_PAD_PT)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(5, integer=x_label is None))

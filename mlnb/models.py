@@ -111,6 +111,17 @@ class Metric:
 
 
 @dataclass(frozen=True)
+class SampledHistory:
+    """A metric series as plots read it (``Store.downsampled_history``): ``points``
+    ``(step, value, timestamp)`` by step — every point when there are at most the points
+    asked for, else the lowest and the highest of each bucket of steps plus the first and
+    the last — and ``count``, how many points the series holds."""
+
+    points: list[tuple[int, float, float]]
+    count: int
+
+
+@dataclass(frozen=True)
 class Artifact:
     """A file attached to a run; ``hash`` names its content in the store's artifact folder."""
 

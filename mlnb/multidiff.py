@@ -6,13 +6,13 @@ with text and HTML views; the compare widget shows it, ``rundiff`` does the same
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlnb.comparehtml import MISSING, STYLE, as_number, best_index, fmt_value
 from mlnb.errors import InvalidInputError
+from mlnb.formatting import escape_html
 from mlnb.liveplot import lower_is_better
 from mlnb.models import RunRecord
 from mlnb.rundiff import run_sections
@@ -84,13 +84,13 @@ class MultiDiff:
     def to_html(self) -> str:
         """A table: one column per run (and a Δ column per run with a baseline), best
         metric values highlighted, sections as header rows."""
-        esc = html.escape
+        esc = escape_html
         if not self.runs:
             return "<p class='mlnb-cmp-note'>Select runs in the table to compare them.</p>"
         heads = ["<th>key</th>"]
         for i, r in enumerate(self.runs):
             tag = " (baseline)" if i == self.baseline else ""
-            heads.append(f"<th>{esc(r.name)}<br><code>{r.run_id[:8]}</code>{tag}</th>")
+            heads.append(f"<th>{esc(r.name)}<br><code>{esc(r.run_id[:8])}</code>{tag}</th>")
             if self.baseline is not None and i != self.baseline:
                 heads.append("<th>Δ</th>")
         width = len(heads)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import html
 import io
 import json
 import math
@@ -20,8 +19,10 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from mlnb.errors import InvalidInputError
+from mlnb.formatting import escape_html, escape_markdown, escape_mathtext
 from mlnb.gates import find_baseline
 from mlnb.models import JobError, RunRecord, iso
 from mlnb.rundiff import _MISSING, diff_runs
@@ -198,10 +199,13 @@ def _short(name: str, width: int = 24) -> str:
 
 def _plot(store: Store, key: str, run: dict[str, Any], base: dict[str, Any] | None) -> bytes | None:
     """One metric's series (and the baseline's) as PNG bytes; None with fewer than two
-    points in every series (a single number is in the table already)."""
-    series = [(_short(run["name"]), store.history(run["run_id"], key))]
+    points in every series (a single number is in the table already). Series are read
+    down-sampled in SQL (``Store.downsampled_history``), so a run of millions of steps
+    costs what one of thousands does."""
+    series = [(_short(run["name"]), store.downsampled_history(run["run_id"], key).points)]
     if base is not None:
-        series.append((f"baseline {_short(base['name'])}", store.history(base["run_id"], key)))
+        points = store.downsampled_history(base["run_id"], key).points
+        series.append((f"baseline {_short(base['name'])}", points))
     if all(len(points) < 2 for _, points in series):
         return None
     from matplotlib.figure import Figure
@@ -211,8 +215,9 @@ def _plot(store: Store, key: str, run: dict[str, Any], base: dict[str, Any] | No
     ax = fig.subplots()
     for (label, points), style in zip(series, ("-", "--"), strict=False):
         if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], style, marker=".", label=label)
-    ax.set_title(key)
+            ax.plot([p[0] for p in points], [p[1] for p in points], style, marker=".",
+                    label=escape_mathtext(label))  # fmt: skip
+    ax.set_title(escape_mathtext(key))
     ax.set_xlabel("step")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
@@ -357,45 +362,46 @@ def _verdict(entry: dict[str, Any]) -> str | None:
     return f"FAIL: {failed} of {len(gates)} checks failed" if failed else "PASS: every check passed"
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def render_markdown(data: dict[str, Any], plots_dir: str | None = "report_files") -> str:
     """The report as GitHub-flavoured Markdown; plots are linked from ``plots_dir``
-    (None: listed by name only, as in a CI job summary, where local images cannot show)."""
+    (None: listed by name only, as in a CI job summary, where local images cannot show).
+    Every text that comes from a run (names, params, keys, messages, paths) is escaped with
+    :func:`~mlnb.formatting.escape_markdown`; links are URL-quoted."""
+    md = escape_markdown
     lines = ["# mlnb report", ""]
     for entry in data["runs"]:
         title, facts = _title(entry)
-        lines += [f"## {title}", "", facts, ""]
-        if entry["run"]["error_traceback"]:
-            lines += ["```text", entry["run"]["error_traceback"], "```", ""]
-        lines += [f"> {note}\n" for note in entry["notes"]]
+        lines += [f"## {md(title)}", "", md(facts), ""]
+        traceback = entry["run"]["error_traceback"]
+        if traceback:  # a fence longer than any run of backticks in it: it cannot close early
+            fence = "`" * max([3, *(len(run) + 1 for run in re.findall("`+", traceback))])
+            lines += [f"{fence}text", traceback, fence, ""]
+        lines += [f"> {md(note)}\n" for note in entry["notes"]]
         verdict = _verdict(entry)
         if verdict:
             lines += [f"**{verdict}**", ""]
         for section, header, rows in _tables(entry):
             lines += [f"### {section}", ""]
-            lines.append("| " + " | ".join(header) + " |")
+            lines.append("| " + " | ".join(md(h) for h in header) + " |")
             lines.append("|" + "|".join("---" for _ in header) + "|")
-            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+            lines += ["| " + " | ".join(md(c) for c in row) + " |" for row in rows]
             lines.append("")
         if entry["plots"]:
             lines += ["### Plots", ""]
             for key, name in entry["plots"].items():
                 if plots_dir is None:
-                    lines.append(f"- {key}: `{name}`")
+                    lines.append(f"- {md(key)}: `{name}`")  # name: [A-Za-z0-9_.-]
                 else:
-                    lines.append(f"![{key}]({plots_dir}/{name})")
+                    lines.append(f"![{md(key)}]({quote(f'{plots_dir}/{name}')})")
             lines.append("")
         if entry["notebooks"]:
             lines += ["### Notebooks", ""]
             lines += [
-                f"- [{n['path']}]({Path(n['file']).as_posix()}) ({n['role']})"
+                f"- [{md(n['path'])}]({quote(Path(n['file']).as_posix())}) ({n['role']})"
                 for n in entry["notebooks"]
             ]
             lines.append("")
-    lines.append(f"_generated {data['generated_at']} by mlnb from {data['store']}_")
+    lines.append(f"_generated {data['generated_at']} by mlnb from {md(data['store'])}_")
     return "\n".join(lines) + "\n"
 
 
@@ -413,7 +419,7 @@ def render_html(data: dict[str, Any], plots: dict[str, bytes]) -> str:
     """The report as one self-contained HTML page: inline CSS, plots embedded as base64
     PNG, no external reference of any kind (it opens the same offline or as a CI
     artifact)."""
-    esc = html.escape
+    esc = escape_html
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>mlnb report</title>"
         f"<style>{_CSS}</style></head><body><h1>mlnb report</h1>"

@@ -6,11 +6,11 @@ git) add rows to the same structure.
 
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlnb.formatting import escape_html
 from mlnb.models import RunRecord
 
 _MISSING = object()
@@ -90,21 +90,21 @@ class RunDiff:
     def _repr_html_(self) -> str:
         parts = [
             "<div class='mlnb-diff'><table><thead><tr><th></th>"
-            f"<th>a: {html.escape(self.a.name)}</th><th>b: {html.escape(self.b.name)}</th>"
+            f"<th>a: {escape_html(self.a.name)}</th><th>b: {escape_html(self.b.name)}</th>"
             "<th>Δ</th></tr></thead><tbody>"
         ]
         for name, rows in self.sections.items():
             if not rows:
                 continue
             parts.append(
-                f"<tr><th colspan='4' style='text-align:left'>{html.escape(name)}</th></tr>"
+                f"<tr><th colspan='4' style='text-align:left'>{escape_html(name)}</th></tr>"
             )
             for c in rows:
                 delta = "" if c.delta is None or c.same else f"{c.delta:+.4g}"
                 style = "" if c.same else " style='background:#fff3cd'"
                 parts.append(
-                    f"<tr{style}><td>{html.escape(c.key)}</td><td>{html.escape(_fmt(c.a))}</td>"
-                    f"<td>{html.escape(_fmt(c.b))}</td><td>{delta}</td></tr>"
+                    f"<tr{style}><td>{escape_html(c.key)}</td><td>{escape_html(_fmt(c.a))}</td>"
+                    f"<td>{escape_html(_fmt(c.b))}</td><td>{delta}</td></tr>"
                 )
         parts.append("</tbody></table></div>")
         return "".join(parts)

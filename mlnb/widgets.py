@@ -13,7 +13,6 @@ painter is idle, for tests and scripts).
 
 from __future__ import annotations
 
-import html
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -30,6 +29,7 @@ from mlnb.comparison import (
     run_label,
 )
 from mlnb.errors import InvalidInputError, MlnbError
+from mlnb.formatting import escape_html
 from mlnb.liveplot import _kernel_shell
 from mlnb.store import Store
 
@@ -378,7 +378,7 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
             ok = self.table.set_filter(change["new"])
         if not ok:
             self.filter_error.value = (
-                f"<div class='mlnb-cmp-error'>{html.escape(self.table.error or '')}</div>"
+                f"<div class='mlnb-cmp-error'>{escape_html(self.table.error or '')}</div>"
             )
             return
         self.filter_error.value = ""
@@ -482,7 +482,7 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
         self.prev_button.disabled = t.page == 0
         self.next_button.disabled = t.page >= t.pages - 1
         labels = {r.run_id: run_label(r.name, r.run_id) for r in c.records(t.selected[:8])}
-        listed = ", ".join(html.escape(labels[r]) for r in t.selected[:8])
+        listed = ", ".join(escape_html(labels[r]) for r in t.selected[:8])
         more = f" and {len(t.selected) - 8} more" if len(t.selected) > 8 else ""
         self.selection_label.value = f"<b>{len(t.selected)} selected</b> {listed}{more}"
 
@@ -579,7 +579,7 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
                 if out is not None:
                     out.outputs = ({"output_type": "stream", "name": "stderr", "text": text},)
                 else:
-                    self.diff_html.value = f"<pre>{html.escape(text)}</pre>"
+                    self.diff_html.value = f"<pre>{escape_html(text)}</pre>"
                 raise
 
         return run
@@ -622,7 +622,7 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
                 self.refresh()
             except MlnbError as exc:
                 self.filter_error.value = (
-                    f"<div class='mlnb-cmp-error'>refresh failed: {html.escape(str(exc))}</div>"
+                    f"<div class='mlnb-cmp-error'>refresh failed: {escape_html(str(exc))}</div>"
                 )
 
     def wait(self, timeout: float = 60.0) -> bool:

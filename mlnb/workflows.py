@@ -1,6 +1,12 @@
 """CI workflows that run notebooks with mlnb: ``mlnb ci init github``. See docs/ci.md, which
 holds the exact text :func:`github_workflow` writes with its defaults (a test keeps them the
 same).
+
+Every value a user gives (the notebook, the metrics, the baseline) is checked before it is
+written into the YAML — one line of printable text, no GitHub ``${{ }}`` expression — and
+then quoted for where it goes: ``shlex.quote`` in the shell lines of a ``run: |`` block,
+:func:`mlnb.formatting.yaml_quote` in a YAML scalar. So a value cannot end its block, add a
+step, or be expanded by Actions before the shell sees it.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mlnb.errors import InvalidInputError
+from mlnb.formatting import yaml_quote
 from mlnb.gates import parse_metric
+from mlnb.validation import MAX_KEY_LENGTH
 
 __all__ = ["DEFAULT_PATH", "github_workflow", "write_github_workflow"]
 
@@ -69,7 +77,7 @@ jobs:
         run: |
           mlnb run <<notebook>> <<output>> --name "$RUN_NAME" --experiment ci<<checks>>
 
-      - name: Gate against the <<vs_text>>
+      - name: <<gate_step>>
         run: |
           mlnb gate "$RUN_NAME"<<gate_metrics>> --vs <<vs>>
 
@@ -96,6 +104,38 @@ def _check_expression(key: str, op: str, number: float) -> str:
     return f"metrics.{shown} {'=' if op == '==' else op} {number:g}"
 
 
+def _one_line(what: str, value: str) -> str:
+    """``value`` if it can be written into the workflow as it is meant: non-empty, one line of
+    printable characters (YAML 1.1 also breaks lines at NEL, LS and PS), and no ``${{``,
+    which GitHub Actions would expand before the shell runs; else InvalidInputError."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInputError(f"{what} must be a non-empty string, got {value!r}")
+    bad = next((ch for ch in value if not ch.isprintable()), None)
+    if bad is not None:
+        raise InvalidInputError(
+            f"{what} {value!r} contains a line break or control character ({bad!r}); "
+            "the workflow takes one line of printable text"
+        )
+    if "${{" in value:
+        raise InvalidInputError(
+            f"{what} {value!r} contains a GitHub expression ('${{{{'), which Actions would "
+            "expand before the shell runs; write the value itself"
+        )
+    return value
+
+
+def _run_reference(vs: str) -> str:
+    """The gate's baseline: ``latest``, ``best``, or a run id, id prefix or name (one
+    printable line of at most 250 characters, as names are)."""
+    _one_line("--vs", vs)
+    if len(vs) > MAX_KEY_LENGTH:
+        raise InvalidInputError(
+            f"--vs {vs[:40]!r}... is {len(vs)} characters long; a run reference is 'latest', "
+            f"'best', a run id or a name of at most {MAX_KEY_LENGTH} characters"
+        )
+    return vs
+
+
 def github_workflow(
     *,
     notebook: str = DEFAULT_NOTEBOOK,
@@ -108,8 +148,10 @@ def github_workflow(
     summary and uploads the report and the executed notebook."""
     if not metrics:
         raise InvalidInputError("give at least one metric to gate, e.g. 'accuracy>=0.8'")
+    vs = _run_reference(vs)
+    nb = Path(_one_line("--notebook", notebook))
+    metrics = [_one_line("metric", m) for m in metrics]
     parsed = [parse_metric(m) for m in metrics]  # bad expressions fail here, not in CI
-    nb = Path(notebook)
     tests = nb.parent.as_posix() + "/" if nb.parent != Path(".") else "."
     checks = "".join(
         f" \\\n            --check {shlex.quote(_check_expression(k, op, n))}"
@@ -125,7 +167,7 @@ def github_workflow(
         "checks": checks,
         "gate_metrics": gate_metrics,
         "vs": shlex.quote(vs),
-        "vs_text": vs_text,
+        "gate_step": yaml_quote(f"Gate against the {vs_text}"),
     }
     return re.sub(r"<<(\w+)>>", lambda m: values[m[1]], _TEMPLATE)
 
