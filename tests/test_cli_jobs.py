@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mlnb.formatting import escape_markdown
 from mlnb.store import Store
 
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
@@ -150,7 +151,8 @@ def test_run_show_and_report_say_which_cell_failed_how_and_where(tmp_path: Path)
     assert headline in shown.stdout and "----> 2     return 1 / 0" in shown.stdout
     report = mlnb(store, "report", run_id, "--no-plots")
     assert report.returncode == 0, report.stderr
-    assert f"status failed ({headline})" in report.stdout
+    # Markdown: the headline is user text, escaped there (issue 10 item 10)
+    assert f"status failed ({escape_markdown(headline)})" in report.stdout
     assert "----> 2     return 1 / 0" in report.stdout
 
 
