@@ -655,6 +655,7 @@ def sweep_cmd(
     Exit codes: 0 every child finished, 1 some child failed, 2 usage error (nothing run),
     3 a --check failed, 130 interrupted (Ctrl-C: unfinished children are marked killed).
     """
+    from mlnb.errors import SweepFailedError
     from mlnb.grid import load_grid_file, parse_grid_arg
     from mlnb.sweeps import sweep
 
@@ -675,6 +676,8 @@ def sweep_cmd(
             start_timeout=start_timeout, strict_params=strict_params, checks=checks,
             store=store,
         )  # fmt: skip
+    except SweepFailedError as exc:  # every child failed: the table says how (exit 1)
+        result = exc.result
     except MlnbError as exc:
         click.echo(f"Error: {exc}", err=True)
         ctx.exit(2)
