@@ -2,7 +2,8 @@
 
 :func:`reproduce` re-runs the notebook **snapshot stored with the run** (the artifact
 ``notebook/<name>.ipynb`` that jobs and tracked notebooks keep — not today's file) with the
-run's parameters, as a new job run linked to the old one (tag ``mlnb.reproduce.of``). It
+run's parameters, as a new job run named ``<name>-repro-<short id>`` and linked to the old
+one (tag ``mlnb.reproduce.of``). It
 then compares the two runs on four counts and names every one that differs:
 
 - ``metrics``: every series the old run logged, step by step, within ``rtol``/``atol``
@@ -86,6 +87,11 @@ class Reproduction:
         return self.job.run_id
 
     @property
+    def name(self) -> str:
+        """The new run's name: the original's, ``-repro-`` and the original's short id."""
+        return repro_name(self.original)
+
+    @property
     def verdict(self) -> str:
         """``reproduced``; ``failed`` when the notebook did not run through; else what
         differs, e.g. ``metrics, data``."""
@@ -123,7 +129,8 @@ class Reproduction:
     def __str__(self) -> str:
         old = self.original
         lines = [
-            f"reproduce {old.name} ({old.run_id[:8]}) → run {self.run_id[:8]}  {self.job.status}"
+            f"reproduce {old.name} ({old.run_id[:8]}) → run {self.run_id[:8]} ({self.name})  "
+            f"{self.job.status}"
         ]
         if self.job.error is not None:
             err = self.job.error
@@ -149,6 +156,13 @@ class Reproduction:
 
     def __repr__(self) -> str:
         return f"<Reproduction {self.original.run_id[:8]} → {self.run_id[:8]}: {self.verdict}>"
+
+
+def repro_name(original: RunRecord) -> str:
+    """The name of a reproduction of ``original``: ``<name>-repro-<short id>``. It says
+    what the run is and which run it reproduces, and leaves the original's name meaning
+    one run (the tag ``mlnb.reproduce.of`` holds the full id)."""
+    return f"{original.name}-repro-{original.run_id[:8]}"
 
 
 def reproduce(
@@ -249,7 +263,7 @@ def _reproduce(
         known = {p.name for p in notebook_parameters(path)}
         params = {k: v for k, v in old.params.items() if k in known}
         job = run_notebook(
-            path, output, parameters=params, name=old.name, experiment=old.experiment,
+            path, output, parameters=params, name=repro_name(old), experiment=old.experiment,
             tags={OF_TAG: old.run_id}, kernel=kernel, cwd=cwd, cell_timeout=cell_timeout,
             start_timeout=start_timeout, store=st,
         )  # fmt: skip
