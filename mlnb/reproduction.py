@@ -30,11 +30,10 @@ from typing import Any
 
 from mlnb.errors import InvalidInputError
 from mlnb.hashing import hash_file
-from mlnb.models import CheckRecord, RunRecord
+from mlnb.models import CheckRecord, RunRecord, is_system_metric
 from mlnb.notebookparams import notebook_parameters
 from mlnb.rundiff import Change, diff_runs
 from mlnb.runner import (
-    CELL_SECONDS,
     SNAPSHOT_DIR,
     JobResult,
     _open_store,
@@ -51,7 +50,6 @@ DIFFERS_BASE = 16
 DIFFERS_BITS = {"metrics": 1, "data": 2, "environment": 4, "code": 8}
 OF_TAG = "mlnb.reproduce.of"
 VERDICT_TAG = "mlnb.reproduce.verdict"
-SKIPPED_METRICS = ("job/*", "system/*")
 
 
 @dataclass(frozen=True)
@@ -329,10 +327,9 @@ def _verify(
     atol: float,
     skip: tuple[str, ...],
 ) -> None:
-    patterns = (*SKIPPED_METRICS, *skip)
     keys = sorted(
         k for k in set(old.metrics) | set(new.metrics)
-        if k != CELL_SECONDS and not any(fnmatch.fnmatchcase(k, p) for p in patterns)
+        if not is_system_metric(k) and not any(fnmatch.fnmatchcase(k, p) for p in skip)
     )  # fmt: skip
     for key in keys:
         result.metrics.append(_compare_series(st, old, new, key, rtol, atol))
