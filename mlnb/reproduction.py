@@ -265,9 +265,14 @@ def _reproduce(
             tags={OF_TAG: old.run_id}, kernel=kernel, cwd=cwd, cell_timeout=cell_timeout,
             start_timeout=start_timeout, store=st,
         )  # fmt: skip
-    # The job's source is the temporary copy: point it at what the old run came from.
+    # The job ran a temporary copy: its source and notebook point at what the old run came
+    # from (a reproduction of this run then finds the original folder again).
     st.write(
-        lambda c: c.execute("UPDATE runs SET source = ? WHERE run_id = ?", [old.source, job.run_id])
+        lambda c: c.execute(
+            "UPDATE runs SET source = ?, notebook = CASE WHEN notebook IS NULL THEN NULL "
+            "ELSE ? END WHERE run_id = ?",
+            [old.source, where, job.run_id],
+        )
     )
     new = st.get_run(job.run_id)
     result = Reproduction(original=old, job=job, differs=[], notes=notes, ignored=ignore)

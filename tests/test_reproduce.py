@@ -51,6 +51,7 @@ def test_a_deterministic_job_is_reproduced_and_linked_to_the_original(project: P
         assert new.tags["mlnb.reproduce.of"] == old
         assert new.tags["mlnb.reproduce.verdict"] == "reproduced"
         assert new.source == str(project / "train.ipynb")  # not the temporary copy
+        assert new.notebook == new.source and new.linearity == "linear"
         assert new.experiment == orig.experiment
         assert new.name == f"{orig.name}-repro-{old[:8]}"
         [ds] = new.datasets
