@@ -145,10 +145,10 @@ def diff_runs(
 def hidden_metrics_note(count: int, what: str) -> str:
     """The one sentence every comparison uses for the ``job/*`` and ``system/*``
     metrics it left out."""
-    noun = "metric" if count == 1 else "metrics"
+    noun, it = ("metric", "it") if count == 1 else ("metrics", "them")
     return (
-        f"{count} system {noun} (job/*, system/*) not {what}: --system-metrics "
-        "(system_metrics=True) shows them"
+        f"{count} system {noun} (job/*, system/*) not {what}; --system-metrics "
+        f"(system_metrics=True) shows {it}"
     )
 
 

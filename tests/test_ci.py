@@ -329,7 +329,7 @@ def test_report_and_gate_leave_out_job_and_system_metrics_unless_asked(
     assert "| acc | 0.9 | 0.8 | +0.1 | +12.50% |" in text
     assert "job/cell_seconds" not in text and "system/cpu_percent" not in text
     assert "### Plots" not in text and not (tmp_path / "r_files").exists()
-    assert "2 system metrics (job/*, system/*) not shown" in text
+    assert "2 system metrics (job/*, system/*) not shown; --system-metrics" in text
     data = build_report(store, ["cand"], vs="base")
     assert [m["key"] for m in data["runs"][0]["metrics"]] == ["acc"]
 

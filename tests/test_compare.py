@@ -246,7 +246,7 @@ def test_job_and_system_metrics_are_hidden_from_diffs_and_compare_unless_asked(
     two = mlnb.diff("a", "b", store=store)  # two runs
     assert [c.key for c in two.sections["metrics"]] == ["loss"]
     assert not any(k in str(two) for k in hidden)
-    assert "2 system metrics (job/*, system/*) not compared" in str(two)
+    assert "2 system metrics (job/*, system/*) not compared; --system-metrics" in str(two)
     shown = mlnb.diff("a", "b", store=store, system_metrics=True)
     assert [c.key for c in shown.sections["metrics"]] == ["job/cell_seconds", "loss",
                                                           "system/cpu_percent"]  # fmt: skip
