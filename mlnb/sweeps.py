@@ -503,6 +503,8 @@ def _worker_init(pid_dir: str) -> None:
     """In each worker process: Ctrl-C at the terminal is the sweep's to handle, not the
     workers'; SIGTERM from the sweep stops the running child (its run is marked killed and
     its kernel stopped)."""
+    import psutil  # noqa: F401  (now: the SIGTERM handler must not be the one to import it)
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
     Path(pid_dir, str(os.getpid())).touch()
@@ -512,7 +514,12 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     """Stop at once: kill the kernel, then leave without unwinding. (Unwinding through
     nbclient's event loop left ZMQ sockets open, and the worker then hung at exit for the
     whole grace period.) The sweep marks the child's run ``killed``; the OS releases its
-    liveness lock."""
+    liveness lock.
+
+    A second SIGTERM is ignored: the pool sends one to every worker when another exits
+    (``terminate_broken``), and arriving while this handler imported psutil it failed the
+    child with "partially initialized module 'psutil'" instead of stopping it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if _busy:
         _kill_kernels()
     os._exit(0)
