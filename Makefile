@@ -25,26 +25,36 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 compile: | $(PY)
 	@$(PY) -m compileall -q mlnb
 
-# The quickstart as a user would run it: the quickstart notebook headless, a small sweep of
-# the training notebook on two workers, then the results compared, gated and reported.
-MLNB := $(VENV)/bin/mlnb --store .mlnb
+# The quickstart as a user would run it: the quickstart notebook headless, a sweep of the
+# training notebook on two workers, then that sweep's best child against its runner-up:
+# listed, diffed, gated and reported. Each invocation compares the sweep it has just run
+# (the newest of the quickstart experiment), so every invocation tells the same story.
+# QS_STORE and QS_OUT choose the store and the output folder.
+QS_STORE ?= .mlnb
+QS_OUT ?= quickstart-out
+MLNB := $(VENV)/bin/mlnb --store $(QS_STORE)
 QS_COLUMNS := name,status,params.model,params.seed,metrics.accuracy,metrics.f1,metrics.roc_auc,duration
+QS_ORDER := metrics.accuracy desc, metrics.f1 desc
 quickstart: $(VENV)/.installed-examples compile
 	@echo "== 1/4  notebooks/quickstart.ipynb, headless: one job run (mlnb run) =="
-	$(MLNB) run notebooks/quickstart.ipynb quickstart-out/quickstart.ipynb
+	$(MLNB) run notebooks/quickstart.ipynb $(QS_OUT)/quickstart.ipynb
 	@echo; echo "== 2/4  a sweep of notebooks/train.ipynb: 3 models x 2 seeds, 2 at a time =="
 	$(MLNB) sweep notebooks/train.ipynb -g model=logreg,forest,sgd -g seed=0,1 -j 2 \
-		--experiment quickstart --name models --sort "metrics.accuracy desc"
-	@echo; echo "== 3/4  every run of the quickstart experiment, best first; the best against the runner-up =="
-	@$(MLNB) runs -e quickstart -o "metrics.accuracy desc" -c $(QS_COLUMNS)
-	@set -e; ids=$$($(MLNB) runs -e quickstart -o "metrics.accuracy desc" \
-		-c run_id --format csv -n 2 | tail -n 2); \
-	$(MLNB) diff $$ids; \
-	echo; echo "== 4/4  a CI gate and a report on the best run =="; \
+		--experiment quickstart --name models --sort "$(QS_ORDER)"
+	@set -e; \
+	sweep=$$($(MLNB) runs -e quickstart -f "tags.mlnb.sweep = '1'" -n 1 -c run_id \
+		--format csv | tail -n 1); \
+	children="parent_run_id = '$$sweep'"; \
+	echo; echo "== 3/4  that sweep's children, best first (accuracy, then f1); the runner-up (a) against the best (b) =="; \
+	$(MLNB) runs -f "$$children" -o "$(QS_ORDER)" -c $(QS_COLUMNS); \
+	ids=$$($(MLNB) runs -f "$$children" -o "$(QS_ORDER)" -c run_id --format csv -n 2 \
+		| tail -n 2); \
 	best=$$(echo "$$ids" | head -n 1); second=$$(echo "$$ids" | tail -n 1); \
+	echo; $(MLNB) diff $$second $$best; \
+	echo; echo "== 4/4  a CI gate and a report: the best against the runner-up =="; \
 	$(MLNB) gate $$best -m "accuracy>=0.9" --vs $$second; \
-	$(MLNB) report $$best --vs $$second --format html -o quickstart-out/report.html; \
-	echo; echo "Report: quickstart-out/report.html  ·  every run: .venv/bin/mlnb runs  ·  in JupyterLab:" \
+	$(MLNB) report $$best --vs $$second --format html -o $(QS_OUT)/report.html; \
+	echo; echo "Report: $(QS_OUT)/report.html  ·  every run: $(MLNB) runs  ·  in JupyterLab:" \
 		"import mlnb; mlnb.compare()  (docs/compare.md)"
 
 lint: $(VENV)/.installed-test

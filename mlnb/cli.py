@@ -69,6 +69,13 @@ def cli(ctx: click.Context, store: str | None) -> None:
     ctx.obj["store"] = store
 
 
+system_metrics_option = click.option(
+    "--system-metrics",
+    is_flag=True,
+    help="Also show the job/* and system/* metrics (cell timings, CPU, memory).",
+)
+
+
 @cli.command("runs")
 @click.option("-f", "--filter", "filter_", metavar="EXPR", help='Query, e.g. "metrics.acc > 0.9".')
 @click.option("-e", "--experiment", metavar="NAME", multiple=True, help="Only these experiments.")
@@ -343,13 +350,18 @@ def _provenance_lines(rec: RunRecord) -> list[str]:
 @click.argument("run_a")
 @click.argument("run_b")
 @click.option("--all", "show_all", is_flag=True, help="Show every value, not only differences.")
+@system_metrics_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.pass_context
 @handles_errors
-def diff_cmd(ctx: click.Context, run_a: str, run_b: str, show_all: bool, fmt: str) -> None:
+def diff_cmd(
+    ctx: click.Context, run_a: str, run_b: str, show_all: bool, system_metrics: bool, fmt: str
+) -> None:
     """Explain how RUN_B differs from RUN_A (only differences unless --all)."""
     store = _open_store(ctx)
-    result = diff_runs(store.get_run(run_a), store.get_run(run_b), all=show_all)
+    result = diff_runs(
+        store.get_run(run_a), store.get_run(run_b), all=show_all, system_metrics=system_metrics
+    )
     if fmt == "json":
         click.echo(json.dumps(_json_clean(result.to_dict()), indent=2, default=_json_default))
     else:
@@ -698,6 +710,7 @@ def sweep_cmd(
     Exit codes: 0 every child finished, 1 some child failed, 2 usage error (nothing run),
     3 a --check failed, 130 interrupted (Ctrl-C: unfinished children are marked killed).
     """
+    from mlnb.errors import SweepFailedError
     from mlnb.grid import load_grid_file, parse_grid_arg
     from mlnb.sweeps import sweep
 
@@ -718,6 +731,8 @@ def sweep_cmd(
             start_timeout=start_timeout, strict_params=strict_params,
             allow_unknown_params=allow_unknown_params, checks=checks, store=store,
         )  # fmt: skip
+    except SweepFailedError as exc:  # every child failed: the table says how (exit 1)
+        result = exc.result
     except MlnbError as exc:
         click.echo(f"Error: {exc}", err=True)
         ctx.exit(2)
@@ -907,6 +922,7 @@ def gate_cmd(
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="File to write (default: stdout); plots go to <name>_files/.")  # fmt: skip
 @click.option("--no-plots", is_flag=True, help="Skip the metric plots.")
+@system_metrics_option
 @click.pass_context
 @handles_errors
 def report_cmd(
@@ -916,6 +932,7 @@ def report_cmd(
     fmt: str,
     output: str | None,
     no_plots: bool,
+    system_metrics: bool,
 ) -> None:
     """Report RUNS (default: the newest run): params, metrics with Δ and %Δ, data and
     environment changes, checks and gates, metric plots, notebooks.
@@ -925,7 +942,7 @@ def report_cmd(
     from mlnb.reports import report
 
     text = report(runs, vs=vs, format=fmt, output=output, plots=not no_plots,
-                  store=_open_store(ctx))  # fmt: skip
+                  system_metrics=system_metrics, store=_open_store(ctx))  # fmt: skip
     if output is None:
         click.echo(text, nl=False)
     else:

@@ -30,7 +30,7 @@ from mlnb.comparehtml import STYLE, best_index, cell_text, png_data_uri, render_
 from mlnb.errors import InvalidInputError, QuerySyntaxError
 from mlnb.formatting import escape_html
 from mlnb.liveplot import lower_is_better
-from mlnb.models import RunRecord
+from mlnb.models import RunRecord, is_system_metric
 from mlnb.multidiff import MultiDiff, diff_many
 from mlnb.query import Field, compile_filter, compile_order_by, quote_string
 from mlnb.store import Store
@@ -65,7 +65,9 @@ class RunsTable:
     list of run ids that survives filtering, sorting and paging.
 
     ``run_ids`` limits the table to those runs (``None``: every run of the store, or of
-    ``experiment``); ``filter`` is the query language of docs/query.md.
+    ``experiment``); ``filter`` is the query language of docs/query.md. The ``job/*`` and
+    ``system/*`` metrics are no columns unless ``system_metrics``; the comparison built on
+    the table (curves, relations, diff) follows the same choice.
     """
 
     def __init__(
@@ -76,10 +78,12 @@ class RunsTable:
         run_ids: Sequence[str] | None = None,
         experiment: str | Sequence[str] | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        system_metrics: bool = False,
     ) -> None:
         if type(page_size) is not int or page_size < 1:
             raise InvalidInputError(f"compare: page_size must be a positive int: {page_size!r}")
         self.store = store
+        self.system_metrics = system_metrics
         self.run_ids = list(run_ids) if run_ids is not None else None
         self.experiments = [experiment] if isinstance(experiment, str) else experiment
         self.filter = ""
@@ -137,7 +141,12 @@ class RunsTable:
                     keys = c.execute(sql, [rowids]).fetchall()
                 else:  # every key of the store: one index seek per key
                     keys = c.execute(DISTINCT_KEYS.format(table=table)).fetchall()
-                cols += [f"{prefix}.{k[0]}" for k in keys if k[0] is not None]
+                hide = prefix == "metrics" and not self.system_metrics
+                cols += [
+                    f"{prefix}.{k[0]}"
+                    for k in keys
+                    if k[0] is not None and not (hide and is_system_metric(k[0]))
+                ]
             return [r[0] for r in found], cols
 
         return self.store.read(fetch)
@@ -382,12 +391,11 @@ class Comparison:
         return [c[len("params.") :] for c in self.table.columns if c.startswith("params.")]
 
     def curve_keys(self) -> list[str]:
-        """The metrics plotted: those asked for, else the first few the runs logged
-        (``system/*`` left out)."""
+        """The metrics plotted: those asked for, else the first few in view (the table's:
+        no ``job/*`` or ``system/*`` unless ``system_metrics``)."""
         if self.metrics:
             return list(self.metrics)
-        keys = [k for k in self.metric_keys() if not k.startswith("system/")]
-        return keys[:MAX_CURVE_KEYS]
+        return self.metric_keys()[:MAX_CURVE_KEYS]
 
     def set_baseline(self, ref: str | None) -> None:
         """The run Δ values are computed against (selected first if it was not)."""
@@ -608,7 +616,12 @@ class Comparison:
         """The selected runs side by side (the first MAX_DIFF_RUNS of them)."""
         ids = self.table.selected[:MAX_DIFF_RUNS]
         base = ids.index(self.baseline) if self.baseline in ids else None
-        return diff_many(self.records(ids), baseline=base, all=self.show_all)
+        return diff_many(
+            self.records(ids),
+            baseline=base,
+            all=self.show_all,
+            system_metrics=self.table.system_metrics,
+        )
 
     # -- views --------------------------------------------------------------------------
 

@@ -16,13 +16,16 @@ and exits non-zero, the magics raise ``UsageError``, the server answers a JSON e
     ├── RunStateError               e.g. logging to a finished run
     ├── InvalidInputError           a bad key, value, step or param (nothing written)
     │   ├── ParamConflictError      a param logged again with a different value
-    │   └── BundleError             a run bundle that is malformed, damaged, or conflicts
-    │                               with the run already in the store (nothing imported)
+    │   ├── BundleError             a run bundle that is malformed, damaged, or conflicts
+    │   │                           with the run already in the store (nothing imported)
     │   └── InputLimitError         input over a size or complexity limit (names the limit)
-    └── QuerySyntaxError            a filter or order_by that does not parse (has .position)
+    ├── QuerySyntaxError            a filter or order_by that does not parse (has .position)
+    └── SweepFailedError            no child of a sweep finished (has .result)
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "AmbiguousRunIdError",
@@ -38,6 +41,7 @@ __all__ = [
     "StoreError",
     "StoreReadOnlyError",
     "StoreVersionError",
+    "SweepFailedError",
 ]
 
 
@@ -106,3 +110,16 @@ class QuerySyntaxError(MlnbError, ValueError):
         if text:
             message = f"{message} at position {position}\n  {text}\n  {' ' * position}^"
         super().__init__(message)
+
+
+class SweepFailedError(MlnbError):
+    """No child of a sweep finished, so the sweep has no result to use.
+
+    Raised by :func:`mlnb.sweep` after every run is recorded (nothing is left ``queued``
+    or ``running``); ``result`` is the :class:`~mlnb.sweeps.SweepResult` it would have
+    returned, with each child's status and error.
+    """
+
+    def __init__(self, message: str, result: Any) -> None:
+        super().__init__(message)
+        self.result = result

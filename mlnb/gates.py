@@ -29,7 +29,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from mlnb.errors import InvalidInputError
-from mlnb.models import CheckRecord, RunRecord
+from mlnb.models import CheckRecord, RunRecord, is_system_metric
 from mlnb.store import Store
 
 __all__ = [
@@ -374,7 +374,9 @@ def evaluate(
         op = spec.op if threshold is not None else None
         if value is None:
             ok = False
-            known = ", ".join(sorted(run.metrics)) or "none"
+            # the model's metrics: a job's timings and system/* would bury them
+            known = ", ".join(k for k in sorted(run.metrics) if not is_system_metric(k))
+            known = known or "none"
             reasons.append(f"the run has no metric {key!r} (it has: {known})")
         elif math.isnan(value):
             ok = False

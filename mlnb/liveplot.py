@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from mlnb import tracking, validation
 from mlnb.errors import InvalidInputError, MlnbError
 from mlnb.formatting import escape_html, escape_mathtext
+from mlnb.models import is_system_metric
 from mlnb.tracking import ActiveRun
 
 if TYPE_CHECKING:
@@ -113,8 +114,8 @@ def live(
 ) -> LivePlot:
     """Plot metrics in the notebook while a training loop in the same cell logs them.
 
-    Shows ``keys`` (default: every key the run logs, except ``system/*``), one axes per
-    key with its best value marked, redrawn at most every ``every`` seconds while new
+    Shows ``keys`` (default: every key the run logs, except ``job/*`` and ``system/*``),
+    one axes per key with its best value marked, redrawn at most every ``every`` seconds while new
     points arrive, until the run ends or ``close()`` is called. The run is ``run``;
     without it, the first run that logs a metric after this call: normally the active
     run (whose history is shown meanwhile), or one started after the call (``live()``
@@ -281,13 +282,13 @@ class LivePlot:
         return listener
 
     def _add_key(self, key: str) -> tuple[Append, Append]:
-        """Start collecting ``key`` (or ignore it: not asked for, or ``system/*`` when no
-        keys were given)."""
+        """Start collecting ``key`` (or ignore it: not asked for, or ``job/*`` and
+        ``system/*`` when no keys were given)."""
         with self._keys_lock:  # the listener and the drawing thread may both add one
             appends = self._appends.get(key)
             if appends is not None:
                 return appends
-            if (key not in self.keys) if self.keys else key.startswith("system/"):
+            if (key not in self.keys) if self.keys else is_system_metric(key):
                 appends = _SINKS
             else:
                 xs: list[Any] = []
@@ -374,7 +375,7 @@ class LivePlot:
             keys: Sequence[str] = self.keys
         else:
             stored = sorted(run.store.max_steps(run.run_id))
-            keys = [k for k in stored if not k.startswith("system/")]
+            keys = [k for k in stored if not is_system_metric(k)]
         before = self._since or None  # later points reached the listener
         column = 2 if self.x == "time" else 0
         for key in keys:

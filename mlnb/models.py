@@ -24,6 +24,17 @@ if TYPE_CHECKING:
 STATUSES = ("queued", "running", "finished", "failed", "killed", "crashed")
 TERMINAL_STATUSES = frozenset({"finished", "failed", "killed", "crashed"})
 SCHEMA_SHOWN = 8  # a dataset's columns named in its HTML summary
+# Series mlnb records about a run rather than about its model: a job's per-cell timings
+# (job/cell_seconds) and the sampled machine (system/cpu_percent, ...). Diffs, reports,
+# the compare view and gates leave them out unless asked (system_metrics=True,
+# --system-metrics); see is_system_metric.
+SYSTEM_METRIC_PREFIXES = ("job/", "system/")
+
+
+def is_system_metric(key: str) -> bool:
+    """Whether metric ``key`` describes the run's machinery (``job/*``, ``system/*``)
+    rather than its model. The one test of it: comparisons hide these by default."""
+    return key.startswith(SYSTEM_METRIC_PREFIXES)
 
 
 def iso(ts: float | None) -> str | None:

@@ -136,16 +136,21 @@ class MultiDiff:
 
 
 def diff_many(
-    records: Sequence[RunRecord], *, baseline: int | None = None, all: bool = False
+    records: Sequence[RunRecord],
+    *,
+    baseline: int | None = None,
+    all: bool = False,
+    system_metrics: bool = False,
 ) -> MultiDiff:
     """Params, metrics, tags, data fingerprints, environment packages, git and run
     attributes of several runs side by side. Only keys whose values differ unless
-    ``all``; for each metric the best value (lowest or highest, see
-    ``liveplot.lower_is_better``) is marked; ``baseline`` (an index) gives Δ values."""
+    ``all``; ``job/*`` and ``system/*`` metrics only with ``system_metrics``; for each
+    metric the best value (lowest or highest, see ``liveplot.lower_is_better``) is
+    marked; ``baseline`` (an index) gives Δ values."""
     if baseline is not None and not 0 <= baseline < len(records):
         raise InvalidInputError(f"compare: baseline index {baseline} is out of range")
     result = MultiDiff(list(records), baseline=baseline, all=all)
-    views = [run_sections(r) for r in records]
+    views = [run_sections(r, system_metrics=system_metrics) for r in records]
     for section in SECTIONS:
         keys = sorted(set().union(*(v[section] for v in views))) if views else []
         for key in keys:

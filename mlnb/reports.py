@@ -24,8 +24,8 @@ from urllib.parse import quote
 from mlnb.errors import InvalidInputError
 from mlnb.formatting import escape_html, escape_markdown, escape_mathtext
 from mlnb.gates import find_baseline
-from mlnb.models import JobError, RunRecord, iso
-from mlnb.rundiff import _MISSING, diff_runs
+from mlnb.models import JobError, RunRecord, is_system_metric, iso
+from mlnb.rundiff import _MISSING, diff_runs, hidden_metrics_note
 from mlnb.store import Store
 
 __all__ = ["FORMATS", "build_report", "render_html", "render_markdown", "report"]
@@ -74,10 +74,15 @@ def _latest_checks(rec: RunRecord) -> list[dict[str, Any]]:
     return [c.to_dict() for c in rec.checks if newest[c.kind] == c.batch]
 
 
-def _entry(store: Store, rec: RunRecord, base: RunRecord | None) -> dict[str, Any]:
+def _entry(
+    store: Store, rec: RunRecord, base: RunRecord | None, system_metrics: bool
+) -> tuple[dict[str, Any], list[str]]:
+    """A run's part of the report, and its notes (what was left out)."""
     metrics = []
     keys = sorted(set(rec.metrics) | set(base.metrics if base else {}))
-    for key in keys:
+    hidden = [] if system_metrics else [k for k in keys if is_system_metric(k)]
+    notes = [hidden_metrics_note(len(hidden), "shown")] if hidden else []
+    for key in (k for k in keys if k not in hidden):
         value = rec.metrics.get(key)
         bval = base.metrics.get(key) if base else None
         delta = rel = None
@@ -122,7 +127,7 @@ def _entry(store: Store, rec: RunRecord, base: RunRecord | None) -> dict[str, An
         for a in rec.artifacts
         if a.kind == "notebook" or a.path.endswith(".ipynb")
     ]
-    return {
+    entry = {
         "run": _run_summary(rec),
         "baseline": _run_summary(base) if base is not None else None,
         "metrics": metrics,
@@ -131,6 +136,7 @@ def _entry(store: Store, rec: RunRecord, base: RunRecord | None) -> dict[str, An
         "notebooks": notebooks,
         "plots": {},
     }
+    return entry, notes
 
 
 def _notebook_role(path: str) -> str:
@@ -154,11 +160,17 @@ def _data_text(d: Any) -> str:
 
 
 def build_report(
-    store: Store, runs: Sequence[str] = (), *, vs: str | None = None
+    store: Store,
+    runs: Sequence[str] = (),
+    *,
+    vs: str | None = None,
+    system_metrics: bool = False,
 ) -> dict[str, Any]:
     """The report as plain data (its JSON shape, without plots): one entry per run, each
     against its baseline when ``vs`` is given (a run, or ``latest``: the newest other
-    finished run of the same experiment). Default: the newest run of the store."""
+    finished run of the same experiment). Default: the newest run of the store. The
+    ``job/*`` and ``system/*`` metrics are left out (a note says how many) unless
+    ``system_metrics``."""
     if vs == "best":
         raise InvalidInputError(
             "report --vs best needs a metric to rank by; give a run or 'latest' (the gate "
@@ -176,7 +188,8 @@ def build_report(
         notes: list[str] = []
         if vs is not None:
             base, notes = find_baseline(store, rec, vs)
-        entries.append({**_entry(store, rec, base), "notes": notes})
+        entry, left_out = _entry(store, rec, base, system_metrics)
+        entries.append({**entry, "notes": notes + left_out})
     return {
         "mlnb_report": REPORT_VERSION,
         "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -471,20 +484,23 @@ def report(
     format: str = "md",
     output: str | os.PathLike[str] | None = None,
     plots: bool = True,
+    system_metrics: bool = False,
     store: Store | None = None,
 ) -> str:
     """Write a report of ``runs`` (default: the newest run), each against ``vs`` when
     given, as ``format`` ``md``, ``html`` or ``json``; returns the text, and writes it to
     ``output`` when given. Plots go to ``<output stem>_files/`` (``report_files/`` without
     ``output``) for md and json, and into the page for html. With ``$GITHUB_STEP_SUMMARY``
-    set, a Markdown report is also appended to that file (plots listed by name)."""
+    set, a Markdown report is also appended to that file (plots listed by name). The
+    ``job/*`` and ``system/*`` metrics (a job's cell timings, the sampled machine) are left
+    out of the tables and plots unless ``system_metrics``."""
     from mlnb import tracking
 
     if format not in FORMATS:
         raise InvalidInputError(f"format must be one of {', '.join(FORMATS)}: {format!r}")
     st = store or tracking.get_store()
     tracking.flush(st)
-    data = build_report(st, list(runs), vs=vs)
+    data = build_report(st, list(runs), vs=vs, system_metrics=system_metrics)
     pngs = make_plots(st, data) if plots else {}
     out_path = Path(output) if output is not None else None
     folder = Path("report_files")

@@ -2,7 +2,8 @@
 
 :func:`reproduce` re-runs the notebook **snapshot stored with the run** (the artifact
 ``notebook/<name>.ipynb`` that jobs and tracked notebooks keep — not today's file) with the
-run's parameters, as a new job run linked to the old one (tag ``mlnb.reproduce.of``). It
+run's parameters, as a new job run named ``<name>-repro-<short id>`` and linked to the old
+one (tag ``mlnb.reproduce.of``). It
 then compares the two runs on four counts and names every one that differs:
 
 - ``metrics``: every series the old run logged, step by step, within ``rtol``/``atol``
@@ -29,11 +30,10 @@ from typing import Any
 
 from mlnb.errors import InvalidInputError
 from mlnb.hashing import hash_file
-from mlnb.models import CheckRecord, RunRecord
+from mlnb.models import CheckRecord, RunRecord, is_system_metric
 from mlnb.notebookparams import notebook_parameters
 from mlnb.rundiff import Change, diff_runs
 from mlnb.runner import (
-    CELL_SECONDS,
     SNAPSHOT_DIR,
     JobResult,
     _open_store,
@@ -50,7 +50,6 @@ DIFFERS_BASE = 16
 DIFFERS_BITS = {"metrics": 1, "data": 2, "environment": 4, "code": 8}
 OF_TAG = "mlnb.reproduce.of"
 VERDICT_TAG = "mlnb.reproduce.verdict"
-SKIPPED_METRICS = ("job/*", "system/*")
 
 
 @dataclass(frozen=True)
@@ -84,6 +83,11 @@ class Reproduction:
     def run_id(self) -> str:
         """The new run's id."""
         return self.job.run_id
+
+    @property
+    def name(self) -> str:
+        """The new run's name: the original's, ``-repro-`` and the original's short id."""
+        return repro_name(self.original)
 
     @property
     def verdict(self) -> str:
@@ -123,7 +127,8 @@ class Reproduction:
     def __str__(self) -> str:
         old = self.original
         lines = [
-            f"reproduce {old.name} ({old.run_id[:8]}) → run {self.run_id[:8]}  {self.job.status}"
+            f"reproduce {old.name} ({old.run_id[:8]}) → run {self.run_id[:8]} ({self.name})  "
+            f"{self.job.status}"
         ]
         if self.job.error is not None:
             err = self.job.error
@@ -149,6 +154,13 @@ class Reproduction:
 
     def __repr__(self) -> str:
         return f"<Reproduction {self.original.run_id[:8]} → {self.run_id[:8]}: {self.verdict}>"
+
+
+def repro_name(original: RunRecord) -> str:
+    """The name of a reproduction of ``original``: ``<name>-repro-<short id>``. It says
+    what the run is and which run it reproduces, and leaves the original's name meaning
+    one run (the tag ``mlnb.reproduce.of`` holds the full id)."""
+    return f"{original.name}-repro-{original.run_id[:8]}"
 
 
 def reproduce(
@@ -249,13 +261,18 @@ def _reproduce(
         known = {p.name for p in notebook_parameters(path)}
         params = {k: v for k, v in old.params.items() if k in known}
         job = run_notebook(
-            path, output, parameters=params, name=old.name, experiment=old.experiment,
+            path, output, parameters=params, name=repro_name(old), experiment=old.experiment,
             tags={OF_TAG: old.run_id}, kernel=kernel, cwd=cwd, cell_timeout=cell_timeout,
             start_timeout=start_timeout, store=st,
         )  # fmt: skip
-    # The job's source is the temporary copy: point it at what the old run came from.
+    # The job ran a temporary copy: its source and notebook point at what the old run came
+    # from (a reproduction of this run then finds the original folder again).
     st.write(
-        lambda c: c.execute("UPDATE runs SET source = ? WHERE run_id = ?", [old.source, job.run_id])
+        lambda c: c.execute(
+            "UPDATE runs SET source = ?, notebook = CASE WHEN notebook IS NULL THEN NULL "
+            "ELSE ? END WHERE run_id = ?",
+            [old.source, where, job.run_id],
+        )
     )
     new = st.get_run(job.run_id)
     result = Reproduction(original=old, job=job, differs=[], notes=notes, ignored=ignore)
@@ -315,10 +332,9 @@ def _verify(
     atol: float,
     skip: tuple[str, ...],
 ) -> None:
-    patterns = (*SKIPPED_METRICS, *skip)
     keys = sorted(
         k for k in set(old.metrics) | set(new.metrics)
-        if k != CELL_SECONDS and not any(fnmatch.fnmatchcase(k, p) for p in patterns)
+        if not is_system_metric(k) and not any(fnmatch.fnmatchcase(k, p) for p in skip)
     )  # fmt: skip
     for key in keys:
         result.metrics.append(_compare_series(st, old, new, key, rtol, atol))

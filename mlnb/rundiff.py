@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlnb.formatting import escape_html
-from mlnb.models import RunRecord
+from mlnb.models import RunRecord, is_system_metric
 
 _MISSING = object()
 
@@ -52,6 +52,7 @@ class RunDiff:
     b: RunRecord
     sections: dict[str, list[Change]] = field(default_factory=dict)
     all: bool = False
+    hidden_metrics: int = 0  # job/* and system/* keys left out (system_metrics=False)
 
     @property
     def identical(self) -> bool:
@@ -71,6 +72,7 @@ class RunDiff:
         lines = [head]
         if self.identical and not self.all:
             lines.append("no differences (use --all to see every value)")
+            lines.extend(f"({note})" for note in self.notes())
             return "\n".join(lines)
         for name, rows in self.sections.items():
             if not rows:
@@ -85,7 +87,14 @@ class RunDiff:
                     text += f"  (Δ {c.delta:+.4g}"
                     text += f", {c.relative:+.1%})" if c.relative is not None else ")"
                 lines.append(text)
+        if self.notes():
+            lines.append("")
+        lines.extend(f"({note})" for note in self.notes())
         return "\n".join(lines)
+
+    def notes(self) -> list[str]:
+        """What the diff left out, and how to see it."""
+        return [hidden_metrics_note(self.hidden_metrics, "compared")] if self.hidden_metrics else []
 
     def _repr_html_(self) -> str:
         parts = [
@@ -106,30 +115,52 @@ class RunDiff:
                     f"<tr{style}><td>{escape_html(c.key)}</td><td>{escape_html(_fmt(c.a))}</td>"
                     f"<td>{escape_html(_fmt(c.b))}</td><td>{delta}</td></tr>"
                 )
-        parts.append("</tbody></table></div>")
+        parts.append("</tbody></table>")
+        parts += [f"<p>{escape_html(note)}</p>" for note in self.notes()]
+        parts.append("</div>")
         return "".join(parts)
 
     def __repr__(self) -> str:
         return str(self)
 
 
-def diff_runs(a: RunRecord, b: RunRecord, *, all: bool = False) -> RunDiff:
+def diff_runs(
+    a: RunRecord, b: RunRecord, *, all: bool = False, system_metrics: bool = False
+) -> RunDiff:
     """Compare two runs: params, metrics (latest values, with Δ), tags, data (hash, rows,
-    schema), environment (Python, packages), git (commit, dirty) and run attributes."""
+    schema), environment (Python, packages), git (commit, dirty) and run attributes.
+    Metrics about the run's machinery (``job/*``, ``system/*``) are left out, and counted,
+    unless ``system_metrics``."""
     result = RunDiff(a, b, all=all)
-    view_a, view_b = run_sections(a), run_sections(b)
+    view_a = run_sections(a, system_metrics=system_metrics)
+    view_b = run_sections(b, system_metrics=system_metrics)
     for name in view_a:
         always = {"duration"} if name == "run" else None
         result.sections[name] = _compare(view_a[name], view_b[name], all, always_differs=always)
+    if not system_metrics:
+        result.hidden_metrics = len({k for k in (*a.metrics, *b.metrics) if is_system_metric(k)})
     return result
 
 
-def run_sections(rec: RunRecord) -> dict[str, dict[str, Any]]:
-    """A run flattened into the sections a diff compares, key → value: params, metrics,
-    tags, data, environment, git, run. The compare widget diffs many runs with it."""
+def hidden_metrics_note(count: int, what: str) -> str:
+    """The one sentence every comparison uses for the ``job/*`` and ``system/*``
+    metrics it left out."""
+    noun, it = ("metric", "it") if count == 1 else ("metrics", "them")
+    return (
+        f"{count} system {noun} (job/*, system/*) not {what}; --system-metrics "
+        f"(system_metrics=True) shows {it}"
+    )
+
+
+def run_sections(rec: RunRecord, *, system_metrics: bool = False) -> dict[str, dict[str, Any]]:
+    """A run flattened into the sections a diff compares, key → value: params, metrics
+    (without ``job/*`` and ``system/*`` unless ``system_metrics``), tags, data,
+    environment, git, run. The compare widget diffs many runs with it."""
     return {
         "params": dict(rec.params),
-        "metrics": dict(rec.metrics),
+        "metrics": {
+            k: v for k, v in rec.metrics.items() if system_metrics or not is_system_metric(k)
+        },
         "tags": dict(rec.tags),
         "data": _data_view(rec),
         "environment": _env_view(rec),

@@ -756,6 +756,7 @@ def _run(
                 writer: Any = nbformat.write
                 writer(final_nb, str(out_path))
         _record(st, run_id, nb_path, out_path, final_nb, nb, error)
+        _record_lineage(st, run_id, nb_path, nb, final_nb)
         if name is not None:  # `%track start` in the notebook renames the run it attaches to
             st.write(
                 lambda c: c.execute("UPDATE runs SET name = ? WHERE run_id = ?", [name, run_id])
@@ -845,6 +846,27 @@ def _record(
         st.log_artifact(
             run_id, out_path, name=f"job/{nb_path.stem}.ipynb", kind="notebook", check_state=False
         )
+
+
+def _record_lineage(st: Store, run_id: str, nb_path: Path, nb: Any, final_nb: Any) -> None:
+    """A job runs its notebook from top to bottom: its linearity verdict and
+    ``notebook/executed.py`` come from the executed notebook, as ``%track end`` would
+    record them from the kernel, for every job (with the magics or without). A verdict
+    the notebook recorded itself (it ended the job's run with ``%track end``) is kept.
+    papermill's injected-parameters cell is not in the saved notebook: it is left out of
+    the verdict and kept in the script (it set the parameters)."""
+    from mlnb.capture.notebook import executed_cells, executed_script, linearity
+
+    if final_nb is None or st.get_run(run_id).linearity is not None:
+        return
+    saved = [c.source for c in nb.cells if c.get("cell_type") == "code"]
+    ran = executed_cells(final_nb)
+    verdict = linearity(executed_cells(final_nb, skip_tags=("injected-parameters",)), saved)
+    st.set_notebook(
+        run_id, notebook=str(nb_path), linearity=verdict.verdict, detail=verdict.to_dict()
+    )
+    script = executed_script(ran, saved).encode()
+    st.log_artifact(run_id, script, name=f"{SNAPSHOT_DIR}/executed.py", check_state=False)
 
 
 # -- notebook tests ---------------------------------------------------------------------

@@ -68,8 +68,16 @@ def restore_run(run_id: str, *, store: Store | None = None) -> str:
     return _store(store).restore_run(run_id)
 
 
-def diff(run_a: str, run_b: str, *, all: bool = False, store: Store | None = None) -> RunDiff:
+def diff(
+    run_a: str,
+    run_b: str,
+    *,
+    all: bool = False,
+    system_metrics: bool = False,
+    store: Store | None = None,
+) -> RunDiff:
     """What differs between two runs: params, metrics (with Δ), tags, status. Only the
-    differences unless ``all``; prints as text, renders as HTML in a notebook."""
+    differences unless ``all``; ``job/*`` and ``system/*`` metrics only with
+    ``system_metrics``; prints as text, renders as HTML in a notebook."""
     st = _store(store)
-    return diff_runs(st.get_run(run_a), st.get_run(run_b), all=all)
+    return diff_runs(st.get_run(run_a), st.get_run(run_b), all=all, system_metrics=system_metrics)

@@ -15,6 +15,8 @@ into a temporary store and ships the finished run back (:mod:`mlnb.transfer`).
 The parent ends ``finished`` if every child finished, else ``failed``; ``killed`` when the
 sweep is interrupted (Ctrl-C), which also cancels the children not started, stops the
 running kernels and marks those children ``killed``: none stays ``queued`` or ``running``.
+A sweep none of whose children finished raises :class:`~mlnb.errors.SweepFailedError`
+(carrying the result) rather than returning, so a script cannot carry on as if it had run.
 
 The grid itself is parsed and expanded by :mod:`mlnb.grid`. See docs/jobs.md.
 """
@@ -35,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlnb.errors import InvalidInputError, MlnbError
+from mlnb.errors import InvalidInputError, MlnbError, SweepFailedError
 from mlnb.gates import record_checks
 from mlnb.grid import Distribution, expand_grid
 from mlnb.liveness import acquire_run_lock, release_run_lock
@@ -256,7 +258,11 @@ def sweep(
 
     Bad input raises :class:`~mlnb.errors.InvalidInputError` before any run exists. Ctrl-C
     marks the unfinished children and the parent ``killed`` and re-raises
-    ``KeyboardInterrupt``. Returns a :class:`SweepResult`.
+    ``KeyboardInterrupt``. Returns a :class:`SweepResult` (``status`` ``"failed"`` and
+    ``exit_code`` 1 when some child did not finish); when no child finished there is nothing
+    to use, and :class:`~mlnb.errors.SweepFailedError` is raised instead, its ``result``
+    holding the same :class:`SweepResult`. It works from a script without an ``if
+    __name__ == "__main__":`` guard: the workers never import ``__main__``.
     """
     from mlnb.query import compile_filter, compile_order_by
     from mlnb.runner import _open_store, _progress_bar
@@ -349,8 +355,28 @@ def _execute(
     else:
         code = EXIT_OK
     swept = tuple(sorted({k for p in plan.points for k in p}))
-    return SweepResult(parent, st.get_run(parent).status, results, code,
-                       time.monotonic() - started, swept)  # fmt: skip
+    result = SweepResult(parent, st.get_run(parent).status, results, code,
+                         time.monotonic() - started, swept)  # fmt: skip
+    if results and not any(r.status == "finished" for r in results):
+        raise SweepFailedError(_nothing_finished(plan.name, result), result)
+    return result
+
+
+def _nothing_finished(name: str, result: SweepResult) -> str:
+    """Why a sweep has no result: how its children ended, the first errors, and where
+    to look."""
+    counts: dict[str, int] = {}
+    for child in result.children:
+        counts[child.status] = counts.get(child.status, 0) + 1
+    how = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    lines = [f"no child of sweep {name!r} ({result.run_id[:8]}) finished ({how})"]
+    for child in [c for c in result.children if c.error is not None][:3]:
+        err = child.error
+        assert err is not None
+        where = f"cell {err.cell}: " if err.cell is not None else ""
+        lines.append(f"  {child.run_id[:8]} {child.status}: {where}{err.name}: {err.message}")
+    lines.append(f"  every child: mlnb runs -f \"parent_run_id = '{result.run_id}'\"")
+    return "\n".join(lines)
 
 
 def _create_children(st: Store, plan: _Plan, parent: str) -> list[dict[str, Any]]:
@@ -509,6 +535,8 @@ def _worker_init(pid_dir: str) -> None:
     """In each worker process: Ctrl-C at the terminal is the sweep's to handle, not the
     workers'; SIGTERM from the sweep stops the running child (its run is marked killed and
     its kernel stopped)."""
+    import psutil  # noqa: F401  (now: the SIGTERM handler must not be the one to import it)
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
     Path(pid_dir, str(os.getpid())).touch()
@@ -518,7 +546,12 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     """Stop at once: kill the kernel, then leave without unwinding. (Unwinding through
     nbclient's event loop left ZMQ sockets open, and the worker then hung at exit for the
     whole grace period.) The sweep marks the child's run ``killed``; the OS releases its
-    liveness lock."""
+    liveness lock.
+
+    A second SIGTERM is ignored: the pool sends one to every worker when another exits
+    (``terminate_broken``), and arriving while this handler imported psutil it failed the
+    child with "partially initialized module 'psutil'" instead of stopping it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if _busy:
         _kill_kernels()
     os._exit(0)
@@ -596,6 +629,35 @@ def _local_child(task: dict[str, Any]) -> dict[str, Any]:
         _busy = False
 
 
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Worker processes started meanwhile do not import the caller's ``__main__``.
+
+    Under ``forkserver`` and ``spawn`` multiprocessing runs the main script again in each
+    new process (as ``__mp_main__``, so that functions defined there can be unpickled): a
+    script calling :func:`sweep` without an ``if __name__ == "__main__":`` guard then ran
+    its sweep again in every worker. Our workers run only this module's functions on plain
+    data and need nothing from ``__main__``, so while they start the main module shows
+    neither a file nor a module spec, which is what multiprocessing reads to decide what
+    to re-import (as in an interactive session, where there is none). Other threads see the
+    main module without ``__file__`` for those few milliseconds.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved: dict[str, Any] = {
+        k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__
+    }
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+
+
 def _worker_context() -> Any:
     """Workers are forked from a clean server process that imported papermill once
     ("forkserver": no threads or open store inherited, no import per worker), else spawned
@@ -631,7 +693,8 @@ def _run_local(
         "kernel": plan.kernel, "cwd": plan.cwd, "cell_timeout": plan.cell_timeout,
         "start_timeout": plan.start_timeout, "allow_unknown": plan.allow_unknown,
     }  # fmt: skip
-    futures = {pool.submit(_local_child, {**base, "child": c}): c for c in children}
+    with _main_module_hidden():  # the workers start on the first submits
+        futures = {pool.submit(_local_child, {**base, "child": c}): c for c in children}
     outcomes: dict[int, dict[str, Any]] = {}
     stopped = False
     try:

@@ -59,6 +59,7 @@ def compare(
     page_size: int = 25,
     refresh_every: float | None = None,
     widget: bool | None = None,
+    system_metrics: bool = False,
     store: Store | None = None,
 ) -> CompareWidget | Comparison:
     """Compare runs in the notebook: a sortable, filterable table of runs; the metric
@@ -69,7 +70,8 @@ def compare(
     ids (prefixes and names accepted) or a DataFrame from ``mlnb.runs()``; default: every
     run. ``metrics`` picks the metric keys plotted; ``baseline`` the run Δ values are
     computed against. ``refresh_every`` (seconds) re-reads the store while runs are still
-    running.
+    running. The ``job/*`` and ``system/*`` metrics (a job's cell timings, the sampled
+    machine) are left out of the table, the plots and the diff unless ``system_metrics``.
 
     Under Jupyter it returns a :class:`CompareWidget`; elsewhere (a script, CI, terminal
     IPython) a :class:`~mlnb.comparison.Comparison` with text and HTML views. Both have
@@ -89,7 +91,14 @@ def compare(
             f"compare: refresh_every must be a positive number of seconds: {refresh_every!r}"
         )
     flt, ids = resolve_scope(st, runs)
-    table = RunsTable(st, filter=flt, run_ids=ids, experiment=experiment, page_size=page_size)
+    table = RunsTable(
+        st,
+        filter=flt,
+        run_ids=ids,
+        experiment=experiment,
+        page_size=page_size,
+        system_metrics=system_metrics,
+    )
     comparison = Comparison(table, metrics=metrics, baseline=baseline)
     if widget is None:
         widget = _kernel_shell() is not None

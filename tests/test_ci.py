@@ -18,6 +18,7 @@ from mlnb.cli import cli
 from mlnb.errors import InvalidInputError, RunNotFoundError
 from mlnb.gates import MetricThreshold, parse_metric
 from mlnb.models import CheckRecord
+from mlnb.reports import build_report
 from mlnb.workflows import github_workflow
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -312,6 +313,38 @@ def test_report_markdown_has_diffs_deltas_checks_and_png_plots(
     png = out.parent / "report_files" / "acc.png"
     assert png.read_bytes().startswith(PNG_MAGIC)
     assert not (out.parent / "report_files" / "loss.png").exists()  # one point: no plot
+
+
+def test_report_and_gate_leave_out_job_and_system_metrics_unless_asked(
+    store: mlnb.Store, tmp_path: Path
+) -> None:
+    """Issue 11 item 9: the Markdown report of a job against its baseline listed and
+    plotted job/cell_seconds (its only plot) and system/* next to the model's metrics, and
+    a gate's reason listed them among the run's metrics."""
+    make_run("base", {"acc": 0.8, "job/cell_seconds": [0.1, 0.5], "system/cpu_percent": 10.0})
+    make_run("cand", {"acc": 0.9, "job/cell_seconds": [0.2, 0.3], "system/cpu_percent": 30.0})
+    out = tmp_path / "r.md"
+    assert invoke(store, "report", "cand", "--vs", "base", "-o", str(out)).exit_code == 0
+    text = out.read_text()
+    assert "| acc | 0.9 | 0.8 | +0.1 | +12.50% |" in text
+    assert "job/cell_seconds" not in text and "system/cpu_percent" not in text
+    assert "### Plots" not in text and not (tmp_path / "r_files").exists()
+    assert "2 system metrics (job/*, system/*) not shown; --system-metrics" in text
+    data = build_report(store, ["cand"], vs="base")
+    assert [m["key"] for m in data["runs"][0]["metrics"]] == ["acc"]
+
+    result = invoke(store, "report", "cand", "--vs", "base", "-o", str(out), "--system-metrics")
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "| job/cell_seconds | 0.3 | 0.5 | -0.2 | -40.00% |" in text
+    assert "![job/cell_seconds](r_files/job_cell_seconds.png)" in text
+    assert "| system/cpu_percent | 30 | 10 |" in text and "not shown" not in text
+
+    result = invoke(store, "gate", "cand", "-m", "f1>=0.5", "--vs", "base")
+    assert result.exit_code == 1
+    assert "the run has no metric 'f1' (it has: acc)" in result.output
+    gated = invoke(store, "gate", "cand", "-m", "job/cell_seconds<1")  # named: gated
+    assert gated.exit_code == 0 and "job/cell_seconds" in gated.output
 
 
 def test_report_defaults_to_the_newest_run_on_stdout(

@@ -222,6 +222,62 @@ def test_diff_many_best_follows_lower_or_higher_is_better(
         multidiff.diff_many(store_records(store, [runs["a"]]), baseline=3)
 
 
+def add_system_series(store: mlnb.Store, rid: str, cell_seconds: list[float], cpu: float) -> None:
+    """What a job and the system sampler record on a run: job/* and system/* series."""
+    rowid, _ = store.run_rowid(rid)
+    points = [(rowid, "job/cell_seconds", i, v, 1.7e9 + i) for i, v in enumerate(cell_seconds)]
+    store.insert_metrics([*points, (rowid, "system/cpu_percent", 0, cpu, 1.7e9)])
+
+
+def test_job_and_system_metrics_are_hidden_from_diffs_and_compare_unless_asked(
+    store: mlnb.Store,
+) -> None:
+    """Issue 11 item 9: job/* and system/* series were diffed, plotted and starred as the
+    "best" value next to the model's metrics; one switch, system_metrics, shows them."""
+    from click.testing import CliRunner
+
+    from mlnb.cli import cli
+
+    a = add_run(store, "a", params={"lr": 0.1}, loss=[1.0, 0.5], start=1.7e9)
+    b = add_run(store, "b", params={"lr": 0.2}, loss=[1.0, 0.4], start=1.7e9 + 10)
+    add_system_series(store, a, [0.1, 2.0], cpu=40.0)
+    add_system_series(store, b, [0.3, 1.0], cpu=60.0)
+    hidden = ("job/cell_seconds", "system/cpu_percent")
+
+    two = mlnb.diff("a", "b", store=store)  # two runs
+    assert [c.key for c in two.sections["metrics"]] == ["loss"]
+    assert not any(k in str(two) for k in hidden)
+    assert "2 system metrics (job/*, system/*) not compared; --system-metrics" in str(two)
+    shown = mlnb.diff("a", "b", store=store, system_metrics=True)
+    assert [c.key for c in shown.sections["metrics"]] == ["job/cell_seconds", "loss",
+                                                          "system/cpu_percent"]  # fmt: skip
+    cli_out = CliRunner().invoke(cli, ["--store", str(store.root), "diff", "a", "b"]).output
+    assert "loss" in cli_out and not any(k in cli_out for k in hidden)
+    cli_out = (
+        CliRunner()
+        .invoke(cli, ["--store", str(store.root), "diff", "a", "b", "--system-metrics"])
+        .output
+    )
+    assert all(k in cli_out for k in hidden)
+
+    many = multidiff.diff_many(store_records(store, [a, b]))  # several runs
+    assert [r.key for r in many.rows if r.section == "metrics"] == ["loss"]
+    many = multidiff.diff_many(store_records(store, [a, b]), system_metrics=True)
+    best = {r.key: r.best for r in many.rows if r.section == "metrics"}
+    assert best == {"job/cell_seconds": 1, "loss": 1, "system/cpu_percent": 0}
+
+    view = compare(store=store, widget=False)  # the compare view: table, curves, diff
+    assert isinstance(view, comparison.Comparison)
+    assert [c for c in view.table.columns if c.startswith("metrics.")] == ["metrics.loss"]
+    assert view.curve_keys() == ["loss"] and view.default_relation_metric() == "loss"
+    assert [r.key for r in view.diff().rows if r.section == "metrics"] == ["loss"]
+    view = compare(store=store, widget=False, system_metrics=True)
+    assert isinstance(view, comparison.Comparison)
+    assert {f"metrics.{k}" for k in hidden} <= set(view.table.columns)
+    assert set(hidden) <= {r.key for r in view.diff().rows if r.section == "metrics"}
+    assert set(hidden) <= set(view.curve_keys())
+
+
 # -- curves and relations -------------------------------------------------------------------
 
 

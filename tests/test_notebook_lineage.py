@@ -721,3 +721,147 @@ def test_sessions_api_skipped_when_ipykernel_is_imported_but_not_running() -> No
     import ipykernel.kernelapp  # noqa: F401
 
     assert notebook._current_kernel() is None
+
+
+# --- jobs and executors: papermill, nbconvert ------------------------------------------------
+
+NOTEBOOKS = REPO / "tests" / "notebooks"
+
+
+def test_executed_cells_reads_an_executed_notebook_in_order() -> None:
+    """Issue 11 item 5: what a headless run executed is read from its output notebook
+    (papermill's metadata, else nbclient's execution counts), in notebook order."""
+    pm = {"start_time": "2026-01-02T03:04:05.5", "end_time": "2026-01-02T03:04:06.5"}
+    error = nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="", traceback=[])
+    cells = [
+        nbformat.v4.new_markdown_cell("# title"),
+        nbformat.v4.new_code_cell("lr = 0.1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("lr = 0.5", metadata={"tags": ["injected-parameters"]}),
+        nbformat.v4.new_code_cell("x = 1 / 0", execution_count=3, outputs=[error]),
+        nbformat.v4.new_code_cell("never = True"),
+        nbformat.v4.new_code_cell("   "),
+    ]  # fmt: skip
+    for cell, status in zip(cells[1:], ["completed", "completed", "failed", "pending", "pending"],
+                            strict=True):  # fmt: skip
+        cell.metadata["papermill"] = {**pm, "status": status}
+    cells[1].execution_count, cells[2].execution_count = 1, 2
+    nb = nbformat.v4.new_notebook(cells=cells)
+    ran = notebook.executed_cells(nb)
+    assert [(c.execution_count, c.source, c.error) for c in ran] == [
+        (1, "lr = 0.1", None), (2, "lr = 0.5", None), (3, "x = 1 / 0", "ZeroDivisionError")
+    ]  # fmt: skip
+    assert ran[0].started == 1767323045.5 and ran[0].ended == 1767323046.5  # papermill: UTC
+    own = notebook.executed_cells(nb, skip_tags=("injected-parameters",))
+    assert [c.source for c in own] == ["lr = 0.1", "x = 1 / 0"]
+    # nbclient without papermill: the execution count says a cell ran
+    plain = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("a = 1", execution_count=1,
+                                  metadata={"execution": {
+                                      "iopub.execute_input": "2026-01-02T03:04:05.000Z",
+                                      "shell.execute_reply": "2026-01-02T03:04:05.250Z"}}),
+        nbformat.v4.new_code_cell("b = 2"),
+    ])  # fmt: skip
+    [only] = notebook.executed_cells(plain)
+    assert (only.source, only.started, only.ended) == ("a = 1", 1767323045.0, 1767323045.25)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["python", "/v/bin/jupyter-nbconvert", "--to", "notebook", "--execute", "nb.ipynb"],
+            "nb.ipynb",
+        ),
+        (
+            [
+                "python",
+                "/v/bin/jupyter-nbconvert",
+                "--execute",
+                "--output",
+                "old.ipynb",
+                "nb.ipynb",
+            ],
+            "nb.ipynb",
+        ),
+        (
+            ["/v/bin/python", "/v/bin/papermill", "nb.ipynb", "old.ipynb", "-p", "a", "1"],
+            "nb.ipynb",
+        ),
+        (["python", "-m", "papermill", "old.ipynb", "out.ipynb"], "old.ipynb"),
+        (["python", "/v/bin/jupyter-execute", "nb.ipynb"], "nb.ipynb"),
+        (["python", "-m", "nbconvert", "--execute", "nb.ipynb", "sub/other.ipynb"], "nb.ipynb"),
+        (["python", "/v/bin/jupyter-nbconvert", "--execute", "nb.ipynb", "old.ipynb"], None),
+        (["python", "/v/bin/jupyter-lab", "nb.ipynb"], None),  # a server: not an executor
+        (["python", "train.py", "nb.ipynb"], None),
+        (["python", "/v/bin/jupyter-nbconvert", "--execute", "missing.ipynb"], None),
+    ],
+)
+def test_notebook_from_an_executors_command_line(
+    tmp_path: Path, argv: list[str], expected: str | None
+) -> None:
+    """Issue 11 item 5: a kernel started by `jupyter nbconvert --execute`, papermill or
+    `jupyter execute` finds its notebook on its parent's command line; several candidates
+    are told apart by the kernel's folder (the notebook's), else there is no answer."""
+    for name in ("nb.ipynb", "old.ipynb", "sub/other.ipynb"):
+        write_notebook(tmp_path / name, [])
+    found = notebook._notebook_from_argv(argv, cwd=tmp_path, kernel_cwd=tmp_path)
+    assert found == (None if expected is None else tmp_path / expected)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["sweep_step", "job_train", "job_fail"])
+def test_a_job_records_linear_and_the_executed_script_without_track_end(
+    store: Any, name: str
+) -> None:
+    """Issue 11 item 5: a papermill job runs its notebook top to bottom, but without a
+    `%track end` it recorded no linearity and no executed.py (and a notebook without the
+    magics never could)."""
+    from mlnb.runner import run_notebook
+
+    path = NOTEBOOKS / f"{name}.ipynb"
+    params = {"score": 0.25} if name == "sweep_step" else {}
+    result = run_notebook(path, parameters=params, store=store)
+    rec = store.get_run(result.run_id)
+    assert rec.linearity == "linear", rec.linearity_detail
+    assert rec.notebook == str(path)
+    script = Path(rec.artifact_path("notebook/executed.py")).read_text()
+    compile(script, "executed.py", "exec")
+    saved = saved_code_cells(path)
+    assert saved[-1].strip() in script or name == "job_fail"  # the last cell ran
+    if name == "sweep_step":
+        assert "score = 0.25" in script and "(not in the saved notebook)" in script  # injected
+    if name == "job_fail":
+        assert result.exit_code == 1 and "raised ZeroDivisionError" in script
+        assert "never = True" not in script  # the cell after the failure did not run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["nbconvert", "papermill"])
+def test_a_notebook_run_by_nbconvert_or_papermill_knows_its_notebook(
+    tmp_path: Path, executor: str
+) -> None:
+    """Issue 11 item 5: a notebook executed by `jupyter nbconvert --execute` (or bare
+    papermill) with `%track start` recorded linearity `unknown`: the kernel could not tell
+    which notebook it ran. The executor's command line names it."""
+    from mlnb.store import Store
+
+    path = tmp_path / "project" / "linear.ipynb"
+    path.parent.mkdir()
+    path.write_bytes((NOTEBOOKS / "linear.ipynb").read_bytes())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLNB_", "JPY_"))}
+    env["MLNB_STORE"] = str(tmp_path / "store")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    bin_dir = Path(sys.executable).parent
+    if executor == "nbconvert":
+        argv = [str(bin_dir / "jupyter-nbconvert"), "--to", "notebook", "--execute",
+                "linear.ipynb", "--output", "out.ipynb"]  # fmt: skip
+    else:
+        argv = [str(bin_dir / "papermill"), "linear.ipynb", "out.ipynb", "--cwd", "."]
+    proc = subprocess.run(argv, cwd=path.parent, env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with Store(tmp_path / "store") as st:
+        [run_id] = st.search_runs()["run_id"]
+        rec = st.get_run(run_id)
+    assert rec.notebook == str(path)
+    assert rec.linearity == "linear", rec.linearity_detail

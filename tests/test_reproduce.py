@@ -51,7 +51,9 @@ def test_a_deterministic_job_is_reproduced_and_linked_to_the_original(project: P
         assert new.tags["mlnb.reproduce.of"] == old
         assert new.tags["mlnb.reproduce.verdict"] == "reproduced"
         assert new.source == str(project / "train.ipynb")  # not the temporary copy
-        assert new.experiment == orig.experiment and new.name == orig.name
+        assert new.notebook == new.source and new.linearity == "linear"
+        assert new.experiment == orig.experiment
+        assert new.name == f"{orig.name}-repro-{old[:8]}"
         [ds] = new.datasets
         assert ds.hash == orig.datasets[0].hash
         rows = {c.name: c for c in st.get_checks(result.run_id, kind="reproduce")}
@@ -59,6 +61,20 @@ def test_a_deterministic_job_is_reproduced_and_linked_to_the_original(project: P
         assert all(c.passed and c.baseline_run_id == old for c in rows.values())
         assert rows["metrics.score"].value == rows["metrics.score"].baseline_value
     assert "verdict: reproduced" in str(result)
+
+
+def test_reproduce_names_the_new_run_after_the_original_without_taking_its_name(
+    project: Path,
+) -> None:
+    """Issue 11 item 8: the reproduction took the original's name, so the name then
+    matched several runs ('train' matches several runs) wherever a run is named."""
+    old = first_run(project, seed=3)
+    result = reproduce(old)
+    with Store(project.parent / "store") as st:
+        assert st.get_run("train").run_id == old  # the name still means the original
+        new = st.get_run(f"train-repro-{old[:8]}")
+        assert new.run_id == result.run_id and new.tags["mlnb.reproduce.of"] == old
+    assert f"→ run {result.run_id[:8]} (train-repro-{old[:8]})" in str(result)
 
 
 def test_the_stored_snapshot_runs_not_todays_file(project: Path) -> None:

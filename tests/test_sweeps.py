@@ -429,3 +429,72 @@ def test_a_queued_run_held_by_another_process_is_not_taken(store: Store) -> None
         release_run_lock(store.locks_dir, queued, fd)
     rec = store.get_run(queued)
     assert rec.status == "queued" and "mlnb.error.name" not in rec.tags
+
+
+UNGUARDED = """\
+import mlnb
+
+print("the script body ran", flush=True)
+result = mlnb.sweep({notebook!r}, {grid!r}, workers=2, store={store!r})
+print("sweep", result.status, [c.status for c in result.children], flush=True)
+"""
+
+
+def run_script(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "sweep_script.py"
+    script.write_text(text)
+    return subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+
+
+@pytest.mark.slow
+def test_sweep_works_from_a_script_without_a_main_guard(tmp_path: Path) -> None:
+    """Issue 11 item 2: mlnb.sweep(...) from a script without `if __name__ == "__main__":`
+    re-ran the script in each worker (multiprocessing's RuntimeError), failed every child
+    with "the sweep stopped", and the script still exited 0."""
+    store = str(tmp_path / "s")
+    proc = run_script(
+        tmp_path, UNGUARDED.format(notebook=STEP, grid={"score": [0.1, 0.2]}, store=store)
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("the script body ran") == 1, proc.stdout  # workers never re-run it
+    assert "RuntimeError" not in proc.stderr and "bootstrapping" not in proc.stderr
+    assert "sweep finished ['finished', 'finished']" in proc.stdout
+    runs = table(Path(store))
+    assert runs["status"] == ["finished"] * 3
+    assert sorted(runs["metrics.score"][1:]) == [0.1, 0.2]
+
+
+@pytest.mark.slow
+def test_sweep_whose_children_all_failed_raises_and_the_cli_exits_1(tmp_path: Path) -> None:
+    """Issue 11 item 2: a sweep whose every child failed returned quietly, so a script
+    calling mlnb.sweep(...) exited 0. Now it raises SweepFailedError (with the result);
+    `mlnb sweep` prints the table and exits 1, not 2 (a usage error)."""
+    store = str(tmp_path / "s")
+    proc = run_script(
+        tmp_path, UNGUARDED.format(notebook=STEP, grid={"fail": [True, True]}, store=store)
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "SweepFailedError: no child of sweep 'sweep_step' (" in proc.stderr
+    assert ") finished (2 failed)" in proc.stderr
+    assert "ValueError: asked to fail" in proc.stderr  # why, without opening the store
+    assert "sweep failed" not in proc.stdout  # the script did not go on as if it had run
+    cli = mlnb_cli(tmp_path / "s2", "sweep", STEP, "-g", "fail=true,true", "-j", "2")
+    assert cli.returncode == 1, cli.stdout + cli.stderr
+    assert "0 finished, 2 not finished" in cli.stdout
+    assert table(tmp_path / "s2")["status"] == ["failed"] * 3
+
+
+@pytest.mark.slow
+def test_sweep_failed_error_carries_the_result(store: Store) -> None:
+    """Issue 11 item 2: the caller that catches the error still has every child."""
+    from mlnb.errors import SweepFailedError
+
+    with pytest.raises(SweepFailedError) as caught:
+        mlnb.sweep(STEP, {"fail": [True]}, store=store)
+    result = caught.value.result
+    assert result.status == "failed" and result.exit_code == 1
+    assert [c.status for c in result.children] == ["failed"]
+    assert result.children[0].error is not None
+    assert result.children[0].error.name == "ValueError"

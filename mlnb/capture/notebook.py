@@ -2,20 +2,24 @@
 and whether the cells a run executed follow it from top to bottom.
 
 :func:`find_notebook_path` asks, in order, ``$MLNB_NOTEBOOK``, VS Code's
-``__vsc_ipynb_file__``, ``$JPY_SESSION_NAME`` and the Jupyter server's sessions API; it
-never raises and never waits more than about a second. :func:`saved_code_cells` reads the
-code cells of the saved ``.ipynb``. :func:`linearity` and :func:`executed_script` are pure:
-they compare the cells recorded by the ``%track`` magics (:class:`ExecutedCell`) with those
-sources and render them as a script. The rules are in ``docs/lineage.md``.
+``__vsc_ipynb_file__``, ``$JPY_SESSION_NAME``, the command line of the process that started
+the kernel (``jupyter nbconvert --execute``, papermill, ``jupyter execute``) and the Jupyter
+server's sessions API; it never raises and never waits more than about a second.
+:func:`saved_code_cells` reads the code cells of the saved ``.ipynb``. :func:`linearity` and
+:func:`executed_script` are pure: they compare the cells recorded by the ``%track`` magics
+(:class:`ExecutedCell`) with those sources and render them as a script;
+:func:`executed_cells` reads the same records from a notebook papermill or nbclient
+executed. The rules are in ``docs/lineage.md``.
 
-Only the standard library is imported here; ``ipykernel``, ``jupyter_core``, ``IPython`` and
-(for notebooks older than format 4) ``nbformat`` are imported inside the functions that
-need them.
+Only the standard library is imported here; ``ipykernel``, ``jupyter_core``, ``IPython``,
+``psutil`` and (for notebooks older than format 4) ``nbformat`` are imported inside the
+functions that need them.
 """
 
 from __future__ import annotations
 
 import bisect
+import datetime as dt
 import http.client
 import json
 import os
@@ -25,7 +29,7 @@ import sys
 import time
 import urllib.request
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,7 @@ __all__ = [
     "SESSIONS_TIMEOUT_S",
     "ExecutedCell",
     "Linearity",
+    "executed_cells",
     "executed_script",
     "find_notebook_path",
     "linearity",
@@ -53,6 +58,12 @@ SESSIONS_TIMEOUT_S = 1.0
 PYTHON_BODY_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun"})
 
 _MAX_RESPONSE_BYTES = 16 << 20
+# Programs that execute the notebooks named on their command line, each in a kernel of its
+# own (script name, or `python -m` module): a kernel they start finds its notebook there.
+_EXECUTOR_SCRIPTS = {"jupyter-nbconvert": "nbconvert", "jupyter-execute": "nbclient",
+                     "papermill": "papermill"}  # fmt: skip
+_EXECUTOR_MODULES = frozenset({"nbconvert", "nbclient", "papermill"})
+_OUTPUT_OPTIONS = frozenset({"--output", "-o", "--output-dir"})  # their value is no input
 _CONNECTION_FILE = re.compile(r"kernel-(.+)\.json")
 _CELL_MAGIC = re.compile(r"%%([\w.-]+)")
 # Lines only IPython understands: %magic, !shell, ?help / help?, `x = %magic`, `x = !cmd`.
@@ -118,7 +129,10 @@ def find_notebook_path(user_ns: Mapping[str, Any] | None = None) -> Path | None:
     2. ``__vsc_ipynb_file__`` in ``user_ns`` (VS Code sets it), if that file exists;
     3. ``$JPY_SESSION_NAME`` (Jupyter Server 2 sets it for kernels started for a notebook):
        an absolute path, or a path relative to the server's root, if that file exists;
-    4. the sessions API of the Jupyter servers running on this machine, asked on loopback
+    4. the command line of the process that started this kernel, when that process is an
+       executor (``jupyter nbconvert --execute``, papermill, ``jupyter execute``) naming one
+       existing notebook (see :func:`_notebook_from_argv`);
+    5. the sessions API of the Jupyter servers running on this machine, asked on loopback
        only, for the session that holds this kernel (at most :data:`SESSIONS_TIMEOUT_S`
        seconds in all), if that file exists.
 
@@ -129,7 +143,8 @@ def find_notebook_path(user_ns: Mapping[str, Any] | None = None) -> Path | None:
         namespace = _shell_namespace() if user_ns is None else user_ns
     except Exception:  # a broken shell must not break the caller
         namespace = {}
-    for source in (_from_mlnb_env, _from_vscode, _from_session_name, _from_sessions_api):
+    sources = (_from_mlnb_env, _from_vscode, _from_session_name, _from_executor, _from_sessions_api)
+    for source in sources:
         try:
             path = source(namespace)
         except Exception:  # a source that fails is skipped: this function never raises
@@ -188,6 +203,57 @@ def _resolve_session_name(value: str, cwd: Path) -> Path | None:
     return found
 
 
+def _from_executor(user_ns: Mapping[str, Any]) -> Path | None:
+    """The notebook named by the command line of this kernel's parent process, when that
+    process executes notebooks (nbconvert, papermill, nbclient's ``jupyter execute``)."""
+    if _current_kernel_app() is None:  # not a kernel: the parent is not its executor
+        return None
+    import psutil
+
+    parent = psutil.Process().parent()
+    if parent is None:
+        return None
+    with parent.oneshot():
+        argv, cwd = parent.cmdline(), parent.cwd()
+    return _notebook_from_argv(argv, cwd=Path(cwd), kernel_cwd=Path.cwd())
+
+
+def _notebook_from_argv(argv: Sequence[str], *, cwd: Path, kernel_cwd: Path) -> Path | None:
+    """The notebook an executor's command line ``argv`` (run in ``cwd``) names, or None.
+
+    The executor is recognised by its script (``jupyter-nbconvert``, ``papermill``,
+    ``jupyter-execute``) or ``python -m`` module among the first arguments; anything else
+    (a server, a script) is not one. The candidates are its arguments that end in
+    ``.ipynb``, are not an option's output (``--output``, ``-o``, ``--output-dir``) and
+    name existing files. papermill's is its first (the input; the second is its output);
+    otherwise one candidate is the notebook, and several are told apart by the kernel's
+    working directory, which nbconvert sets to the notebook's folder. No single answer:
+    None.
+    """
+    program: str | None = None
+    rest: Sequence[str] = ()
+    for i, arg in enumerate(argv[:3]):
+        name = Path(arg).name.removesuffix(".exe")
+        if name in _EXECUTOR_SCRIPTS:
+            program, rest = _EXECUTOR_SCRIPTS[name], argv[i + 1 :]
+            break
+        if arg == "-m" and i + 1 < len(argv) and argv[i + 1] in _EXECUTOR_MODULES:
+            program, rest = argv[i + 1], argv[i + 2 :]
+            break
+    if program is None:
+        return None
+    named: list[str] = []
+    for previous, arg in zip(["", *rest], rest, strict=False):
+        if arg.endswith(".ipynb") and not arg.startswith("-") and previous not in _OUTPUT_OPTIONS:
+            named.append(arg)
+    if program == "papermill":
+        named = named[:1]
+    found = [p for p in (_existing_file(cwd / os.path.expanduser(n)) for n in named) if p]
+    if len(found) > 1:
+        found = [p for p in found if p.parent == Path(os.path.abspath(kernel_cwd))]
+    return found[0] if len(found) == 1 else None
+
+
 def _from_sessions_api(user_ns: Mapping[str, Any]) -> Path | None:
     kernel = _current_kernel()
     if kernel is None:
@@ -197,15 +263,21 @@ def _from_sessions_api(user_ns: Mapping[str, Any]) -> Path | None:
     return _notebook_from_sessions(kernel_id, servers, timeout=SESSIONS_TIMEOUT_S)
 
 
-def _current_kernel() -> tuple[str, Path] | None:
-    """The id of the kernel this process runs, and the folder of its connection file."""
+def _current_kernel_app() -> Any:
+    """The running ipykernel application of this process, or None (never imports it)."""
     if "ipykernel.kernelapp" not in sys.modules:  # not a kernel: never import ipykernel
         return None
-    from ipykernel.connect import get_connection_file
     from ipykernel.kernelapp import IPKernelApp
 
-    if not IPKernelApp.initialized():
+    return IPKernelApp.instance() if IPKernelApp.initialized() else None
+
+
+def _current_kernel() -> tuple[str, Path] | None:
+    """The id of the kernel this process runs, and the folder of its connection file."""
+    if _current_kernel_app() is None:
         return None
+    from ipykernel.connect import get_connection_file
+
     connection_file = Path(get_connection_file())
     match = _CONNECTION_FILE.fullmatch(connection_file.name)  # jupyter_server's naming
     return None if match is None else (match.group(1), connection_file.parent)
@@ -403,6 +475,66 @@ def _upgrade(text: str, file: Path) -> dict[str, Any]:
     except Exception as error:  # nbformat raises a variety of errors on odd old files
         raise InvalidInputError(f"{file} is not a readable notebook: {error}") from error
     return dict(notebook)
+
+
+def executed_cells(
+    notebook: Mapping[str, Any], *, skip_tags: Collection[str] = ()
+) -> list[ExecutedCell]:
+    """The code cells a notebook executed headless ran, in notebook order (the order a
+    headless run executes them), from the executed notebook itself (papermill's or
+    nbclient's output, as a dict or ``NotebookNode``).
+
+    A cell ran when papermill's ``metadata.papermill.status`` is not ``pending`` (a
+    ``running`` cell never ended: the kernel died, or it timed out), or, without papermill,
+    when it has an execution count. Times come from papermill's ``start_time`` /
+    ``end_time`` (UTC) or nbclient's ``metadata.execution``, else 0; ``error`` is the
+    ``ename`` of the cell's error output. Blank cells, which kernels do not execute, and
+    cells with a tag in ``skip_tags`` (papermill's ``injected-parameters``) are left out.
+    """
+    cells: list[ExecutedCell] = []
+    for cell in notebook.get("cells") or []:
+        if not isinstance(cell, Mapping) or cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source") or ""
+        source = "".join(source) if isinstance(source, list) else str(source)
+        metadata = cell.get("metadata") or {}
+        if not source.strip() or set(metadata.get("tags") or ()) & set(skip_tags):
+            continue
+        papermill = metadata.get("papermill") or {}
+        execution = metadata.get("execution") or {}
+        status = papermill.get("status")
+        count = cell.get("execution_count")
+        if status == "pending" or (status is None and count is None):
+            continue
+        started = _utc_time(papermill.get("start_time") or execution.get("iopub.execute_input"))
+        ended = _utc_time(papermill.get("end_time") or execution.get("shell.execute_reply"))
+        errors = [
+            o.get("ename") for o in cell.get("outputs") or [] if o.get("output_type") == "error"
+        ]
+        cells.append(
+            ExecutedCell(
+                execution_count=count if isinstance(count, int) else None,
+                source=source,
+                started=started or 0.0,
+                ended=None if status == "running" else (ended or started or 0.0),
+                error=str(errors[0]) if errors else None,
+            )
+        )
+    return cells
+
+
+def _utc_time(text: object) -> float | None:
+    """An ISO time from a notebook's metadata as a Unix time; without a zone it is UTC
+    (papermill writes ``datetime.utcnow()``)."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.timestamp()
 
 
 # --- does the run follow the notebook -------------------------------------------------------
