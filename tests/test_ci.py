@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 import mlnb
 from mlnb.cli import cli
 from mlnb.errors import InvalidInputError, RunNotFoundError
+from mlnb.formatting import escape_markdown
 from mlnb.gates import MetricThreshold, parse_metric
 from mlnb.models import CheckRecord
 from mlnb.reports import build_report
@@ -329,7 +330,8 @@ def test_report_and_gate_leave_out_job_and_system_metrics_unless_asked(
     assert "| acc | 0.9 | 0.8 | +0.1 | +12.50% |" in text
     assert "job/cell_seconds" not in text and "system/cpu_percent" not in text
     assert "### Plots" not in text and not (tmp_path / "r_files").exists()
-    assert "2 system metrics (job/*, system/*) not shown; --system-metrics" in text
+    note = "2 system metrics (job/*, system/*) not shown; --system-metrics"
+    assert escape_markdown(note) in text  # notes are escaped like every text in Markdown
     data = build_report(store, ["cand"], vs="base")
     assert [m["key"] for m in data["runs"][0]["metrics"]] == ["acc"]
 
