@@ -32,6 +32,7 @@ double-quoted segment arrives as one segment, dots included). A bare name such a
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -344,9 +345,7 @@ def _tokenize(text: str) -> list[_Token]:
             end = m.end()
             if end < n and (text[end].isalnum() or text[end] in "_."):
                 raise QuerySyntaxError("invalid number", text, i)
-            num = m.group()
-            number = float(num) if any(c in num for c in ".eE") else int(num)
-            tokens.append(_Token("number", number, i, end))
+            tokens.append(_Token("number", _number(m.group()), i, end))
         elif m := _NAME.match(text, i):
             tokens.append(_Token("name", m.group(), i, m.end()))
         elif op := next((o for o in _OPS if text.startswith(o, i)), None):
@@ -358,6 +357,16 @@ def _tokenize(text: str) -> list[_Token]:
         i = tokens[-1].end
     tokens.append(_Token("eof", None, n, n))
     return tokens
+
+
+def _number(text: str) -> int | float:
+    """A bare number: an int when written as one and within a float's range (values are
+    compared as floats), else a float. An integer beyond that range is ±inf, as ``1e400``
+    is, rather than an error from ``int()``'s digit limit or the float conversion."""
+    value = float(text)
+    if math.isfinite(value) and not any(c in text for c in ".eE"):
+        return int(text)
+    return value
 
 
 def _read_quoted(text: str, start: int) -> tuple[str, int]:
