@@ -17,6 +17,11 @@ and exits non-zero, the magics raise ``UsageError``, the server answers a JSON e
     ├── InvalidInputError           a bad key, value, step or param (nothing written)
     │   └── ParamConflictError      a param logged again with a different value
     └── QuerySyntaxError            a filter or order_by that does not parse (has .position)
+
+    UserWarning
+    └── MlnbWarning                 every warning mlnb emits, e.g. a filter key no run has
+
+Filter warnings with ``warnings.filterwarnings("ignore", category=mlnb.MlnbWarning)``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ __all__ = [
     "AmbiguousRunIdError",
     "InvalidInputError",
     "MlnbError",
+    "MlnbWarning",
     "ParamConflictError",
     "QuerySyntaxError",
     "RunNotFoundError",
@@ -90,3 +96,8 @@ class QuerySyntaxError(MlnbError, ValueError):
         if text:
             message = f"{message} at position {position}\n  {text}\n  {' ' * position}^"
         super().__init__(message)
+
+
+class MlnbWarning(UserWarning):
+    """A warning from mlnb: something worked, but probably not as meant (a filter key that
+    no run has, a capture that could not be recorded). Every warning mlnb emits is one."""

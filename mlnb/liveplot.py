@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlnb import tracking, validation
-from mlnb.errors import InvalidInputError, MlnbError
+from mlnb.errors import InvalidInputError, MlnbError, MlnbWarning
 from mlnb.tracking import ActiveRun
 
 if TYPE_CHECKING:
@@ -333,7 +333,7 @@ class LivePlot:
                     return
         except Exception as exc:
             self.error = exc
-            warnings.warn(f"mlnb.live stopped: {exc!r}", RuntimeWarning, stacklevel=1)
+            warnings.warn(f"mlnb.live stopped: {exc!r}", MlnbWarning, stacklevel=1)
         finally:
             self._finish()
 

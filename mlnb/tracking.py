@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mlnb import validation
-from mlnb.errors import InvalidInputError, MlnbError, RunStateError
+from mlnb.errors import InvalidInputError, MlnbError, MlnbWarning, RunStateError
 from mlnb.liveness import HEARTBEAT_INTERVAL_S, acquire_run_lock, release_run_lock
 from mlnb.models import TERMINAL_STATUSES, Artifact, DatasetRef, RunRecord
 from mlnb.store import Store, find_store_dir
@@ -391,6 +391,7 @@ def _finish(run: ActiveRun, status: str) -> None:
 
             warnings.warn(
                 f"mlnb: finishing run {run.run_id[:8]}: {type(exc).__name__}: {exc}",
+                MlnbWarning,
                 stacklevel=3,
             )
     if run._sampler is not None:
