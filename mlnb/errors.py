@@ -8,11 +8,13 @@ and exits non-zero, the magics raise ``UsageError``, the server answers a JSON e
 
     MlnbError
     ├── StoreError                  the store cannot be opened or used
+    │   ├── StoreNotFoundError      a read found no store (says where it looked)
     │   ├── StoreCorruptError       the file is not an mlnb store (left untouched)
     │   ├── StoreVersionError       written by a newer mlnb (upgrade hint)
     │   └── StoreReadOnlyError      the store's directory or file cannot be written
     ├── RunNotFoundError            no run has that id (or prefix)
     │   └── AmbiguousRunIdError     a prefix matches several runs
+    ├── ExperimentNotFoundError     no experiment has that name (lists the experiments)
     ├── RunStateError               e.g. logging to a finished run
     ├── InvalidInputError           a bad key, value, step or param (nothing written)
     │   └── ParamConflictError      a param logged again with a different value
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 __all__ = [
     "AmbiguousRunIdError",
+    "ExperimentNotFoundError",
     "InvalidInputError",
     "MlnbError",
     "MlnbWarning",
@@ -37,6 +40,7 @@ __all__ = [
     "RunStateError",
     "StoreCorruptError",
     "StoreError",
+    "StoreNotFoundError",
     "StoreReadOnlyError",
     "StoreVersionError",
 ]
@@ -48,6 +52,11 @@ class MlnbError(Exception):
 
 class StoreError(MlnbError):
     """The store cannot be opened or used."""
+
+
+class StoreNotFoundError(StoreError, LookupError):
+    """A read found no store; the message says where it looked and that the first run
+    creates one. Reads never create a store."""
 
 
 class StoreCorruptError(StoreError):
@@ -68,6 +77,10 @@ class RunNotFoundError(MlnbError, LookupError):
 
 class AmbiguousRunIdError(RunNotFoundError):
     """A run id prefix matches more than one run."""
+
+
+class ExperimentNotFoundError(MlnbError, LookupError):
+    """No experiment has the given name; the message lists the experiments there are."""
 
 
 class RunStateError(MlnbError):

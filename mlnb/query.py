@@ -56,8 +56,10 @@ __all__ = [
     "Value",
     "compile_filter",
     "compile_order_by",
+    "field_key",
     "parse_filter",
     "parse_order_by",
+    "referenced_keys",
     "register_field",
 ]
 
@@ -244,7 +246,17 @@ _PARAMS = _key_value_field("params", "p", text="p.value", number="p.value_num", 
 register_field("params", _PARAMS, aliases=("param", "parameter", "parameters"))
 _METRICS = _key_value_field("latest_metrics", "m", number="m.value", nan=True)
 register_field("metrics", _METRICS, aliases=("metric",))
-register_field("tags", _key_value_field("tags", "t", text="t.value"), aliases=("tag",))
+_TAGS = _key_value_field("tags", "t", text="t.value")
+_TAG_ALIASES = {"mlflow.runName": "name"}  # MLflow keeps the run's name in this tag
+
+
+def _tag_field(key: tuple[str, ...], ctx: Context) -> Target:
+    """``tags.<key>``; ``tags.`mlflow.runName` `` is the run's name, as in MLflow."""
+    alias = _TAG_ALIASES.get(".".join(key))
+    return _ATTRIBUTES[alias] if alias else _TAGS(key, ctx)
+
+
+register_field("tags", _tag_field, aliases=("tag",))
 register_field("attributes", _attribute_field, aliases=("attribute", "attr", "run"))
 
 
@@ -735,6 +747,43 @@ def compile_order_by(
             if expr is not None:
                 parts.append(f"{compiler.scalar(t, expr)} {direction} NULLS LAST")
     return ", ".join(parts), compiler.params
+
+
+KEYED_PREFIXES = ("params", "metrics", "tags")  # fields that name a key runs may lack
+
+
+def field_key(field: Field) -> tuple[str, str] | None:
+    """``("params" | "metrics" | "tags", key)`` for a field that names a key of a run
+    (aliases resolved: ``metric.acc`` → ``("metrics", "acc")``); None for attributes,
+    data, env and git fields, and for ``tags.`mlflow.runName` `` (the run's name)."""
+    head = field.path[0].lower()
+    prefix = _ALIASES.get(head, head)
+    if len(field.path) < 2 or prefix not in KEYED_PREFIXES:
+        return None
+    key = ".".join(field.path[1:])
+    return None if prefix == "tags" and key in _TAG_ALIASES else (prefix, key)
+
+
+def referenced_keys(
+    filter: str | None = None, order_by: str | Sequence[str] | None = None
+) -> list[tuple[str, str]]:
+    """The params, metrics and tags keys a filter and an order_by name, in order, each
+    once (what a typo check looks up). Raises QuerySyntaxError as the parsers do."""
+    fields: list[Field] = []
+    pending: list[Expr] = [tree] if filter and (tree := parse_filter(filter)) else []
+    while pending:
+        node = pending.pop(0)
+        if isinstance(node, Comparison):
+            fields.append(node.field)
+        elif isinstance(node, Not):
+            pending.insert(0, node.item)
+        else:
+            pending[:0] = node.items
+    if order_by is not None and not isinstance(order_by, str):
+        order_by = ", ".join(order_by)
+    fields += [k.field for k in parse_order_by(order_by)] if order_by else []
+    keys = (field_key(f) for f in fields)
+    return list(dict.fromkeys(k for k in keys if k is not None))
 
 
 def _iso_to_seconds(text: str) -> float | None:

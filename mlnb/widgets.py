@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from mlnb.comparison import (
     RunsTable,
     resolve_scope,
 )
-from mlnb.errors import InvalidInputError, MlnbError
+from mlnb.errors import InvalidInputError, MlnbError, MlnbWarning
 from mlnb.liveplot import _kernel_shell
 from mlnb.store import Store
 
@@ -75,7 +76,7 @@ def compare(
     ``.selected`` (a DataFrame) and ``.to_html(path)``. ``widget=True``/``False`` forces
     one or the other.
     """
-    st = store or tracking.get_store()
+    st = store or tracking.get_store(create=False)
     tracking.flush(st)
     if isinstance(metrics, str):
         metrics = [metrics]
@@ -92,9 +93,16 @@ def compare(
     comparison = Comparison(table, metrics=metrics, baseline=baseline)
     if widget is None:
         widget = _kernel_shell() is not None
-    if not widget:
+    if not widget:  # the widget shows them under its filter box instead
+        for notice in table.notices:
+            warnings.warn(notice, MlnbWarning, stacklevel=2)
         return comparison
     return CompareWidget(comparison, refresh_every=refresh_every)
+
+
+def _notices_html(notices: Sequence[str]) -> str:
+    """The filter's notices (keys no run has) as the line under the filter box."""
+    return "".join(f"<div class='mlnb-cmp-notice'>{html.escape(n)}</div>" for n in notices)
 
 
 class _Painter:
@@ -193,7 +201,7 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
             layout=W.Layout(flex="1 1 auto", min_width="320px"),
         )
         self.filter_box.add_class("mlnb-compare-filter")
-        self.filter_error = W.HTML()
+        self.filter_error = W.HTML(_notices_html(t.notices))
         self.filter_error.add_class("mlnb-compare-error")
         self.refresh_button = W.Button(
             description="Refresh", icon="refresh", layout=W.Layout(width="100px")
@@ -377,7 +385,7 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
                 f"<div class='mlnb-cmp-error'>{html.escape(self.table.error or '')}</div>"
             )
             return
-        self.filter_error.value = ""
+        self.filter_error.value = _notices_html(self.table.notices)
         self._columns_changed()
         self._render_table()
         self._plots_stale()
@@ -586,6 +594,7 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
         the sort, the page and the selection."""
         with self._lock:
             self.comparison.refresh()
+        self.filter_error.value = _notices_html(self.table.notices)
         self._columns_changed()
         self._render_table()
         self._selection_changed()
