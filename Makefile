@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: default quickstart test lint format bench clean compile chromium
+.PHONY: default quickstart test lint format bench clean compile chromium smoke
 
 default: test
 
@@ -58,13 +58,13 @@ quickstart: $(VENV)/.installed-examples compile
 		"import mlnb; mlnb.compare()  (docs/compare.md)"
 
 lint: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check mlnb tests benchmarks
-	$(VENV)/bin/ruff format --check mlnb tests benchmarks
+	$(VENV)/bin/ruff check mlnb tests benchmarks .ci
+	$(VENV)/bin/ruff format --check mlnb tests benchmarks .ci
 	$(VENV)/bin/mypy
 
 format: $(VENV)/.installed-test
-	$(VENV)/bin/ruff format mlnb tests benchmarks
-	$(VENV)/bin/ruff check --fix mlnb tests benchmarks
+	$(VENV)/bin/ruff format mlnb tests benchmarks .ci
+	$(VENV)/bin/ruff check --fix mlnb tests benchmarks .ci
 
 # The browser tests drive Debian's Chromium with Python Playwright (no `playwright install`
 # here: it cannot download browsers). Non-interactive; `apt-get update` only when needed.
@@ -75,8 +75,19 @@ chromium:
 		|| { apt-get update -q </dev/null && \
 		     apt-get install -y -q --no-install-recommends chromium </dev/null; }; }
 
+# A plain install works: the package from this tree, not editable and without extras, in a
+# fresh venv (a temporary folder, removed after), runs .ci/smoke.py through the public
+# surface. Users do not install our test extras; pip's cache keeps it quick.
+smoke:
+	@set -e; unset PYTHONPATH; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	echo "== smoke: pip install . (no extras) into a fresh venv in $$tmp =="; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/python" -m pip install -q --no-compile .; \
+	cd "$$tmp" && "$$tmp/venv/bin/python" "$(CURDIR)/.ci/smoke.py"
+
 test: lint compile chromium
 	$(PY) -m pytest
+	$(MAKE) smoke
 
 bench: $(VENV)/.installed-test
 	$(PY) benchmarks/run.py

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlnb.autologging import autolog
-    from mlnb.errors import MlnbError
+    from mlnb.errors import MlnbError, MlnbWarning
     from mlnb.gates import gate
     from mlnb.liveplot import live
     from mlnb.reports import report
@@ -47,6 +47,7 @@ __version__ = "0.1.0.dev0"
 _LAZY = {
     "autolog": "mlnb.autologging",
     "MlnbError": "mlnb.errors",
+    "MlnbWarning": "mlnb.errors",
     "live": "mlnb.liveplot",
     "gate": "mlnb.gates",
     "report": "mlnb.reports",
@@ -110,6 +111,7 @@ def unload_ipython_extension(ipython: object) -> None:
 __all__ = [
     "ActiveRun",
     "MlnbError",
+    "MlnbWarning",
     "Store",
     "__version__",
     "active_run",

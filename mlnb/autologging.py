@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlnb import tracking
-from mlnb.errors import InvalidInputError, MlnbError
+from mlnb.errors import InvalidInputError, MlnbError, MlnbWarning
 
 __all__ = ["SUPPORTED_FRAMEWORKS", "autolog"]
 
@@ -375,5 +375,6 @@ def _warn(estimator: Any, problems: list[str]) -> None:
         f"mlnb autolog could not record all of this {type(estimator).__name__}.fit "
         f"({'; '.join(problems)}); the model is fitted. Turn autologging off with "
         "mlnb.autolog(disable=True) if this persists",
+        MlnbWarning,
         stacklevel=4,  # _warn ← _logged_fit ← the fit wrapper ← the user's call
     )

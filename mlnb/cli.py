@@ -8,6 +8,8 @@ import datetime as dt
 import io
 import json
 import math
+import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
-from mlnb import __version__
+from mlnb import __version__, notices
 from mlnb.errors import MlnbError
 from mlnb.formatting import escape_markdown
 from mlnb.models import ERROR_TAG, JobError, RunRecord, format_duration, iso
@@ -25,19 +27,30 @@ from mlnb.store import Store
 F = TypeVar("F", bound=Callable[..., Any])
 FORMATS = ("table", "csv", "json", "markdown")
 DEFAULT_COLUMNS = ("run_id", "name", "status", "start_time", "duration")
+KEPT_COLUMNS = ("run_id", "name", "experiment", "status")  # never left out to fit a terminal
+TIMES = ("linearity", "start_time", "duration")  # left out after the params, before metrics
+MAX_CELL = 30  # characters of a cell when the table is fitted to a terminal
 
 
 class MlnbClickError(click.ClickException):
     """An mlnb error shown as one line (``Error: ...``), exit code 1."""
 
 
-def _open_store(ctx: click.Context) -> Store:
+def _open_store(ctx: click.Context, *, create: bool = False) -> Store:
+    """The store of ``--store`` / ``$MLNB_STORE`` / the nearest ``.mlnb/``. Only commands
+    that start runs pass ``create``: reads never create a store (the error says where
+    they looked and that the first run creates one)."""
     try:
-        store = Store(ctx.obj.get("store"))
+        store = Store(ctx.obj.get("store"), create=create)
     except MlnbError as exc:
         raise MlnbClickError(str(exc)) from None
     ctx.call_on_close(store.close)
     return store
+
+
+def _note(notice: object) -> None:
+    """A one-line notice on stderr (stdout stays parseable)."""
+    click.echo(f"note: {notice}", err=True)
 
 
 def handles_errors(fn: F) -> F:
@@ -89,6 +102,7 @@ system_metrics_option = click.option(
 @click.option("-n", "--limit", type=click.IntRange(min=0), help="At most this many runs.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--deleted", is_flag=True, help="Include deleted runs.")
+@click.option("-v", "--verbose", is_flag=True, help="Say which store was read (on stderr).")
 @click.pass_context
 @handles_errors
 def runs_cmd(
@@ -100,9 +114,19 @@ def runs_cmd(
     limit: int | None,
     fmt: str,
     deleted: bool,
+    verbose: bool,
 ) -> None:
-    """List runs as a table, CSV, JSON or Markdown."""
+    """List runs as a table, CSV, JSON or Markdown.
+
+    The default table shows the experiment when the runs come from several, and fits the
+    terminal (or $COLUMNS): long values are cut with '…', and params, then times, then
+    metrics are left out, with a note on stderr naming them. Piped output is not fitted
+    unless $COLUMNS is set. A filter, sort or column key that no run in scope has gets a
+    note on stderr with the closest keys.
+    """
     store = _open_store(ctx)
+    if verbose:
+        click.echo(f"store: {store.location}", err=True)
     table = store.search_runs(
         filter_,
         experiment=list(experiment) or None,
@@ -111,9 +135,86 @@ def runs_cmd(
         include_deleted=deleted,
     )
     chosen = _select_columns(table, columns, fmt)
+    for notice in notices.key_notices(
+        store,
+        filter=filter_,
+        order_by=order_by,
+        columns=chosen if columns else (),
+        experiments=list(experiment) or None,
+        include_deleted=deleted,
+    ):
+        _note(notice)
     n = len(table["run_id"])
-    rows = list(zip(*(table.get(c, [None] * n) for c in chosen), strict=True))
+    rows: Sequence[Sequence[Any]] = list(
+        zip(*(table.get(c, [None] * n) for c in chosen), strict=True)
+    )
+    if fmt == "table" and not rows:
+        click.echo(f"(no runs in {store.location})")
+        return
+    width = _terminal_width()
+    if fmt == "table" and not columns and width is not None:
+        chosen, rows, dropped = fit_table(chosen, rows, width)
+        if dropped:
+            shown = ", ".join(dropped[:6]) + (
+                f" and {len(dropped) - 6} more" if len(dropped) > 6 else ""
+            )
+            _note(
+                f"{len(dropped)} columns left out to fit {width} characters: {shown} "
+                "(choose columns with -c, or set COLUMNS)"
+            )
     click.echo(render(chosen, rows, fmt), nl=False)
+
+
+def _terminal_width() -> int | None:
+    """``$COLUMNS`` when set, else the terminal's width; None when stdout is not a terminal
+    (piped output is not fitted)."""
+    env = os.environ.get("COLUMNS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return None
+
+
+def fit_table(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], width: int
+) -> tuple[list[str], list[list[str]], list[str]]:
+    """A runs table that fits ``width`` characters: cells as table text cut to
+    ``MAX_CELL`` characters with '…'; then params and tags (rightmost first), linearity
+    and the times, then metrics (rightmost first) are left out until the lines fit.
+    ``KEPT_COLUMNS`` always stay.
+    Returns the columns kept, their cells, and the columns left out (in table order)."""
+    cells = [
+        [_elide(str(_cell(v, c, "table"))) for v, c in zip(row, columns, strict=True)]
+        for row in rows
+    ]
+    widths = {c: max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)}
+    keyed = [c for c in columns if c.startswith(("params.", "tags."))]
+    metrics = [c for c in columns if c.startswith("metrics.")]
+    candidates = [*reversed(keyed), *(c for c in TIMES if c in widths), *reversed(metrics)]
+    candidates += [c for c in reversed(columns) if c not in candidates and c not in KEPT_COLUMNS]
+
+    def fits(chosen: list[str]) -> bool:
+        return sum(widths[c] for c in chosen) + 2 * (len(chosen) - 1) <= width
+
+    kept = list(columns)
+    removed: list[str] = []
+    for column in candidates:
+        if fits(kept):
+            break
+        kept.remove(column)
+        removed.append(column)
+    for column in reversed(removed[:-1]):  # a narrow column may fit in what is left
+        if fits([*kept, column]):
+            kept = [c for c in columns if c in kept or c == column]
+    index = [columns.index(c) for c in kept]
+    dropped = [c for c in columns if c not in kept]
+    return kept, [[r[i] for i in index] for r in cells], dropped
+
+
+def _elide(text: str) -> str:
+    text = text.replace("\n", " ")
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
 
 def _select_columns(table: dict[str, list[Any]], spec: str | None, fmt: str) -> list[str]:
@@ -122,8 +223,12 @@ def _select_columns(table: dict[str, list[Any]], spec: str | None, fmt: str) -> 
         if fmt in ("json", "csv"):
             return all_columns
         notebook = ["linearity"] if any(table["linearity"]) else []  # notebook runs only
+        several = len(set(table["experiment"])) > 1
         dynamic = [c for c in all_columns if c.startswith(("params.", "metrics."))]
-        return [*DEFAULT_COLUMNS, *notebook, *dynamic]
+        base = list(DEFAULT_COLUMNS)
+        if several:  # which experiment each run is in, right after its name
+            base.insert(base.index("name") + 1, "experiment")
+        return [*base, *notebook, *dynamic]
     chosen: list[str] = []
     for item in (s.strip() for s in spec.split(",")):
         if not item:
@@ -241,7 +346,15 @@ def show_cmd(
     if run is None:
         found = store.search_runs(filter_, experiment=experiment, order_by=order_by, max_results=1)
         if not found["run_id"]:
-            raise MlnbClickError("no run matches")
+            for notice in notices.key_notices(
+                store, filter=filter_, order_by=order_by, experiments=experiment
+            ):
+                _note(notice)
+            asked = [
+                f"{o} {v!r}" for o, v in (("--filter", filter_), ("--experiment", experiment)) if v
+            ]
+            scope = " and ".join(asked) if asked else "no filter (the store has no runs yet)"
+            raise MlnbClickError(f"no run matches {scope} in {store.location}")
         run = found["run_id"][0]
     record = store.get_run(run)
     if fmt == "json":
@@ -569,7 +682,7 @@ def run_cmd(
 
     from mlnb.runner import run_notebook
 
-    store = _open_store(ctx)
+    store = _open_store(ctx, create=True)
     try:
         result = run_notebook(
             notebook, output, parameters=parameters, name=name, experiment=experiment,
@@ -722,7 +835,7 @@ def sweep_cmd(
             key, values = parse_grid_arg(text)
             grid[key] = values
         tag_map = _tag_map(tags)
-        store = _open_store(ctx)
+        store = _open_store(ctx, create=True)
         result = sweep(
             notebook, grid, mode=mode, random=random_n, seed=seed, workers=workers,
             fail_fast=fail_fast, sort=sort, executor=executor, scheduler=scheduler,
@@ -752,6 +865,11 @@ def sweep_cmd(
             row[metric] = rec.metrics.get(metric.split(".", 1)[1])
         rows.append([row.get(c) for c in columns])
     click.echo(render(columns, rows, "table"), nl=False)
+    if sort:  # a --sort key no child has sorted nothing: say so, and what is there
+        for notice in notices.key_notices(
+            store, order_by=sort, run_ids=[c.run_id for c in result.children]
+        ):
+            _note(notice)
     for child in result.children:  # why each failed child failed, as `mlnb run` says it
         if child.error is not None:
             lines = str(child.error).splitlines()
@@ -808,7 +926,7 @@ def test_cmd(
 
     if not paths:
         paths = ("notebooks",) if Path("notebooks").is_dir() else (".",)
-    store = str(_open_store(ctx).root) if keep else None
+    store = str(_open_store(ctx, create=True).root) if keep else None
     results = run_notebook_tests(paths, workers=workers, cell_timeout=cell_timeout, store=store)
     if not results:
         raise MlnbClickError(f"no notebooks found in {', '.join(paths)}")

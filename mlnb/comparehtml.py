@@ -45,6 +45,7 @@ table.mlnb-cmp-diff td.mlnb-cmp-best { background: #c8e6c9; font-weight: 600; }
 table.mlnb-cmp-diff td.mlnb-cmp-delta { color: #555; font-size: 11px; }
 .mlnb-cmp-note { color: #666; font-size: 12px; margin: 4px 0; }
 .mlnb-cmp-error { color: #b00020; font-family: monospace; white-space: pre; font-size: 12px; }
+.mlnb-cmp-notice { color: #8a5300; font-size: 12px; }
 </style>"""
 PIN_WIDTH_PX = 170
 

@@ -3,7 +3,9 @@
 - :class:`RunsTable` filters (the query language), sorts and pages runs in SQL: a filter
   or sort is one query for the ordered run ids (~20 ms over 10,000 runs), and only the
   visible page is read in full, so the table stays quick however many runs there are.
-  A filter that does not parse leaves the table as it was and sets ``error``.
+  A filter that does not parse leaves the table as it was and sets ``error``; a filter
+  key that no run in scope has sets ``notices`` ("no run has metric 'acuracy'; did you
+  mean 'accuracy'?", from ``mlnb.notices``), which the widget shows under its filter box.
 - :func:`diff_many` puts the params, metrics, tags, data fingerprints, environment
   packages and git state of several runs side by side: only differences unless ``all``,
   the best value of each metric marked, Δ against a baseline run.
@@ -25,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlnb import compareplots, tracking
+from mlnb import compareplots, notices, tracking
 from mlnb.comparehtml import STYLE, best_index, cell_text, png_data_uri, render_table
 from mlnb.errors import InvalidInputError, QuerySyntaxError
 from mlnb.formatting import escape_html
@@ -86,8 +88,11 @@ class RunsTable:
         self.system_metrics = system_metrics
         self.run_ids = list(run_ids) if run_ids is not None else None
         self.experiments = [experiment] if isinstance(experiment, str) else experiment
+        if self.experiments is not None:
+            store.check_experiments(self.experiments)
         self.filter = ""
         self.error: str | None = None
+        self.notices: list[str] = []  # keys of the filter that no run in scope has
         self.sort_column = "start_time"
         self.descending = True
         self.page = 0
@@ -158,6 +163,10 @@ class RunsTable:
             self.error = str(exc)
             return False
         self.error = None
+        found = notices.key_notices(
+            self.store, filter=filter, experiments=self.experiments, run_ids=self.run_ids
+        )
+        self.notices = [str(n) for n in found]
         self.filter, self.sort_column, self.descending = filter, column, descending
         self.ids, self.columns = ids, cols
         self.pinned = [c for c in self.pinned if c in cols]
@@ -168,7 +177,8 @@ class RunsTable:
     def set_filter(self, text: str) -> bool:
         """Apply a filter (query language; empty = every run); back to page 1. A filter
         that does not parse changes nothing: ``error`` holds the message (with a caret
-        under the position) and False is returned."""
+        under the position) and False is returned. ``notices`` then names the filter's
+        keys that no run in scope has, with the closest that exist."""
         text = (text or "").strip()
         self.page = 0
         return self._apply(text, self.sort_column, self.descending)

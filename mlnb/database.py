@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from mlnb import migrations
-from mlnb.errors import StoreCorruptError, StoreError, StoreReadOnlyError, StoreVersionError
+from mlnb.errors import (
+    MlnbWarning,
+    StoreCorruptError,
+    StoreError,
+    StoreReadOnlyError,
+    StoreVersionError,
+)
 
 T = TypeVar("T")
 
@@ -337,5 +343,6 @@ def _warn_if_network_fs(path: Path) -> None:
             f"the mlnb store {path} is on a network filesystem ({fstype}); SQLite's WAL mode "
             "needs shared memory and may corrupt or lock there. Set MLNB_STORE to a local "
             "folder",
+            MlnbWarning,
             stacklevel=3,
         )

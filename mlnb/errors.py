@@ -8,11 +8,13 @@ and exits non-zero, the magics raise ``UsageError``, the server answers a JSON e
 
     MlnbError
     ├── StoreError                  the store cannot be opened or used
+    │   ├── StoreNotFoundError      a read found no store (says where it looked)
     │   ├── StoreCorruptError       the file is not an mlnb store (left untouched)
     │   ├── StoreVersionError       written by a newer mlnb (upgrade hint)
     │   └── StoreReadOnlyError      the store's directory or file cannot be written
     ├── RunNotFoundError            no run has that id (or prefix)
     │   └── AmbiguousRunIdError     a prefix matches several runs
+    ├── ExperimentNotFoundError     no experiment has that name (lists the experiments)
     ├── RunStateError               e.g. logging to a finished run
     ├── InvalidInputError           a bad key, value, step or param (nothing written)
     │   ├── ParamConflictError      a param logged again with a different value
@@ -21,6 +23,11 @@ and exits non-zero, the magics raise ``UsageError``, the server answers a JSON e
     │   └── InputLimitError         input over a size or complexity limit (names the limit)
     ├── QuerySyntaxError            a filter or order_by that does not parse (has .position)
     └── SweepFailedError            no child of a sweep finished (has .result)
+
+    UserWarning
+    └── MlnbWarning                 every warning mlnb emits, e.g. a filter key no run has
+
+Filter warnings with ``warnings.filterwarnings("ignore", category=mlnb.MlnbWarning)``.
 """
 
 from __future__ import annotations
@@ -30,15 +37,18 @@ from typing import Any
 __all__ = [
     "AmbiguousRunIdError",
     "BundleError",
+    "ExperimentNotFoundError",
     "InputLimitError",
     "InvalidInputError",
     "MlnbError",
+    "MlnbWarning",
     "ParamConflictError",
     "QuerySyntaxError",
     "RunNotFoundError",
     "RunStateError",
     "StoreCorruptError",
     "StoreError",
+    "StoreNotFoundError",
     "StoreReadOnlyError",
     "StoreVersionError",
     "SweepFailedError",
@@ -51,6 +61,11 @@ class MlnbError(Exception):
 
 class StoreError(MlnbError):
     """The store cannot be opened or used."""
+
+
+class StoreNotFoundError(StoreError, LookupError):
+    """A read found no store; the message says where it looked and that the first run
+    creates one. Reads never create a store."""
 
 
 class StoreCorruptError(StoreError):
@@ -71,6 +86,10 @@ class RunNotFoundError(MlnbError, LookupError):
 
 class AmbiguousRunIdError(RunNotFoundError):
     """A run id prefix matches more than one run."""
+
+
+class ExperimentNotFoundError(MlnbError, LookupError):
+    """No experiment has the given name; the message lists the experiments there are."""
 
 
 class RunStateError(MlnbError):
@@ -123,3 +142,8 @@ class SweepFailedError(MlnbError):
     def __init__(self, message: str, result: Any) -> None:
         super().__init__(message)
         self.result = result
+
+
+class MlnbWarning(UserWarning):
+    """A warning from mlnb: something worked, but probably not as meant (a filter key that
+    no run has, a capture that could not be recorded). Every warning mlnb emits is one."""

@@ -597,7 +597,7 @@ def gate(
         for s in specs.values()
     ):
         raise InvalidInputError("min_abs / min_rel compare with a baseline: give vs (--vs)")
-    st = store or tracking.get_store()
+    st = store or tracking.get_store(create=False)
     tracking.flush(st)
     rec = st.get_run(run)
     baselines: dict[str, RunRecord | None] = {}

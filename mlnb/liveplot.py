@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlnb import tracking, validation
-from mlnb.errors import InvalidInputError, MlnbError
+from mlnb.errors import InvalidInputError, MlnbError, MlnbWarning
 from mlnb.formatting import escape_html, escape_mathtext
 from mlnb.models import is_system_metric
 from mlnb.tracking import ActiveRun
@@ -334,7 +334,7 @@ class LivePlot:
                     return
         except Exception as exc:
             self.error = exc
-            warnings.warn(f"mlnb.live stopped: {exc!r}", RuntimeWarning, stacklevel=1)
+            warnings.warn(f"mlnb.live stopped: {exc!r}", MlnbWarning, stacklevel=1)
         finally:
             self._finish()
 

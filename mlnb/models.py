@@ -9,12 +9,13 @@ each has a one-line ``repr`` that says what it is (``<DatasetRef df input datafr
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from mlnb.formatting import escape_html
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -89,13 +90,13 @@ def html_table(rows: Sequence[tuple[str, str]]) -> str:
     """The small table a record shows in a notebook: ``(label, value)`` rows where the
     label is text (escaped here) and the value is HTML already escaped by the caller."""
     body = "".join(
-        f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in rows
+        f"<tr><th style='text-align:left'>{escape_html(k)}</th><td>{v}</td></tr>" for k, v in rows
     )
     return f"<table class='mlnb-record'>{body}</table>"
 
 
 def _code(text: str) -> str:
-    return f"<code>{html.escape(text)}</code>"
+    return f"<code>{escape_html(text)}</code>"
 
 
 @dataclass(frozen=True)
@@ -113,10 +114,10 @@ class Metric:
     def _repr_html_(self) -> str:
         return html_table(
             [
-                ("metric", html.escape(self.key)),
-                ("value", html.escape(_number(self.value))),
+                ("metric", escape_html(self.key)),
+                ("value", escape_html(_number(self.value))),
                 ("step", str(self.step)),
-                ("time", html.escape(iso(self.timestamp) or "")),
+                ("time", escape_html(iso(self.timestamp) or "")),
             ]
         )
 
@@ -150,11 +151,11 @@ class Artifact:
     def _repr_html_(self) -> str:
         return html_table(
             [
-                ("artifact", html.escape(self.path)),
-                ("kind", html.escape(self.kind)),
-                ("size", html.escape(format_size(self.size))),
+                ("artifact", escape_html(self.path)),
+                ("kind", escape_html(self.kind)),
+                ("size", escape_html(format_size(self.size))),
                 ("hash", _code(self.hash)),
-                ("stored", html.escape(iso(self.created_at) or "")),
+                ("stored", escape_html(iso(self.created_at) or "")),
             ]
         )
 
@@ -190,17 +191,17 @@ class DatasetRef:
 
     def _repr_html_(self) -> str:
         rows = [
-            ("dataset", html.escape(self.name)),
-            ("role", html.escape(self.role)),
-            ("kind", html.escape(self.kind)),
-            ("shape", html.escape(self.shape)),
+            ("dataset", escape_html(self.name)),
+            ("role", escape_html(self.role)),
+            ("kind", escape_html(self.kind)),
+            ("shape", escape_html(self.shape)),
             ("hash", _code(self.hash)),
         ]
         if self.schema:
             cols = [f"{c.get('name')} {c.get('dtype', '')}".strip() for c in self.schema]
             more = len(cols) - SCHEMA_SHOWN
             shown = ", ".join(cols[:SCHEMA_SHOWN]) + (f", … {more:,} more" if more > 0 else "")
-            rows.append(("columns", html.escape(shown)))
+            rows.append(("columns", escape_html(shown)))
         if self.sampled:
             rows.append(("sampled", "yes: the hash covers part of the data"))
         return html_table(rows)
@@ -250,21 +251,21 @@ class CheckRecord:
 
     def _repr_html_(self) -> str:
         rows = [
-            ("check", html.escape(f"{self.kind} {self.name}")),
+            ("check", escape_html(f"{self.kind} {self.name}")),
             ("verdict", self.verdict),
         ]
         if self.value is not None:
-            rows.append(("value", html.escape(_number(self.value))))
+            rows.append(("value", escape_html(_number(self.value))))
         if self.threshold is not None:
             limit = f"{self.comparator or ''} {_number(self.threshold)}".strip()
-            rows.append(("threshold", html.escape(limit)))
+            rows.append(("threshold", escape_html(limit)))
         if self.baseline_run_id:
             base = f"{self.baseline_run_id[:8]} {_number(self.baseline_value)}".strip()
-            rows.append(("baseline", html.escape(base)))
+            rows.append(("baseline", escape_html(base)))
         if self.message:
-            rows.append(("message", html.escape(self.message)))
+            rows.append(("message", escape_html(self.message)))
         if self.created_at:
-            rows.append(("time", html.escape(iso(self.created_at) or "")))
+            rows.append(("time", escape_html(iso(self.created_at) or "")))
         return html_table(rows)
 
     def to_dict(self) -> dict[str, Any]:

@@ -32,6 +32,7 @@ double-quoted segment arrives as one segment, dots included). A bare name such a
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -55,9 +56,11 @@ __all__ = [
     "Value",
     "compile_filter",
     "compile_order_by",
+    "field_key",
     "parse_filter",
     "parse_order_by",
     "quote_string",
+    "referenced_keys",
     "register_field",
 ]
 
@@ -245,7 +248,17 @@ _PARAMS = _key_value_field("params", "p", text="p.value", number="p.value_num", 
 register_field("params", _PARAMS, aliases=("param", "parameter", "parameters"))
 _METRICS = _key_value_field("latest_metrics", "m", number="m.value", nan=True)
 register_field("metrics", _METRICS, aliases=("metric",))
-register_field("tags", _key_value_field("tags", "t", text="t.value"), aliases=("tag",))
+_TAGS = _key_value_field("tags", "t", text="t.value")
+_TAG_ALIASES = {"mlflow.runName": "name"}  # MLflow keeps the run's name in this tag
+
+
+def _tag_field(key: tuple[str, ...], ctx: Context) -> Target:
+    """``tags.<key>``; ``tags.`mlflow.runName` `` is the run's name, as in MLflow."""
+    alias = _TAG_ALIASES.get(".".join(key))
+    return _ATTRIBUTES[alias] if alias else _TAGS(key, ctx)
+
+
+register_field("tags", _tag_field, aliases=("tag",))
 register_field("attributes", _attribute_field, aliases=("attribute", "attr", "run"))
 
 
@@ -346,9 +359,7 @@ def _tokenize(text: str) -> list[_Token]:
             end = m.end()
             if end < n and (text[end].isalnum() or text[end] in "_."):
                 raise QuerySyntaxError("invalid number", text, i)
-            num = m.group()
-            number = float(num) if any(c in num for c in ".eE") else int(num)
-            tokens.append(_Token("number", number, i, end))
+            tokens.append(_Token("number", _number(m.group()), i, end))
         elif m := _NAME.match(text, i):
             tokens.append(_Token("name", m.group(), i, m.end()))
         elif op := next((o for o in _OPS if text.startswith(o, i)), None):
@@ -360,6 +371,16 @@ def _tokenize(text: str) -> list[_Token]:
         i = tokens[-1].end
     tokens.append(_Token("eof", None, n, n))
     return tokens
+
+
+def _number(text: str) -> int | float:
+    """A bare number: an int when written as one and within a float's range (values are
+    compared as floats), else a float. An integer beyond that range is ±inf, as ``1e400``
+    is, rather than an error from ``int()``'s digit limit or the float conversion."""
+    value = float(text)
+    if math.isfinite(value) and not any(c in text for c in ".eE"):
+        return int(text)
+    return value
 
 
 def _read_quoted(text: str, start: int) -> tuple[str, int]:
@@ -734,6 +755,43 @@ def compile_order_by(
             if expr is not None:
                 parts.append(f"{compiler.scalar(t, expr)} {direction} NULLS LAST")
     return ", ".join(parts), compiler.params
+
+
+KEYED_PREFIXES = ("params", "metrics", "tags")  # fields that name a key runs may lack
+
+
+def field_key(field: Field) -> tuple[str, str] | None:
+    """``("params" | "metrics" | "tags", key)`` for a field that names a key of a run
+    (aliases resolved: ``metric.acc`` → ``("metrics", "acc")``); None for attributes,
+    data, env and git fields, and for ``tags.`mlflow.runName` `` (the run's name)."""
+    head = field.path[0].lower()
+    prefix = _ALIASES.get(head, head)
+    if len(field.path) < 2 or prefix not in KEYED_PREFIXES:
+        return None
+    key = ".".join(field.path[1:])
+    return None if prefix == "tags" and key in _TAG_ALIASES else (prefix, key)
+
+
+def referenced_keys(
+    filter: str | None = None, order_by: str | Sequence[str] | None = None
+) -> list[tuple[str, str]]:
+    """The params, metrics and tags keys a filter and an order_by name, in order, each
+    once (what a typo check looks up). Raises QuerySyntaxError as the parsers do."""
+    fields: list[Field] = []
+    pending: list[Expr] = [tree] if filter and (tree := parse_filter(filter)) else []
+    while pending:
+        node = pending.pop(0)
+        if isinstance(node, Comparison):
+            fields.append(node.field)
+        elif isinstance(node, Not):
+            pending.insert(0, node.item)
+        else:
+            pending[:0] = node.items
+    if order_by is not None and not isinstance(order_by, str):
+        order_by = ", ".join(order_by)
+    fields += [k.field for k in parse_order_by(order_by)] if order_by else []
+    keys = (field_key(f) for f in fields)
+    return list(dict.fromkeys(k for k in keys if k is not None))
 
 
 def _iso_to_seconds(text: str) -> float | None:

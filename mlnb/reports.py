@@ -498,7 +498,7 @@ def report(
 
     if format not in FORMATS:
         raise InvalidInputError(f"format must be one of {', '.join(FORMATS)}: {format!r}")
-    st = store or tracking.get_store()
+    st = store or tracking.get_store(create=False)
     tracking.flush(st)
     data = build_report(st, list(runs), vs=vs, system_metrics=system_metrics)
     pngs = make_plots(st, data) if plots else {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from mlnb import tracking
+from mlnb import notices, tracking
 from mlnb.models import RunRecord
 from mlnb.rundiff import RunDiff, diff_runs
 from mlnb.store import Store
@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 
 def _store(store: Store | None) -> Store:
-    st = store or tracking.get_store()
+    """The store to read (never created by a read: ``StoreNotFoundError`` says where it
+    looked), with what this process logged flushed to it."""
+    st = store or tracking.get_store(create=False)
     tracking.flush(st)  # what this process logged is visible to what it reads
     return st
 
@@ -35,16 +37,28 @@ def runs(
 
     ``filter`` takes the query language of docs/query.md (MLflow's syntax plus ``or``,
     parentheses, ``is null``...); ``order_by`` e.g. ``"metrics.acc desc"`` (default: newest
-    first).
+    first). A params/metrics/tags key in either that no run in scope has is answered with
+    an ``MlnbWarning`` naming the closest keys (a typo would otherwise read as "no runs");
+    an unknown experiment raises ``ExperimentNotFoundError`` listing the experiments.
     """
     import pandas as pd
 
-    table = _store(store).search_runs(
+    st = _store(store)
+    table = st.search_runs(
         filter,
         experiment=experiment,
         order_by=order_by,
         max_results=max_results,
         include_deleted=include_deleted,
+    )
+    notices.warn(
+        notices.key_notices(
+            st,
+            filter=filter,
+            order_by=order_by,
+            experiments=experiment,
+            include_deleted=include_deleted,
+        )
     )
     frame = pd.DataFrame(table)
     for col in ("start_time", "end_time"):

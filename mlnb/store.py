@@ -9,6 +9,7 @@ nothing), inputs are checked before a transaction begins, and a batch is all or 
 
 from __future__ import annotations
 
+import difflib
 import getpass
 import itertools
 import json
@@ -27,11 +28,13 @@ from mlnb.artifacts import ContentStore, folder_files
 from mlnb.database import StoreFile
 from mlnb.errors import (
     AmbiguousRunIdError,
+    ExperimentNotFoundError,
     InvalidInputError,
     ParamConflictError,
     RunNotFoundError,
     RunStateError,
     StoreError,
+    StoreNotFoundError,
 )
 from mlnb.liveness import HOST, STALE_AFTER_S, run_lock_held
 from mlnb.models import (
@@ -89,6 +92,9 @@ RUN_COLUMNS = (
 )  # search_runs relies on the first eight being id + BASE_COLUMNS
 
 
+FIRST_RUN = "the first run (mlnb run, mlnb.start_run, %track start) creates one"
+
+
 def find_store_dir(start: str | os.PathLike[str] | None = None) -> Path:
     """Where the store lives: ``$MLNB_STORE``, else the nearest ``.mlnb/`` walking up from
     ``start`` (the working directory), else a new ``.mlnb/`` in ``start``."""
@@ -103,13 +109,35 @@ def find_store_dir(start: str | os.PathLike[str] | None = None) -> Path:
     return here / STORE_DIRNAME
 
 
+def store_not_found(db_path: Path, *, discovered: bool) -> StoreNotFoundError:
+    """The error of a read that found no store: where it looked, and what creates one."""
+    if not discovered:
+        where = " ($MLNB_STORE)" if os.environ.get(ENV_STORE) else ""
+        return StoreNotFoundError(f"no mlnb store at {db_path}{where}; {FIRST_RUN} there")
+    here = db_path.parent.parent
+    return StoreNotFoundError(
+        f"no mlnb store found: $MLNB_STORE is not set, and neither {here} nor a folder above "
+        f"it has {STORE_DIRNAME}/{DB_FILENAME}; {FIRST_RUN} in {here / STORE_DIRNAME} (or set "
+        "MLNB_STORE to a store's folder)"
+    )
+
+
 class Store(ProvenanceStore):
     """An mlnb store: ``Store()`` finds or creates the project's store, ``Store(path)`` opens
     the store folder (or ``.db`` file) at ``path``, ``Store(memory=True)`` is a throwaway
     in-memory store. Usable as a context manager; ``store.db`` is a sqlite-utils Database
-    for anything this API does not cover."""
+    for anything this API does not cover.
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, memory: bool = False):
+    ``create=False`` is for readers: where there is no store yet, it raises
+    ``StoreNotFoundError`` (saying where it looked) instead of creating one."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        memory: bool = False,
+        create: bool = True,
+    ):
         self.memory = memory
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
         self._last_reap = 0.0
@@ -127,6 +155,10 @@ class Store(ProvenanceStore):
                 self.root, self.db_path = target.parent, target
             else:
                 self.root, self.db_path = target, target / DB_FILENAME
+            if not create and not self.db_path.is_file():
+                raise store_not_found(
+                    self.db_path, discovered=path is None and not os.environ.get(ENV_STORE)
+                )
         self.artifacts_dir = self.root / "artifacts"
         self.contents = ContentStore(self.artifacts_dir)
         self.locks_dir = self.root / "locks"
@@ -712,6 +744,7 @@ class Store(ProvenanceStore):
             conds.append("r.deleted_at IS NULL")
         if experiment is not None:
             names = [experiment] if isinstance(experiment, str) else list(experiment)
+            self.check_experiments(names)
             conds.append(f"e.name IN ({','.join('?' * len(names))})")
             args = [*args, *names]
         if max_results is not None and (not isinstance(max_results, int) or max_results < 0):
@@ -760,6 +793,23 @@ class Store(ProvenanceStore):
             return table
 
         return self.read(fetch)
+
+    def check_experiments(self, names: Iterable[str]) -> None:
+        """Raise ``ExperimentNotFoundError`` listing the experiments there are if one of
+        ``names`` is not among them (a typo would otherwise read as "no runs")."""
+        known = self.read(
+            lambda c: [r[0] for r in c.execute("SELECT name FROM experiments ORDER BY name")]
+        )
+        missing = [name for name in names if name not in known]
+        if not missing:
+            return
+        close = difflib.get_close_matches(missing[0], known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else "."
+        listed = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
+        raise ExperimentNotFoundError(
+            f"no experiment named {missing[0]!r} in {self.location}{hint} "
+            + (f"The experiments are: {listed}" if known else "The store has no experiments yet")
+        )
 
     def delete_run(self, ref: str) -> str:
         """Hide a run from every listing (reversible with ``restore_run``)."""

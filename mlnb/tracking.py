@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from mlnb import validation
-from mlnb.errors import InvalidInputError, MlnbError, RunStateError
+from mlnb.errors import InvalidInputError, MlnbError, MlnbWarning, RunStateError
 from mlnb.liveness import HEARTBEAT_INTERVAL_S, acquire_run_lock, release_run_lock
 from mlnb.models import TERMINAL_STATUSES, Artifact, DatasetRef, RunRecord
-from mlnb.store import Store, find_store_dir
+from mlnb.store import DB_FILENAME, ENV_STORE, Store, find_store_dir, store_not_found
 
 ENV_RUN_ID = "MLNB_RUN_ID"
 # Set by `mlnb run --experiment`: the job chose the experiment, the notebook may not.
@@ -54,15 +54,19 @@ _hooks_installed = False
 # -- the store behind the module-level API --------------------------------------------------
 
 
-def get_store() -> Store:
+def get_store(*, create: bool = True) -> Store:
     """The store the module-level API uses: the one given to ``set_store``, else the
-    project's store (``$MLNB_STORE`` or the nearest ``.mlnb/``), created on first use."""
+    project's store (``$MLNB_STORE`` or the nearest ``.mlnb/``), created on first use.
+    Readers pass ``create=False``: with no store yet, ``StoreNotFoundError`` says where it
+    looked (reads never create a store)."""
     if _explicit_store is not None and not _explicit_store.closed:
         return _explicit_store
     where = find_store_dir()
     with _lock:
         store = _stores.get(where)
         if store is None or store.closed:
+            if not create and not (where / DB_FILENAME).is_file():
+                raise store_not_found(where / DB_FILENAME, discovered=not os.environ.get(ENV_STORE))
             store = _stores[where] = Store(where)
         return store
 
@@ -391,6 +395,7 @@ def _finish(run: ActiveRun, status: str) -> None:
 
             warnings.warn(
                 f"mlnb: finishing run {run.run_id[:8]}: {type(exc).__name__}: {exc}",
+                MlnbWarning,
                 stacklevel=3,
             )
     if run._sampler is not None:

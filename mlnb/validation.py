@@ -182,8 +182,9 @@ def _number_or_none(text: str) -> float | None:
 
 
 def tag_value(key: str, value: object) -> str:
-    """Tags are strings; other scalars are converted with str()."""
-    if isinstance(value, (dict, list, tuple, set)) or value is None:
+    """Tags are strings; other scalars, and None, are converted with str() (``"None"``,
+    the text ``log_params`` and MLflow's ``set_tag`` store for None)."""
+    if isinstance(value, (dict, list, tuple, set)):
         raise InvalidInputError(
             f"tag {key!r} must be a string or scalar, got {type(value).__name__}"
         )

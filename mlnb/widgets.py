@@ -14,6 +14,7 @@ painter is idle, for tests and scripts).
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from mlnb.comparison import (
     resolve_scope,
     run_label,
 )
-from mlnb.errors import InvalidInputError, MlnbError
+from mlnb.errors import InvalidInputError, MlnbError, MlnbWarning
 from mlnb.formatting import escape_html
 from mlnb.liveplot import _kernel_shell
 from mlnb.store import Store
@@ -78,7 +79,7 @@ def compare(
     ``.selected`` (a DataFrame) and ``.to_html(path)``. ``widget=True``/``False`` forces
     one or the other.
     """
-    st = store or tracking.get_store()
+    st = store or tracking.get_store(create=False)
     tracking.flush(st)
     if isinstance(metrics, str):
         metrics = [metrics]
@@ -102,9 +103,16 @@ def compare(
     comparison = Comparison(table, metrics=metrics, baseline=baseline)
     if widget is None:
         widget = _kernel_shell() is not None
-    if not widget:
+    if not widget:  # the widget shows them under its filter box instead
+        for notice in table.notices:
+            warnings.warn(notice, MlnbWarning, stacklevel=2)
         return comparison
     return CompareWidget(comparison, refresh_every=refresh_every)
+
+
+def _notices_html(notices: Sequence[str]) -> str:
+    """The filter's notices (keys no run has) as the line under the filter box."""
+    return "".join(f"<div class='mlnb-cmp-notice'>{escape_html(n)}</div>" for n in notices)
 
 
 class _Painter:
@@ -203,7 +211,7 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
             layout=W.Layout(flex="1 1 auto", min_width="320px"),
         )
         self.filter_box.add_class("mlnb-compare-filter")
-        self.filter_error = W.HTML()
+        self.filter_error = W.HTML(_notices_html(t.notices))
         self.filter_error.add_class("mlnb-compare-error")
         self.refresh_button = W.Button(
             description="Refresh", icon="refresh", layout=W.Layout(width="100px")
@@ -390,7 +398,7 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
                 f"<div class='mlnb-cmp-error'>{escape_html(self.table.error or '')}</div>"
             )
             return
-        self.filter_error.value = ""
+        self.filter_error.value = _notices_html(self.table.notices)
         self._columns_changed()
         self._render_table()
         self._plots_stale()
@@ -600,6 +608,7 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
         the sort, the page and the selection."""
         with self._lock:
             self.comparison.refresh()
+        self.filter_error.value = _notices_html(self.table.notices)
         self._columns_changed()
         self._render_table()
         self._selection_changed()

@@ -18,11 +18,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No MLNB_* variables leak in; the working directory is a fresh folder; no run or
-    store is left active between tests."""
+    """No MLNB_* variables (nor COLUMNS) leak in; the working directory is a fresh folder;
+    no run or store is left active between tests."""
     for name in list(os.environ):
         if name.startswith("MLNB_"):
             monkeypatch.delenv(name)
+    monkeypatch.delenv("COLUMNS", raising=False)  # `mlnb runs` fits tables to $COLUMNS
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -160,3 +161,132 @@ def test_cli_runs_as_a_program_and_as_a_module(store: Store, populated: dict) ->
         and bad.stderr.strip()
         == f"Error: no run matches 'zzz' (by id prefix or name) in {store.db_path}"
     )
+
+
+# -- typos, reads without a store, the width of the table (issue 11 items 6, 7, 12) ---------
+
+
+def invoke_split(store: Store | None, *args: str, **env: str) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr apart (stdout must stay parseable)."""
+    where = ["--store", str(store.root)] if store is not None else []
+    result = CliRunner(env=env or None).invoke(cli, [*where, *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_runs_notes_keys_no_run_has_on_stderr_with_the_closest(
+    store: Store, populated: dict
+) -> None:
+    """Issue 11 item 6: `-f "metrics.acuracy > 0.9"`, `-c name,metrics.acuracy` and
+    `--order-by "metrics.acc desc"` with a typo answered "no runs" or a blank column."""
+    code, out, err = invoke_split(
+        store, "runs", "-f", "metrics.accc > 0.5 or params.lr > 0", "-o", "params.lrr desc",
+        "-c", "name,metrics.los,tags.teem", "--format", "csv",
+    )  # fmt: skip
+    assert code == 0
+    assert len(list(csv.DictReader(io.StringIO(out)))) == 3  # stdout: only the CSV
+    assert err.splitlines() == [
+        "note: no run has metric 'accc'; did you mean 'acc'?",
+        "note: no run has param 'lrr'; did you mean 'lr'?",
+        "note: no run has metric 'los'; did you mean 'loss'?",
+        "note: no run has tag 'teem'; did you mean 'team'?",
+    ]
+    code, out, err = invoke_split(store, "runs", "-f", "metrics.acc > 0.5", "-c", "name")
+    assert (code, err) == (0, "")
+
+
+def test_runs_and_show_unknown_experiment_is_an_error_listing_them(
+    store: Store, populated: dict
+) -> None:
+    """Issue 11 item 6: `mlnb runs -e play-jbos` answered "(no runs)"."""
+    for args in (("runs", "-e", "grdi"), ("show", "-e", "grdi")):
+        code, out = invoke(store, *args)
+        assert code == 1
+        assert f"no experiment named 'grdi' in {store.db_path}; did you mean 'grid'?" in out
+        assert "The experiments are: grid" in out
+
+
+def test_show_without_a_match_says_what_was_asked_and_notes_typos(
+    store: Store, populated: dict
+) -> None:
+    code, _, err = invoke_split(store, "show", "-f", "metrics.accc > 0.5")
+    assert code == 1
+    assert err.splitlines() == [
+        "note: no run has metric 'accc'; did you mean 'acc'?",
+        f"Error: no run matches --filter 'metrics.accc > 0.5' in {store.db_path}",
+    ]
+
+
+READS = [("runs",), ("runs", "--format", "json"), ("show", "x"), ("show",), ("diff", "a", "b"),
+         ("store",), ("delete", "x"), ("restore", "x"), ("gc",), ("report", "x"),
+         ("gate", "x", "-m", "acc"), ("reproduce", "x")]  # fmt: skip
+
+
+@pytest.mark.parametrize("args", READS, ids=" ".join)
+def test_read_commands_never_create_a_store(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """Issue 11 item 7: `mlnb runs` in an empty folder created `.mlnb/` there and printed
+    "(no runs)"; `mlnb show X` said only "no run matches". Reads say where they looked."""
+    code, out, err = invoke_split(None, *args)
+    assert (code, out) == (1, "")
+    here = Path.cwd()
+    assert err == (
+        f"Error: no mlnb store found: $MLNB_STORE is not set, and neither {here} nor a folder "
+        f"above it has .mlnb/mlnb.db; the first run (mlnb run, mlnb.start_run, %track start) "
+        f"creates one in {here}/.mlnb (or set MLNB_STORE to a store's folder)\n"
+    )
+    code, out, err = invoke_split(None, "--store", str(tmp_path / "gone"), *args)
+    assert code == 1 and f"no mlnb store at {tmp_path / 'gone' / 'mlnb.db'}" in err
+    assert not [p for p in tmp_path.rglob("*") if p.name in (".mlnb", "gone")]
+
+
+def test_runs_verbose_names_the_store_it_read_and_empty_tables_say_where(store: Store) -> None:
+    """Issue 11 item 7: `mlnb runs` says which store it read."""
+    code, out, err = invoke_split(store, "runs", "-v", "--format", "json")
+    assert (code, json.loads(out), err) == (0, [], f"store: {store.db_path}\n")
+    assert invoke_split(store, "runs") == (0, f"(no runs in {store.db_path})\n", "")
+
+
+@pytest.fixture
+def wide(store: Store) -> Store:
+    """Runs in two experiments with 12 params and 6 metrics, some values long."""
+    for i, experiment in enumerate(("baseline", "sweep", "sweep")):
+        with mlnb.start_run(f"run-{i}-" + "x" * 40, experiment=experiment):
+            mlnb.log_params({f"param_{k:02d}": f"value-{k}-{i}" for k in range(11)})
+            mlnb.log_param("notes", "a long free-text description " * 3)
+            mlnb.log_metrics({f"metric_{k}": 0.1 * k + i for k in range(6)})
+    return store
+
+
+def test_runs_table_fits_the_terminal_and_says_what_it_left_out(wide: Store) -> None:
+    """Issue 11 item 12: the default `mlnb runs` table was 424 characters wide and had no
+    experiment column."""
+    code, out, err = invoke_split(wide, "runs", COLUMNS="100")
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 4 and max(map(len, lines)) <= 100
+    assert lines[0].split()[:4] == ["run_id", "name", "experiment", "status"]
+    assert "run-2-" + "x" * 23 + "…" in lines[1]  # long values are cut to 30 characters
+    assert {line.split()[2] for line in lines[1:]} == {"baseline", "sweep"}
+    (note,) = err.splitlines()
+    assert re.fullmatch(
+        r"note: \d+ columns left out to fit 100 characters: start_time, duration, "
+        r"params\.notes, params\.param_00, .* and \d+ more "
+        r"\(choose columns with -c, or set COLUMNS\)",
+        note,
+    )
+    # metrics outlast params and times; the run's id, name, experiment and status stay
+    assert "metrics.metric_0" in lines[0] and "params." not in lines[0]
+    assert "start_time" not in lines[0]
+    code, out, err = invoke_split(wide, "runs", COLUMNS="20")
+    assert out.splitlines()[0].split() == ["run_id", "name", "experiment", "status"]
+
+
+def test_runs_table_shows_the_experiment_only_when_several_and_pipes_keep_all(
+    wide: Store,
+) -> None:
+    code, out, err = invoke_split(wide, "runs", "-e", "sweep", COLUMNS="2000")
+    assert (code, err) == (0, "")
+    header = out.splitlines()[0].split()
+    assert "experiment" not in header and len(header) == 5 + 12 + 6
+    code, out, err = invoke_split(wide, "runs")  # not a terminal, no COLUMNS: nothing left out
+    assert (code, err) == (0, "") and len(out.splitlines()[0].split()) == 6 + 12 + 6
+    assert "a long free-text description a long" in out

@@ -4,6 +4,7 @@ store. Plots are drawn off the main thread; ``wait()`` blocks until they are."""
 
 from __future__ import annotations
 
+import html
 import math
 import re
 import time
@@ -16,7 +17,13 @@ import pytest
 
 import mlnb
 from mlnb import compareplots, comparison, multidiff
-from mlnb.errors import InvalidInputError, QuerySyntaxError, RunNotFoundError
+from mlnb.errors import (
+    ExperimentNotFoundError,
+    InvalidInputError,
+    MlnbWarning,
+    QuerySyntaxError,
+    RunNotFoundError,
+)
 from mlnb.models import format_duration
 from mlnb.widgets import CompareWidget, compare
 
@@ -108,6 +115,34 @@ def test_compare_filter_box_filters_and_shows_syntax_errors_inline(
     assert run_names(widget) == ["d"]
     widget.filter_box.value = ""
     assert len(run_names(widget)) == 4
+
+
+def test_compare_filter_box_names_keys_no_run_has(widget: CompareWidget) -> None:
+    """Issue 11 item 6: a typo in the filter box answered an empty table and nothing else;
+    the notice comes from ``RunsTable`` (``mlnb.notices``), the widget only shows it."""
+    widget.filter_box.value = "metrics.los < 0.5 and params.modle = 'svc'"
+    assert run_names(widget) == []
+    assert widget.table.notices == [
+        "no run has metric 'los'; did you mean 'loss'?",
+        "no run has param 'modle'; did you mean 'model'?",
+    ]
+    assert widget.filter_error.value == "".join(
+        f"<div class='mlnb-cmp-notice'>{html.escape(n)}</div>" for n in widget.table.notices
+    )
+    widget.filter_box.value = "metrics.loss < 0.5"
+    assert (run_names(widget), widget.filter_error.value) == (["b", "a"], "")
+
+
+def test_compare_api_warns_about_filter_keys_and_refuses_unknown_experiments(
+    store: mlnb.Store, runs: dict[str, str]
+) -> None:
+    """Issue 11 item 6, without a widget: the API warns; an unknown experiment is an error
+    listing the experiments."""
+    with pytest.warns(MlnbWarning, match=r"no run has param 'modle'; did you mean 'model'\?"):
+        result = mlnb.compare("params.modle = 'svc'", widget=False)
+    assert result.table.ids == []
+    with pytest.raises(ExperimentNotFoundError, match="did you mean 'exp'"):
+        mlnb.compare(experiment="exq", widget=False)
 
 
 def test_compare_sort_by_column_both_ways_missing_last(widget: CompareWidget) -> None:

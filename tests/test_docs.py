@@ -24,7 +24,9 @@ def render_cli_reference() -> str:
         "# Command line\n",
         "`mlnb` (or `python -m mlnb`) reads the store that `mlnb.start_run` writes. Every "
         "command takes the global `--store PATH` (default: `$MLNB_STORE`, else the nearest "
-        "`.mlnb/` upwards). Errors print one line and exit with status 1 (2 for a usage "
+        "`.mlnb/` upwards); only `run`, `sweep` and `test --keep` create a store, every other "
+        "command says where it looked when there is none. Errors print one line and exit with "
+        "status 1 (2 for a usage "
         'error); JSON output spells NaN and infinities as the strings `"NaN"`, '
         '`"Infinity"`, `"-Infinity"` so it stays valid JSON.\n',
         "This page is generated from `--help` (`python -m tests.test_docs`); a test fails "

@@ -58,10 +58,15 @@ def test_eight_writers_and_a_reader_lose_nothing(tmp_path: Path) -> None:
     """
     reader = """
         import mlnb, time
+        from mlnb.errors import ExperimentNotFoundError
         seen = 0
         end = time.monotonic() + 30
         while time.monotonic() < end:
-            df = mlnb.runs(experiment="c")
+            try:
+                df = mlnb.runs(experiment="c")
+            except ExperimentNotFoundError:  # no writer has started its run yet
+                time.sleep(0.05)
+                continue
             seen = max(seen, len(df))
             if seen == 8 and (df["status"] == "finished").all():
                 break

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import statistics
+from pathlib import Path
 
 import mlnb
 from tests.conftest import run_python
@@ -56,3 +58,21 @@ def test_start_run_on_an_existing_store_loads_no_pandas(tmp_path) -> None:
     env = {"MLNB_STORE": str(tmp_path / "s")}
     run_python(code, env=env)  # creates the store (migrations need sqlite-utils)
     assert run_python(code, env=env).stdout.split() == ["False", "False"]
+
+
+def test_every_warning_mlnb_emits_is_an_mlnb_warning() -> None:
+    """Issue 11 item 6: users filter mlnb's warnings by one category, ``mlnb.MlnbWarning``
+    (a ``UserWarning``); a warning without it (UserWarning, RuntimeWarning) escapes that."""
+    package = Path(mlnb.__file__).parent
+    calls = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "warnings.warn":
+                category = node.args[1] if len(node.args) > 1 else None
+                for kw in node.keywords:
+                    category = kw.value if kw.arg == "category" else category
+                where = f"{path.relative_to(package)}:{node.lineno}"
+                calls.append((where, category and ast.unparse(category)))
+    assert len(calls) >= 6
+    assert [c for c in calls if c[1] != "MlnbWarning"] == []
+    assert issubclass(mlnb.MlnbWarning, UserWarning)

@@ -884,3 +884,39 @@ def test_query_module_imports_only_the_standard_library() -> None:
         if name.split(".")[0] not in sys.stdlib_module_names and name != "__future__"
     }
     assert outside == {"mlnb.errors"}
+
+
+# -- MLflow spellings and typos (issue 11 item 6) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("tags.`mlflow.runName` = 'Base-2'", "b"),
+        ("tags.mlflow.runName like 'base%'", "a"),
+        ("tag.`mlflow.runName` in ('other', 'base-1')", "ac"),
+    ],
+)
+def test_filter_mlflow_run_name_tag_is_the_run_name(
+    db: sqlite_utils.Database, text: str, expected: str
+) -> None:
+    """Issue 11 item 6: MLflow keeps a run's name in the tag ``mlflow.runName``; the filter
+    ``tags.`mlflow.runName` = 'x'`` silently matched nothing."""
+    assert select(db, text) == expected
+
+
+def test_order_by_mlflow_run_name_tag_is_the_run_name(db: sqlite_utils.Database) -> None:
+    """Issue 11 item 6: ordering by ``tags.`mlflow.runName` `` orders by name."""
+    assert ordered(db, "tags.`mlflow.runName` desc") == ordered(db, "name desc") == "dcabe"
+
+
+def test_referenced_keys_lists_params_metrics_tags_keys_once_in_order() -> None:
+    text = (
+        "metrics.acuracy > 0.9 and (not param.lr = 1 or tags.`mlflow.runName` = 'x') "
+        "or metric.acuracy is null or status = 'finished' or data.train.rows > 1"
+    )
+    assert query.referenced_keys(text, "params.`a.b` desc, name, metrics.loss") == [
+        ("metrics", "acuracy"), ("params", "lr"), ("params", "a.b"), ("metrics", "loss"),
+    ]  # fmt: skip
+    assert query.referenced_keys(None, ["metrics.acc desc"]) == [("metrics", "acc")]
+    assert query.referenced_keys("", None) == []

@@ -258,6 +258,16 @@ def test_allow_unknown_params_sweeps_names_the_notebook_lacks_as_tags(tmp_path: 
 
 
 @pytest.mark.slow
+def test_sweep_sort_key_no_child_has_gets_a_note(tmp_path: Path) -> None:
+    """Issue 11 item 6: `--sort "metrics.acuracy desc"` sorted nothing, silently."""
+    proc = mlnb_cli(
+        tmp_path / "s", "sweep", STEP, "-g", "score=1,2", "--sort", "metrics.scroe desc"
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "note: no run has metric 'scroe'; did you mean 'score'?" in proc.stderr.splitlines()
+
+
+@pytest.mark.slow
 def test_fail_fast_stops_the_rest(tmp_path: Path) -> None:
     grid = tmp_path / "points.yaml"
     grid.write_text(

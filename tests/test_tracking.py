@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +13,13 @@ import pytest
 
 import mlnb
 from mlnb.errors import (
+    ExperimentNotFoundError,
     InvalidInputError,
+    MlnbWarning,
     ParamConflictError,
     RunNotFoundError,
     RunStateError,
+    StoreNotFoundError,
 )
 from mlnb.store import Store
 
@@ -335,3 +339,112 @@ def test_flush_waits_for_the_batch_the_writer_thread_is_writing(store: Store) ->
         count = sqlite3.connect(store.db_path).execute("SELECT count(*) FROM metrics")
         assert count.fetchone()[0] == 1
     blocker.close()
+
+
+# -- typos get an answer; reads create nothing (issue 11 items 6 and 7) ---------------------
+
+
+@pytest.fixture
+def play(store: Store) -> Store:
+    """Two experiments; metrics accuracy and loss, params lr and model, the tag team."""
+    for i, experiment in enumerate(("play-jobs", "play-jobs", "prod")):
+        with mlnb.start_run(f"r{i}", experiment=experiment):
+            mlnb.log_params({"lr": 0.1 * (i + 1), "model": "svc"})
+            mlnb.log_metrics({"accuracy": 0.8 + 0.05 * i, "loss": 0.5})
+            mlnb.set_tag("team", "vision")
+    return store
+
+
+DID_YOU_MEAN = "; did you mean "
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"filter": "metrics.acuracy > 0.9"},
+         "no run has metric 'acuracy'" + DID_YOU_MEAN + "'accuracy'?"),
+        ({"order_by": "metrics.acurracy desc"},
+         "no run has metric 'acurracy'" + DID_YOU_MEAN + "'accuracy'?"),
+        ({"filter": "params.accuracy > 0.9"},
+         "no run has param 'accuracy'" + DID_YOU_MEAN + "'metrics.accuracy'?"),
+        ({"filter": "tags.tema = 'vision'"}, "no run has tag 'tema'" + DID_YOU_MEAN + "'team'?"),
+        ({"filter": "params.zzz = 1"}, "no run has param 'zzz' (params: lr, model)"),
+        ({"filter": "metrics.loss < 1 and tags.x = '1'", "experiment": "prod"},
+         "no run has tag 'x' (tags: team)"),
+    ],
+)  # fmt: skip
+def test_runs_warns_about_a_key_no_run_has_with_the_closest_keys(
+    play: Store, kwargs: dict[str, str], message: str
+) -> None:
+    """Issue 11 item 6: `runs(filter="metrics.acuracy > 0.9")` answered an empty frame, as
+    if no run were good enough; a key that no run in scope has is a typo until shown not."""
+    with pytest.warns(MlnbWarning) as caught:
+        frame = mlnb.runs(**kwargs)
+    assert [str(w.message) for w in caught] == [message]
+    assert caught[0].filename == __file__  # points at the caller's line
+    assert len(frame) == (3 if "order_by" in kwargs else 0)
+
+
+def test_runs_says_nothing_about_keys_that_exist_or_an_empty_scope(play: Store) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(mlnb.runs("metrics.accuracy > 0.86 and params.model = 'svc'")) == 1
+        assert len(mlnb.runs("tags.team is not null", order_by="params.lr desc")) == 3
+        mlnb.delete_run("r2")
+        assert mlnb.runs("metrics.nope > 1", experiment="prod").empty  # no run in scope
+
+
+def test_runs_unknown_experiment_is_an_error_listing_the_experiments(play: Store) -> None:
+    """Issue 11 item 6: `runs(experiment="play-jbos")` answered an empty frame."""
+    with pytest.raises(
+        ExperimentNotFoundError,
+        match=r"no experiment named 'play-jbos' in .*; did you mean 'play-jobs'\? "
+        r"The experiments are: play-jobs, prod",
+    ):
+        mlnb.runs(experiment="play-jbos")
+    with pytest.raises(ExperimentNotFoundError, match="'nope'"):
+        mlnb.runs(experiment=["prod", "nope"])
+    assert len(mlnb.runs(experiment=["prod", "play-jobs"])) == 3
+
+
+def test_set_tags_none_is_stored_as_log_params_stores_it(store: Store) -> None:
+    """Issue 11 item 6: MLflow's `set_tag("k", None)` stores "None", as `log_param` does;
+    mlnb refused it (InvalidInputError) while `log_params({"k": None})` was accepted."""
+    with mlnb.start_run("nones") as run:
+        mlnb.log_params({"k": None})
+        mlnb.set_tags({"k": None})
+        mlnb.set_tag("j", None)
+    rec = mlnb.get_run(run.run_id)
+    assert rec.params == {"k": None}
+    assert rec.tags == {"k": "None", "j": "None"}
+    assert mlnb.runs("params.k = 'None' and tags.k = 'None'")["run_id"].tolist() == [run.run_id]
+
+
+def test_reads_never_create_a_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11 item 7: reading in a folder without a store created `.mlnb/` there and
+    answered "no runs"; it says where it looked and that the first run creates one."""
+    folder = tmp_path / "empty" / "sub"
+    folder.mkdir(parents=True)
+    monkeypatch.chdir(folder)
+    looked = (
+        rf"no mlnb store found: \$MLNB_STORE is not set, and neither {folder} nor a folder "
+        rf"above it has .mlnb/mlnb.db; the first run \(mlnb run, mlnb.start_run, %track "
+        rf"start\) creates one in {folder}/.mlnb"
+    )
+    for read in (
+        mlnb.runs,
+        lambda: mlnb.get_run("x"),
+        lambda: mlnb.diff("x", "y"),
+        lambda: mlnb.compare(widget=False),
+        lambda: mlnb.report("x"),
+        lambda: mlnb.gate("x", ["acc"]),
+    ):
+        with pytest.raises(StoreNotFoundError, match=looked):
+            read()
+    monkeypatch.setenv("MLNB_STORE", str(tmp_path / "elsewhere"))
+    with pytest.raises(StoreNotFoundError, match=r"no mlnb store at .*elsewhere/mlnb.db \(\$MLNB"):
+        mlnb.runs()
+    assert not [p for p in tmp_path.rglob("*") if p.name in (".mlnb", "elsewhere")]
+    with mlnb.start_run("first"):  # the first run creates it
+        pass
+    assert len(mlnb.runs()) == 1

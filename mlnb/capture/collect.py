@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from mlnb.errors import InvalidInputError
+from mlnb.errors import InvalidInputError, MlnbWarning
 from mlnb.store import Store
 
 ENV_CAPTURE = "MLNB_CAPTURE"
@@ -120,7 +120,9 @@ class _CaptureWorker:
             self.cond.wait_for(lambda: self.pending == 0, timeout)
             errors, self.errors = self.errors, []
         for error in errors:
-            warnings.warn(f"mlnb could not record the environment of {error}", stacklevel=3)
+            warnings.warn(
+                f"mlnb could not record the environment of {error}", MlnbWarning, stacklevel=3
+            )
 
 
 _worker: _CaptureWorker | None = None
@@ -153,6 +155,7 @@ def start_capture(
             warnings.warn(
                 f"mlnb could not record the git state of run {run_id[:8]}: "
                 f"{type(exc).__name__}: {exc}",
+                MlnbWarning,
                 stacklevel=3,
             )
     if "environment" not in parts:

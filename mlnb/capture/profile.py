@@ -335,11 +335,12 @@ def _length_range(uniques: Any) -> dict[str, int] | None:
     """Shortest and longest string, in characters (over the distinct values only)."""
     if len(uniques) == 0:
         return None
-    arrow = getattr(uniques, "__arrow_array__", None)
-    if arrow is not None and not isinstance(uniques, list):
+    # Only arrow-backed values are measured with pyarrow: a python-stored string array has
+    # ``__arrow_array__`` too (pandas 3), even where pyarrow is not installed.
+    if getattr(getattr(uniques, "dtype", None), "storage", None) == "pyarrow":
         import pyarrow.compute as pc  # type: ignore[import-untyped]
 
-        lengths = pc.utf8_length(arrow())
+        lengths = pc.utf8_length(uniques.__arrow_array__())
         return {"min": int(pc.min(lengths).as_py()), "max": int(pc.max(lengths).as_py())}
     lengths = [len(u) for u in uniques]
     return {"min": min(lengths), "max": max(lengths)}
