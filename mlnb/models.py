@@ -459,7 +459,7 @@ def run_html(rec: RunRecord, verdict: dict[str, Any] | None) -> str:
     """A run as a small HTML table: name and id, experiment, status, notebook, linearity
     (``verdict``: the stored one, or ``%track show``'s verdict so far), git, params,
     metrics, tags and datasets."""
-    esc = html.escape
+    esc = escape_html
     rows = [
         ("run", f"{esc(rec.name)} <code>{esc(rec.run_id[:8])}</code>"),
         ("experiment", esc(rec.experiment)),
