@@ -10,7 +10,8 @@ and exits non-zero, the magics raise ``UsageError``, the server answers a JSON e
     ├── StoreError                  the store cannot be opened or used
     │   ├── StoreCorruptError       the file is not an mlnb store (left untouched)
     │   ├── StoreVersionError       written by a newer mlnb (upgrade hint)
-    │   └── StoreReadOnlyError      the store's directory or file cannot be written
+    │   ├── StoreReadOnlyError      the store's directory or file cannot be written
+    │   └── StoreFullError          the disk holding the store is full (queued points wait)
     ├── RunNotFoundError            no run has that id (or prefix)
     │   └── AmbiguousRunIdError     a prefix matches several runs
     ├── RunStateError               e.g. logging to a finished run
@@ -31,6 +32,7 @@ __all__ = [
     "RunStateError",
     "StoreCorruptError",
     "StoreError",
+    "StoreFullError",
     "StoreReadOnlyError",
     "StoreVersionError",
 ]
@@ -54,6 +56,10 @@ class StoreVersionError(StoreError):
 
 class StoreReadOnlyError(StoreError):
     """The store's directory or database file cannot be written."""
+
+
+class StoreFullError(StoreError):
+    """The disk (or quota) holding the store is full; nothing of the failed write was stored."""
 
 
 class RunNotFoundError(MlnbError, LookupError):

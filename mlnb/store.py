@@ -28,6 +28,7 @@ from mlnb.database import StoreFile
 from mlnb.errors import (
     AmbiguousRunIdError,
     InvalidInputError,
+    MlnbError,
     ParamConflictError,
     RunNotFoundError,
     RunStateError,
@@ -52,6 +53,8 @@ DEFAULT_EXPERIMENT = "Default"
 # (a reproduction verdict, say) needs no table rebuild.
 CHECK_KINDS = ("check", "gate", "validation", "reproduce")
 METRIC_ROWS_PER_STATEMENT = 6_000  # 30,000 bound values, under SQLite's 32,766 limit
+ERROR_NAME_TAG = "mlnb.error.name"  # why a run failed, as reports show it
+ERROR_MESSAGE_TAG = "mlnb.error.message"
 
 
 def _metric_insert_sql(rows: int) -> str:
@@ -400,23 +403,60 @@ class Store(ProvenanceStore):
             )
         )
 
-    def insert_metrics(self, rows: Sequence[tuple[int, str, int, float, float]]) -> None:
+    def insert_metrics(
+        self, rows: Sequence[tuple[int, str, int, float, float]]
+    ) -> dict[int, MlnbError]:
         """Write already-validated metric points ``(run_rowid, key, step, value, time)`` in
-        one transaction; replaying a batch is harmless (last value per step wins)."""
+        one transaction; replaying a batch is harmless (last value per step wins).
+
+        Points the database refuses cost only their own run: the batch is then written run
+        by run, and each run whose points are refused is marked ``failed`` with the reason
+        in its ``mlnb.error.*`` tags. Returns ``{run_rowid: error}`` for those runs (a
+        ``RunNotFoundError`` when the run no longer exists). A failure of the whole store
+        (a full disk, a read-only store) raises ``StoreError`` with nothing written."""
         if not rows:
-            return
-        series = {(row[0], row[1]) for row in rows}
+            return {}
+        try:
+            self.write(_metrics_tx(rows))
+            return {}
+        except _Refused:
+            pass
+        by_run: dict[int, list[tuple[int, str, int, float, float]]] = {}
+        for row in rows:
+            by_run.setdefault(row[0], []).append(row)
+        refused: dict[int, MlnbError] = {}
+        for rowid, points in by_run.items():
+            try:
+                self.write(_metrics_tx(points))
+            except _Refused as exc:
+                refused[rowid] = self._refuse_points(rowid, len(points), exc.reason)
+        return refused
 
-        size = METRIC_ROWS_PER_STATEMENT
+    def _refuse_points(self, rowid: int, points: int, reason: str) -> MlnbError:
+        """Mark a run whose points were refused ``failed``, saying why in its tags."""
+        message = f"the database refused them ({reason})"
 
-        def tx(conn: sqlite3.Connection) -> None:
-            for start in range(0, len(rows), size):
-                chunk = rows[start : start + size]
-                sql = METRIC_INSERT_FULL if len(chunk) == size else _metric_insert_sql(len(chunk))
-                conn.execute(sql, list(itertools.chain.from_iterable(chunk)))
-            conn.executemany(LATEST_REFRESH, series)
+        def tx(conn: sqlite3.Connection) -> bool:
+            if conn.execute("SELECT 1 FROM runs WHERE id = ?", [rowid]).fetchone() is None:
+                return False
+            conn.execute(
+                "UPDATE runs SET status = 'failed', end_time = coalesce(end_time, ?) "
+                "WHERE id = ? AND status IN ('queued', 'running', 'finished')",
+                [time.time(), rowid],
+            )
+            lost = f"{points:,} metric points were not stored: {message}"
+            conn.executemany(
+                "INSERT OR REPLACE INTO tags (run, key, value) VALUES (?, ?, ?)",
+                [(rowid, ERROR_NAME_TAG, "MetricPointsRefused"), (rowid, ERROR_MESSAGE_TAG, lost)],
+            )
+            return True
 
-        self.write(tx)
+        if not self.write(tx):
+            return RunNotFoundError(
+                f"their run no longer exists in {self.location} (it was deleted and purged "
+                "while a process logged to it); nothing was written"
+            )
+        return StoreError(f"{message}; the run is marked failed")
 
     def max_steps(self, run_id: str) -> dict[str, int]:
         """The highest step logged so far for each metric key of a run."""
@@ -843,6 +883,35 @@ def _read_checks(conn: sqlite3.Connection, run_id: str, kind: str | None) -> lis
             )
         )
     return out
+
+
+class _Refused(Exception):
+    """Metric points the database will not take (raised inside a transaction, which is
+    rolled back); other runs' points may still be stored."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _metrics_tx(
+    rows: Sequence[tuple[int, str, int, float, float]],
+) -> Callable[[sqlite3.Connection], None]:
+    """The transaction that writes metric points and refreshes their latest values."""
+    series = {(row[0], row[1]) for row in rows}
+    size = METRIC_ROWS_PER_STATEMENT
+
+    def tx(conn: sqlite3.Connection) -> None:
+        try:
+            for start in range(0, len(rows), size):
+                chunk = rows[start : start + size]
+                sql = METRIC_INSERT_FULL if len(chunk) == size else _metric_insert_sql(len(chunk))
+                conn.execute(sql, list(itertools.chain.from_iterable(chunk)))
+            conn.executemany(LATEST_REFRESH, series)
+        except (sqlite3.IntegrityError, OverflowError, ValueError, TypeError) as exc:
+            raise _Refused(f"{type(exc).__name__}: {exc}") from exc
+
+    return tx
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

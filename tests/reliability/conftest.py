@@ -6,6 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from mlnb.store import Store
+
 _COUNTED = ("params", "metrics", "latest_metrics", "tags", "artifacts")
 
 
@@ -23,3 +25,16 @@ def row_counts(db_path: str | Path, run_id: str) -> dict[str, int]:
             table: conn.execute(f"SELECT count(*) FROM {table} WHERE run = ?", [rid]).fetchone()[0]
             for table in _COUNTED
         }
+
+
+def make_bystander(store: Store) -> str:
+    """A finished run with rows in every counted table: the unrelated run a test compares
+    with ``row_counts`` before and after its fault."""
+    run_id = store.create_run(name="bystander", experiment="bystanders")
+    store.log_params(run_id, {"lr": 0.1, "model": "forest"})
+    store.set_tags(run_id, {"team": "reliability"})
+    rowid, _ = store.run_rowid(run_id)
+    store.insert_metrics([(rowid, "loss", step, 1.0 / (step + 1), 0.0) for step in range(5)])
+    store.log_artifact(run_id, b"bystander bytes", name="notes.txt")
+    store.set_status(run_id, "finished")
+    return run_id
