@@ -600,16 +600,19 @@ class Store(ProvenanceStore):
                 "SELECT run_id, host, heartbeat FROM runs WHERE status = 'running'"
             ).fetchall()
         )
-        dead = []
-        for run_id, host, beat in running:
-            if host == HOST:
-                if not run_lock_held(self.locks_dir, run_id):
-                    dead.append(run_id)
-            elif beat is None or now - beat > STALE_AFTER_S:
-                dead.append(run_id)
+        dead = [
+            run_id for run_id, host, beat in running if not self._alive(run_id, host, beat, now)
+        ]
         return [
             run_id for run_id in dead if self.set_status(run_id, "crashed", only_from=("running",))
         ]
+
+    def _alive(self, run_id: str, host: str | None, heartbeat: float | None, now: float) -> bool:
+        """Whether a running run's process is alive: on this host, its lock file is held;
+        elsewhere, its heartbeat is recent."""
+        if host == HOST:
+            return run_lock_held(self.locks_dir, run_id)
+        return heartbeat is not None and now - heartbeat <= STALE_AFTER_S
 
     def get_run(self, ref: str) -> RunRecord:
         """Everything about one run (by id, unique id prefix, or unique name)."""
@@ -747,21 +750,43 @@ class Store(ProvenanceStore):
 
     # -- maintenance ------------------------------------------------------------------
 
-    def gc(self, *, purge_deleted: bool = False, dry_run: bool = False) -> dict[str, int]:
+    def gc(
+        self, *, purge_deleted: bool = False, dry_run: bool = False, force: bool = False
+    ) -> dict[str, int]:
         """Remove artifact files no run refers to (and, with ``purge_deleted``, deleted runs
         with all their data). Files younger than an hour are kept: a writer may be about to
-        refer to them."""
+        refer to them.
+
+        Purging refuses (``RunStateError``, nothing purged) a deleted run whose process is
+        still alive, unless ``force``: that process then gets ``RunNotFoundError`` at its
+        next flush or end, and its run's id is never given to another run."""
         purged = 0
-        if purge_deleted and not dry_run:
-            purged = self.write(
-                lambda c: c.execute("DELETE FROM runs WHERE deleted_at IS NOT NULL").rowcount
-            )
-        elif purge_deleted:
-            purged = self.read(
-                lambda c: c.execute(
-                    "SELECT count(*) FROM runs WHERE deleted_at IS NOT NULL"
-                ).fetchone()[0]
-            )
+        if purge_deleted:
+
+            def purge(conn: sqlite3.Connection) -> int:
+                now = time.time()
+                live = [
+                    (run_id, host, pid)
+                    for run_id, host, pid, beat in conn.execute(
+                        "SELECT run_id, host, pid, heartbeat FROM runs "
+                        "WHERE deleted_at IS NOT NULL AND status = 'running'"
+                    )
+                    if self._alive(run_id, host, beat, now)
+                ]
+                if live and not force:
+                    shown = ", ".join(f"{r[:8]} (process {p} on {h})" for r, h, p in live[:5])
+                    raise RunStateError(
+                        f"{len(live)} deleted runs are still running: {shown}; nothing was "
+                        "purged. Let them end (or stop them) and purge again, or purge them "
+                        "anyway with --force (force=True): their processes then get "
+                        "RunNotFoundError at their next flush"
+                    )
+                if dry_run:
+                    sql = "SELECT count(*) FROM runs WHERE deleted_at IS NOT NULL"
+                    return int(conn.execute(sql).fetchone()[0])
+                return conn.execute("DELETE FROM runs WHERE deleted_at IS NOT NULL").rowcount
+
+            purged = self.read(purge) if dry_run else self.write(purge)
         used = {
             r[0]
             for r in self.read(
