@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from mlnb import migrations
-from mlnb.errors import StoreCorruptError, StoreError, StoreReadOnlyError, StoreVersionError
+from mlnb.errors import (
+    StoreCorruptError,
+    StoreError,
+    StoreFullError,
+    StoreReadOnlyError,
+    StoreVersionError,
+)
 
 T = TypeVar("T")
 
@@ -198,6 +204,11 @@ class StoreFile:
             return StoreReadOnlyError(
                 f"cannot write the store at {where} ({msg}); check the permissions of "
                 f"{self.root} or set MLNB_STORE to a writable folder"
+            )
+        if "disk is full" in msg:
+            return StoreFullError(
+                f"the disk holding the store at {where} is full ({msg}); nothing of this write "
+                "was stored. Free some space there (or move the store to a larger disk)"
             )
         if _is_busy(exc):
             return StoreError(

@@ -315,9 +315,20 @@ class ActiveRun:
     def __enter__(self) -> ActiveRun:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if not self.ended:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if self.ended:
+            return
+        if exc is None:
+            end_run(status_after(None), run=self)
+            return
+        try:
             end_run(status_after(exc_type), run=self)
+        except MlnbError as lost:  # the block's own exception goes on; it carries this note
+            add_note = getattr(exc, "add_note", None)  # Python 3.11+
+            if add_note is not None:
+                add_note(f"mlnb: ending run {self.run_id[:8]}: {lost}")
 
     def __repr__(self) -> str:
         return f"<mlnb.ActiveRun {self.run_id[:8]} {self.status}>"
@@ -504,14 +515,19 @@ def _finish(run: ActiveRun, status: str) -> None:
         error = _unstored(run)
         if error is not None and status == "finished":
             status = "failed"
-        if error is not None and not isinstance(error, RunNotFoundError):
-            error = type(error)(f"{error}; the run is marked {status}")
         run.status = status
         if not isinstance(error, RunNotFoundError):  # a purged run: nothing to write
             try:
                 run.store.set_status(run.run_id, status)
-            except MlnbError as exc:
-                error = error or exc
+                tail = f"the run is marked {status}"
+            except MlnbError:
+                if error is None:
+                    raise
+                tail = (
+                    f"its status ({status}) could not be written either: readers show it as crashed"
+                )
+            if error is not None:
+                error = type(error)(f"{error}; {tail}")
     finally:
         if run._lock_fd is not None:
             release_run_lock(run.store.locks_dir, run.run_id, run._lock_fd)
@@ -548,7 +564,7 @@ def _unstored(run: ActiveRun) -> MlnbError | None:
         )
     if run._refused_at_call:
         problems.append(
-            f"log_metric refused {run._refused_at_call:,} points of run {run.run_id[:8]} "
+            f"log_metric refused {run._refused_at_call:,} point(s) of run {run.run_id[:8]} "
             "because the store could not take any"
         )
     return kind("; ".join(problems))

@@ -3,8 +3,14 @@ store is intact — ``PRAGMA integrity_check`` is ok and unrelated runs kept the
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from mlnb.store import Store
 
@@ -38,3 +44,20 @@ def make_bystander(store: Store) -> str:
     store.log_artifact(run_id, b"bystander bytes", name="notes.txt")
     store.set_status(run_id, "finished")
     return run_id
+
+
+@contextlib.contextmanager
+def small_tmpfs(folder: Path, size: str = "2m") -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on ``folder`` for the block (root only: the test is
+    skipped otherwise), unmounted at the end even if the test failed."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    folder.mkdir(parents=True, exist_ok=True)
+    mount = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)]
+    done = subprocess.run(mount, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
