@@ -12,6 +12,8 @@ import os
 import socket
 from pathlib import Path
 
+from mlnb.errors import StoreReadOnlyError
+
 HOST = socket.gethostname()
 HEARTBEAT_INTERVAL_S = 30.0
 STALE_AFTER_S = 300.0  # a run on another host with no heartbeat for this long has crashed
@@ -23,10 +25,23 @@ def lock_path(locks_dir: Path, run_id: str) -> Path:
 
 
 def acquire_run_lock(locks_dir: Path, run_id: str) -> int:
-    """Hold the run's lock file for as long as this process runs it; returns the fd."""
-    locks_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path(locks_dir, run_id), os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    """Hold the run's lock file for as long as this process runs it; returns the fd.
+    A folder this process cannot write raises ``StoreReadOnlyError``."""
+    try:
+        locks_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path(locks_dir, run_id), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        raise StoreReadOnlyError(
+            f"cannot create the run's lock file in {locks_dir} ({exc.strerror}): the store is "
+            "read-only here. Set MLNB_STORE (or --store) to a writable folder"
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
 
 

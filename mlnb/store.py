@@ -9,6 +9,7 @@ nothing), inputs are checked before a transaction begins, and a batch is all or 
 
 from __future__ import annotations
 
+import errno
 import getpass
 import itertools
 import json
@@ -33,6 +34,7 @@ from mlnb.errors import (
     RunNotFoundError,
     RunStateError,
     StoreError,
+    StoreFullError,
 )
 from mlnb.liveness import HOST, STALE_AFTER_S, run_lock_held
 from mlnb.models import TERMINAL_STATUSES, Artifact, CheckRecord, RunRecord, random_run_name
@@ -527,10 +529,18 @@ class Store(ProvenanceStore):
         for art_name, _ in items:
             validation.check_key(art_name, "artifact name")
         self.read(lambda c: self._writable_run(c, run_id, check_state=check_state))
+        self.file.check_writable()  # the files are written before the transaction
         try:
             stored = [(art_name, *self.contents.put(src)) for art_name, src in items]
         except PermissionError as exc:
             raise InvalidInputError(f"cannot read {exc.filename}: permission denied") from None
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise StoreFullError(
+                    f"the disk holding {self.artifacts_dir} is full; artifact {items[0][0]!r} "
+                    "was not stored. Free some space there (or move the store to a larger disk)"
+                ) from None
+            raise
         now = time.time()
         arts = [Artifact(n, d, s, kind, now) for n, d, s in stored]
 
@@ -592,7 +602,9 @@ class Store(ProvenanceStore):
         is not held; elsewhere, one whose heartbeat is older than 5 minutes. Cheap; called
         by every read at most once a second."""
         now = time.time()
-        if self.db_path is None or (not force and now - self._last_reap < 1.0):
+        if self.db_path is None or self.file.read_only:  # a read-only store is shown as is
+            return []
+        if not force and now - self._last_reap < 1.0:
             return []
         self._last_reap = now
         running = self.read(

@@ -641,6 +641,7 @@ def _create(st: Store, **kwargs: Any) -> ActiveRun:
     import uuid
 
     run_id = uuid.uuid4().hex
+    st.file.check_writable()
     fd = acquire_run_lock(st.locks_dir, run_id) if st.db_path is not None else None
     try:
         st.create_run(run_id=run_id, **kwargs)

@@ -19,13 +19,13 @@ _COUNTED = ("params", "metrics", "latest_metrics", "tags", "artifacts")
 
 def integrity_ok(db_path: str | Path) -> bool:
     """``PRAGMA integrity_check`` of the store's database file says ``ok``."""
-    with sqlite3.connect(db_path) as conn:
+    with contextlib.closing(sqlite3.connect(db_path)) as conn:  # closed: a test may remount
         return conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 def row_counts(db_path: str | Path, run_id: str) -> dict[str, int]:
     """Rows each run-linked table holds for one run (compare before and after a fault)."""
-    with sqlite3.connect(db_path) as conn:
+    with contextlib.closing(sqlite3.connect(db_path)) as conn:
         (rid,) = conn.execute("SELECT id FROM runs WHERE run_id = ?", [run_id]).fetchone()
         return {
             table: conn.execute(f"SELECT count(*) FROM {table} WHERE run = ?", [rid]).fetchone()[0]

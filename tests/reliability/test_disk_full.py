@@ -41,9 +41,10 @@ def test_a_full_disk_refuses_log_metric_within_seconds_and_keeps_the_queue(
     raises ``StoreError`` naming the full disk within seconds (it blocked forever); the
     queue stays bounded and every point it accepted is stored by a flush once there is
     space; ``end()`` reports what could not be stored and the run is not ``finished``."""
-    # A queue that 2 MB can hold once the filler is gone (the default bound, 200,000
-    # points, needs about 16 MB); the code path is the same.
-    monkeypatch.setattr(tracking, "QUEUE_LIMIT", 20_000)
+    # A queue (and batch) that 2 MB can hold once the filler is gone: the default bound,
+    # 200,000 points plus a batch of 50,000, needs some 20 MB. The code path is the same.
+    monkeypatch.setattr(tracking, "QUEUE_LIMIT", 5_000)
+    monkeypatch.setattr(tracking, "BATCH_LIMIT", 2_000)
     with small_tmpfs(tmp_path / "small", "2m") as small:
         store = Store(small / "store")
         tracking.set_store(store)
