@@ -57,6 +57,9 @@ def test_a_full_disk_refuses_log_metric_within_seconds_and_keeps_the_queue(
         mlnb.flush()
         writer = tracking._writer_for(store)
         _fill(small / "filler")
+        with pytest.raises(StoreFullError, match="artifact 'big.bin' was not stored"):
+            run.log_artifact(b"x" * 100_000, name="big.bin")  # was a raw OSError
+        assert not list((small / "store" / "artifacts").glob(".tmp-*"))
 
         accepted = 1
         started = time.monotonic()
