@@ -9,6 +9,7 @@ nothing), inputs are checked before a transaction begins, and a batch is all or 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import getpass
 import itertools
@@ -133,6 +134,9 @@ class Store(ProvenanceStore):
             if self._tmpdir is not None:
                 self._tmpdir.cleanup()
             raise
+        if self.db_path is not None and not self.file.read_only:
+            with contextlib.suppress(OSError):  # tidying must not stop the store opening
+                self.contents.remove_dead_temporaries()
 
     def __enter__(self) -> Store:
         return self
@@ -806,7 +810,12 @@ class Store(ProvenanceStore):
             )
         }
         removed, freed = self.contents.sweep(used, dry_run=dry_run)
-        return {"runs_purged": purged, "files_removed": removed, "bytes_freed": freed}
+        dead, dead_bytes = self.contents.remove_dead_temporaries(dry_run=dry_run)
+        return {
+            "runs_purged": purged,
+            "files_removed": removed + dead,
+            "bytes_freed": freed + dead_bytes,
+        }
 
     def info(self) -> dict[str, Any]:
         """Path, schema version, row counts and sizes."""
