@@ -27,6 +27,7 @@ from typing import TypeVar
 
 from mlnb import migrations
 from mlnb.errors import (
+    InvalidInputError,
     StoreCorruptError,
     StoreError,
     StoreFullError,
@@ -308,6 +309,8 @@ class StoreFile:
             raise StoreError(f"store integrity error: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise self._translate(exc) from None
+        except UnicodeEncodeError as exc:
+            raise _not_text(exc) from None
 
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` in one read transaction (a consistent snapshot)."""
@@ -325,6 +328,8 @@ class StoreFile:
             return self._retry_busy(attempt)
         except sqlite3.DatabaseError as exc:
             raise self._translate(exc) from None
+        except UnicodeEncodeError as exc:
+            raise _not_text(exc) from None
 
     # -- schema -----------------------------------------------------------------------
 
@@ -405,6 +410,17 @@ class StoreFile:
         """Name of the newest migration applied to this store."""
         applied = self.read(self.applied_migrations) or ["(none)"]
         return applied[-1]
+
+
+def _not_text(exc: UnicodeEncodeError) -> InvalidInputError:
+    """A string bound to SQL that is not UTF-8 text (the checks in ``validation`` say so
+    with the key's name; this catches any other, e.g. a run reference)."""
+    text = str(exc.object)
+    return InvalidInputError(
+        f"{text[:40]!r} contains the lone surrogate {text[exc.start]!r} at position "
+        f"{exc.start}, which is not text SQLite can store; remove it, or decode the bytes it "
+        "came from with errors='replace'"
+    )
 
 
 def _warn_if_network_fs(path: Path) -> None:

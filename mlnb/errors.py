@@ -94,5 +94,11 @@ class QuerySyntaxError(MlnbError, ValueError):
         self.position = position
         self.reason = message
         if text:
-            message = f"{message} at position {position}\n  {text}\n  {' ' * position}^"
+            shown, caret = text, position
+            if len(text) > 120:  # a long filter: the part around the position
+                start = max(0, min(position - 60, len(text) - 120))
+                shown = ("..." if start else "") + text[start : start + 120]
+                shown += "..." if start + 120 < len(text) else ""
+                caret = position - start + (3 if start else 0)
+            message = f"{message} at position {position}\n  {shown}\n  {' ' * caret}^"
         super().__init__(message)

@@ -205,7 +205,9 @@ class Store(ProvenanceStore):
             for k, v in (tags or {}).items()
         ]
         run_id = run_id or uuid.uuid4().hex
-        name = name or random_run_name()
+        name = validation.check_text(name, "run name") if name else random_run_name()
+        if source is not None:  # a path may hold bytes that are not UTF-8: keep them readable
+            source = os.fsencode(source).decode("utf-8", "replace")
         now = time.time() if start_time is None else start_time
         if parent_run_id is not None:
             parent_run_id = self.resolve_run_id(parent_run_id)
