@@ -366,14 +366,9 @@ class StoreFile:
             if now_applied is not None:
                 self._refuse_newer(now_applied, known)
             migrations.migrations().apply(Database(conn, execute_plugins=False))
-            broken = conn.execute("PRAGMA foreign_key_check(runs)").fetchone()
-            if broken is not None:  # rolled back: the store stays as it was
-                raise StoreCorruptError(
-                    f"a migration left runs with a dangling reference: {broken}"
-                )
 
-        # A migration may rebuild a table others refer to (SQLite's 12-step ALTER): foreign
-        # keys must be off, and that pragma only takes effect outside a transaction.
+        # A migration may rebuild a table others refer to (SQLite's 12-step ALTER, keeping
+        # every id): foreign keys must be off, and that pragma only acts outside a transaction.
         conn = self.conn()
         conn.execute("PRAGMA foreign_keys = OFF")
         try:
