@@ -1,7 +1,11 @@
 """Content-addressed files: each distinct content is kept once, named by its SHA-256, in
 ``<store>/artifacts/<first two hex digits>/<hash>``. Rows in the ``artifacts`` table refer
 to contents by hash; this module only knows files: where a content lives (never outside
-the folder), how it gets there, and which files of a logged folder may be read."""
+the folder), how it gets there, and which files of a logged folder may be read.
+
+A file is first written to ``<store>/artifacts/.tmp-<writer tag>-<random>`` and renamed into
+place; the tag names the writing process (pid, start time, host), so the temporary file of
+a writer killed mid-copy is removed as soon as the store is opened again."""
 
 from __future__ import annotations
 
@@ -13,8 +17,10 @@ from pathlib import Path
 
 from mlnb import hashing
 from mlnb.errors import InvalidInputError
+from mlnb.liveness import writer_dead, writer_tag
 
 GRACE_S = 3600.0  # files younger than this are never swept: a writer may be about to refer
+TEMP_PREFIX = ".tmp-"  # then the writer's tag (mlnb.liveness.writer_tag) and a random part
 
 
 def folder_files(folder: Path) -> list[tuple[str, Path]]:
@@ -82,7 +88,7 @@ class ContentStore:
         """Store a file's (or bytes') content; returns ``(hash, size)``. Written to a
         temporary file and renamed into place, so a reader never sees half a file."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=self.folder)
+        fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{writer_tag()}-", dir=self.folder)
         tmp = Path(tmp_name)
         try:
             if isinstance(source, (bytes, bytearray, memoryview)):
@@ -104,6 +110,29 @@ class ContentStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+    def remove_dead_temporaries(self, *, dry_run: bool = False) -> tuple[int, int]:
+        """Remove the temporary files whose writer is dead (killed mid-``put``); returns
+        ``(files, bytes)``. Cheap: one listing of the top folder, where they live."""
+        removed = freed = 0
+        try:
+            entries = os.scandir(self.folder)
+        except FileNotFoundError:
+            return 0, 0
+        with entries:
+            for entry in entries:
+                name = entry.name
+                if not name.startswith(TEMP_PREFIX) or not writer_dead(name[len(TEMP_PREFIX) :]):
+                    continue
+                try:
+                    size = entry.stat().st_size
+                    if not dry_run:
+                        os.unlink(entry.path)
+                except FileNotFoundError:  # another process removed it first
+                    continue
+                removed += 1
+                freed += size
+        return removed, freed
 
     def files(self) -> Iterator[Path]:
         """Every stored file (and leftover temporary file)."""

@@ -510,11 +510,17 @@ def restore_cmd(ctx: click.Context, runs: tuple[str, ...]) -> None:
 @cli.command("gc")
 @click.option("--purge-deleted", is_flag=True, help="Also erase deleted runs for good.")
 @click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Purge deleted runs even while their process still runs (it then gets "
+    "RunNotFoundError at its next flush).",
+)
 @click.pass_context
 @handles_errors
-def gc_cmd(ctx: click.Context, purge_deleted: bool, dry_run: bool) -> None:
+def gc_cmd(ctx: click.Context, purge_deleted: bool, dry_run: bool, force: bool) -> None:
     """Remove artifact files that no run refers to (older than an hour)."""
-    result = _open_store(ctx).gc(purge_deleted=purge_deleted, dry_run=dry_run)
+    result = _open_store(ctx).gc(purge_deleted=purge_deleted, dry_run=dry_run, force=force)
     verb = "would remove" if dry_run else "removed"
     click.echo(
         f"{verb} {result['files_removed']} artifact files ({result['bytes_freed']} bytes)"

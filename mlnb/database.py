@@ -15,6 +15,7 @@ migrations (importing it pulls in pandas, ~0.6 s), so opening an existing store 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
 import sqlite3
@@ -26,9 +27,11 @@ from typing import TypeVar
 
 from mlnb import migrations
 from mlnb.errors import (
+    InvalidInputError,
     MlnbWarning,
     StoreCorruptError,
     StoreError,
+    StoreFullError,
     StoreReadOnlyError,
     StoreVersionError,
 )
@@ -57,11 +60,14 @@ class StoreFile:
         self._conns: list[tuple[sqlite3.Connection, threading.RLock]] = []
         self._conns_lock = threading.Lock()
         self._mem_lock: threading.RLock | contextlib.nullcontext[None]
+        self.read_only = ""  # why the store cannot be written ("" when it can)
+        self._read_uri: str | None = None  # how a read-only store's file is opened
         if db_path is None:
             self._mem_lock = threading.RLock()
         else:
             self._mem_lock = contextlib.nullcontext()
             self._make_dirs()
+            self.read_only = self._why_read_only()
             _warn_if_network_fs(self.root)
             self._preflight()
         self.ensure_schema()
@@ -74,13 +80,61 @@ class StoreFile:
     def _make_dirs(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-        except PermissionError as exc:
+        except OSError as exc:
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise StoreError(f"cannot create the store folder {self.root}: {exc}") from None
             raise StoreReadOnlyError(
                 f"cannot create the store folder {self.root}: {exc.strerror}; set MLNB_STORE "
-                "to a writable folder"
+                "(or --store) to a writable folder"
             ) from None
         if self.db_path is not None and self.db_path.exists() and not self.db_path.is_file():
             raise StoreCorruptError(f"{self.db_path} is not a file")
+
+    def _why_read_only(self) -> str:
+        """Why this process cannot write the store (a read-only filesystem, permissions),
+        or "" when it can. A read-only store is read as it is; writes are refused."""
+        assert self.db_path is not None
+        exists = self.db_path.exists() and self.db_path.stat().st_size > 0
+        if os.access(self.root, os.W_OK) and (not exists or os.access(self.db_path, os.W_OK)):
+            return ""
+        try:
+            on_ro_fs = bool(os.statvfs(self.root).f_flag & os.ST_RDONLY)
+        except OSError:
+            on_ro_fs = False
+        why = "a read-only file system" if on_ro_fs else "no permission to write it"
+        if not exists:
+            raise StoreReadOnlyError(
+                f"there is no store in {self.root} yet and it cannot be created there ({why}); "
+                "set MLNB_STORE (or --store) to a writable folder"
+            )
+        return why
+
+    def check_writable(self) -> None:
+        """Raise ``StoreReadOnlyError`` (with what to do) if this store cannot be written."""
+        if self.read_only:
+            raise StoreReadOnlyError(
+                f"the store in {self.root} is read-only ({self.read_only}): reading it works, "
+                "writing does not. Set MLNB_STORE (or --store) to a writable folder, or copy "
+                "the store to one"
+            )
+
+    def _read_only_uri(self) -> str:
+        """The URI a read-only store is opened with: ``mode=ro``, or ``immutable=1`` when
+        SQLite cannot open it so (a WAL store whose ``-shm`` file is absent and cannot be
+        created; nobody can be writing it then)."""
+        assert self.db_path is not None
+        if self._read_uri is None:
+            uri = f"{self.db_path.absolute().as_uri()}?mode=ro"
+            try:
+                probe = sqlite3.connect(uri, uri=True)
+                try:
+                    probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                finally:
+                    probe.close()
+            except sqlite3.OperationalError:
+                uri += "&immutable=1"
+            self._read_uri = uri
+        return self._read_uri
 
     def _preflight(self) -> None:
         """Refuse a file that is not an mlnb store, or is from a newer mlnb, before
@@ -88,8 +142,9 @@ class StoreFile:
         assert self.db_path is not None
         if not self.db_path.exists() or self.db_path.stat().st_size == 0:
             return
+        uri = self._read_only_uri() if self.read_only else None
         try:
-            conn = sqlite3.connect(f"{self.db_path.absolute().as_uri()}?mode=ro", uri=True)
+            conn = sqlite3.connect(uri or f"{self.db_path.absolute().as_uri()}?mode=ro", uri=True)
         except sqlite3.Error as exc:
             raise self._translate(exc) from None
         try:
@@ -113,19 +168,22 @@ class StoreFile:
 
     def _new_conn(self) -> sqlite3.Connection:
         target = ":memory:" if self.db_path is None else str(self.db_path)
+        if self.read_only:
+            target = self._read_only_uri()
         try:
             conn = sqlite3.connect(
                 target,
                 timeout=BUSY_TIMEOUT_MS / 1000,
                 isolation_level=None,
                 check_same_thread=False,
+                uri=bool(self.read_only),
             )
         except sqlite3.OperationalError as exc:
             raise self._translate(exc) from None
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         try:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            if self.db_path is not None:
+            if self.db_path is not None and not self.read_only:
                 mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
                 if mode != "wal":
                     self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
@@ -205,6 +263,11 @@ class StoreFile:
                 f"cannot write the store at {where} ({msg}); check the permissions of "
                 f"{self.root} or set MLNB_STORE to a writable folder"
             )
+        if "disk is full" in msg:
+            return StoreFullError(
+                f"the disk holding the store at {where} is full ({msg}); nothing of this write "
+                "was stored. Free some space there (or move the store to a larger disk)"
+            )
         if _is_busy(exc):
             return StoreError(
                 f"the store at {where} stayed locked for {WRITE_DEADLINE_S:.0f} s ({msg})"
@@ -227,6 +290,8 @@ class StoreFile:
         """Run ``fn(conn)`` in one ``BEGIN IMMEDIATE`` transaction; on a busy database the
         whole transaction is retried, so ``fn`` must only touch the database."""
 
+        self.check_writable()
+
         def attempt() -> T:
             with self._session() as conn:
                 conn.execute("BEGIN IMMEDIATE")
@@ -245,6 +310,8 @@ class StoreFile:
             raise StoreError(f"store integrity error: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise self._translate(exc) from None
+        except UnicodeEncodeError as exc:
+            raise _not_text(exc) from None
 
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` in one read transaction (a consistent snapshot)."""
@@ -262,6 +329,8 @@ class StoreFile:
             return self._retry_busy(attempt)
         except sqlite3.DatabaseError as exc:
             raise self._translate(exc) from None
+        except UnicodeEncodeError as exc:
+            raise _not_text(exc) from None
 
     # -- schema -----------------------------------------------------------------------
 
@@ -284,6 +353,13 @@ class StoreFile:
                     f"{self.db_path} is an SQLite database but not an mlnb store (it has "
                     f"tables {', '.join(sorted(tables)[:5])}); it was left untouched"
                 )
+        if self.read_only:
+            pending = [name for name in known if name not in (applied or [])]
+            raise StoreReadOnlyError(
+                f"the store in {self.root} needs upgrading to this mlnb's schema "
+                f"({', '.join(pending)}) but is read-only ({self.read_only}); open it once "
+                "where it can be written, or use the mlnb that wrote it"
+            )
         from sqlite_utils import Database
 
         def apply(conn: sqlite3.Connection) -> None:
@@ -292,7 +368,14 @@ class StoreFile:
                 self._refuse_newer(now_applied, known)
             migrations.migrations().apply(Database(conn, execute_plugins=False))
 
-        self.write(apply)
+        # A migration may rebuild a table others refer to (SQLite's 12-step ALTER, keeping
+        # every id): foreign keys must be off, and that pragma only acts outside a transaction.
+        conn = self.conn()
+        conn.execute("PRAGMA foreign_keys = OFF")
+        try:
+            self.write(apply)
+        finally:
+            conn.execute("PRAGMA foreign_keys = ON")
 
     @staticmethod
     def applied_migrations(conn: sqlite3.Connection) -> list[str] | None:
@@ -323,6 +406,17 @@ class StoreFile:
         """Name of the newest migration applied to this store."""
         applied = self.read(self.applied_migrations) or ["(none)"]
         return applied[-1]
+
+
+def _not_text(exc: UnicodeEncodeError) -> InvalidInputError:
+    """A string bound to SQL that is not UTF-8 text (the checks in ``validation`` say so
+    with the key's name; this catches any other, e.g. a run reference)."""
+    text = str(exc.object)
+    return InvalidInputError(
+        f"{text[:40]!r} contains the lone surrogate {text[exc.start]!r} at position "
+        f"{exc.start}, which is not text SQLite can store; remove it, or decode the bytes it "
+        "came from with errors='replace'"
+    )
 
 
 def _warn_if_network_fs(path: Path) -> None:

@@ -11,7 +11,8 @@ and exits non-zero, the magics raise ``UsageError``, the server answers a JSON e
     │   ├── StoreNotFoundError      a read found no store (says where it looked)
     │   ├── StoreCorruptError       the file is not an mlnb store (left untouched)
     │   ├── StoreVersionError       written by a newer mlnb (upgrade hint)
-    │   └── StoreReadOnlyError      the store's directory or file cannot be written
+    │   ├── StoreReadOnlyError      the store's directory or file cannot be written
+    │   └── StoreFullError          the disk holding the store is full (queued points wait)
     ├── RunNotFoundError            no run has that id (or prefix)
     │   └── AmbiguousRunIdError     a prefix matches several runs
     ├── ExperimentNotFoundError     no experiment has that name (lists the experiments)
@@ -48,6 +49,7 @@ __all__ = [
     "RunStateError",
     "StoreCorruptError",
     "StoreError",
+    "StoreFullError",
     "StoreNotFoundError",
     "StoreReadOnlyError",
     "StoreVersionError",
@@ -78,6 +80,10 @@ class StoreVersionError(StoreError):
 
 class StoreReadOnlyError(StoreError):
     """The store's directory or database file cannot be written."""
+
+
+class StoreFullError(StoreError):
+    """The disk (or quota) holding the store is full; nothing of the failed write was stored."""
 
 
 class RunNotFoundError(MlnbError, LookupError):
@@ -127,7 +133,13 @@ class QuerySyntaxError(MlnbError, ValueError):
         self.position = position
         self.reason = message
         if text:
-            message = f"{message} at position {position}\n  {text}\n  {' ' * position}^"
+            shown, caret = text, position
+            if len(text) > 120:  # a long filter: the part around the position
+                start = max(0, min(position - 60, len(text) - 120))
+                shown = ("..." if start else "") + text[start : start + 120]
+                shown += "..." if start + 120 < len(text) else ""
+                caret = position - start + (3 if start else 0)
+            message = f"{message} at position {position}\n  {shown}\n  {' ' * caret}^"
         super().__init__(message)
 
 

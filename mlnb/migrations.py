@@ -200,7 +200,57 @@ def _m004_checks(db: Database) -> None:
     )
 
 
-_STEPS = [_m001_initial, _m002_capture, _m003_lineage, _m004_checks]
+def _m005_run_ids_never_reused(db: Database) -> None:
+    """``runs.id`` becomes AUTOINCREMENT, so the id of a purged run is never given to a
+    new one (a process still logging to the purged run must not write into another).
+    SQLite cannot alter a primary key in place: the table is rebuilt (the 12 steps of
+    https://sqlite.org/lang_altertable.html; ``database`` turns foreign keys off around
+    migrations, as step 1 asks), keeping every id, and its indexes and the view that
+    reads it are made again. Ids purged before this migration are not known."""
+    db.executescript(
+        """
+        DROP VIEW metric_history;
+        CREATE TABLE runs_new (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL UNIQUE,
+            experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+            name TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN
+                ('queued', 'running', 'finished', 'failed', 'killed', 'crashed')),
+            parent_run_id TEXT,
+            start_time REAL NOT NULL,
+            end_time REAL,
+            heartbeat REAL,
+            host TEXT,
+            pid INTEGER,
+            user TEXT,
+            source TEXT,
+            deleted_at REAL,
+            environment_hash TEXT REFERENCES environments(hash),
+            notebook TEXT,
+            linearity TEXT,
+            linearity_detail TEXT
+        );
+        INSERT INTO runs_new (id, run_id, experiment_id, name, status, parent_run_id,
+            start_time, end_time, heartbeat, host, pid, user, source, deleted_at,
+            environment_hash, notebook, linearity, linearity_detail)
+        SELECT id, run_id, experiment_id, name, status, parent_run_id, start_time, end_time,
+            heartbeat, host, pid, user, source, deleted_at, environment_hash, notebook,
+            linearity, linearity_detail
+        FROM runs;
+        DROP TABLE runs;
+        ALTER TABLE runs_new RENAME TO runs;
+        CREATE INDEX runs_status ON runs(status);
+        CREATE INDEX runs_experiment_start ON runs(experiment_id, start_time);
+        CREATE INDEX runs_parent ON runs(parent_run_id);
+        CREATE VIEW metric_history AS
+            SELECT runs.run_id, metrics.key, metrics.step, metrics.value, metrics.timestamp
+            FROM metrics JOIN runs ON runs.id = metrics.run;
+        """
+    )
+
+
+_STEPS = [_m001_initial, _m002_capture, _m003_lineage, _m004_checks, _m005_run_ids_never_reused]
 
 
 def migrations() -> Migrations:

@@ -202,7 +202,7 @@ class ProvenanceStore:
         untracked = list(git.get("untracked") or [])
 
         def tx(conn: sqlite3.Connection) -> None:
-            rowid = conn.execute("SELECT id FROM runs WHERE run_id = ?", [run_id]).fetchone()[0]
+            rowid = self._writable_run(conn, run_id, check_state=False)
             conn.execute(
                 "INSERT OR REPLACE INTO git_states (run, root, commit_sha, branch, remote, "
                 "dirty, diff_hash, diff_bytes, diff_truncated, untracked, untracked_count) "

@@ -43,6 +43,8 @@ from mlnb.errors import QuerySyntaxError
 
 __all__ = [
     "DEFAULT_ORDER",
+    "MAX_CONDITIONS",
+    "MAX_VALUES",
     "And",
     "Comparison",
     "Context",
@@ -65,7 +67,13 @@ __all__ = [
 ]
 
 DEFAULT_ORDER = "r.start_time DESC"
-_MAX_DEPTH = 100  # nesting of parentheses and NOT; keeps recursion far from Python's limit
+# Limits checked while parsing, before any SQL is built, so that SQLite never refuses what
+# compiles. Nesting (NOT and parentheses): SQLite's parser stack held 20 nested NOTs and
+# 23 levels of any mix here. Conditions: SQLite refuses an expression more than 1,000 levels
+# deep, and a chain of N conditions is about N deep (988 was the most it took).
+_MAX_DEPTH = 20
+MAX_CONDITIONS = 800
+MAX_VALUES = 10_000  # values in IN lists, all told (SQLite binds at most 32,766 per query)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -342,6 +350,15 @@ class _Token:
 
 def _tokenize(text: str) -> list[_Token]:
     """Split ``text`` into tokens; a segment right after a dot may hold ``-`` and ``/``."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise QuerySyntaxError(
+                f"lone surrogate {text[exc.start]!r} (not text SQLite can store); remove it",
+                text,
+                exc.start,
+            ) from None
     tokens: list[_Token] = []
     i, n = 0, len(text)
     while i < n:
@@ -418,6 +435,8 @@ class _Parser:
         self.tokens = _tokenize(text)
         self.i = 0
         self.depth = 0
+        self.conditions = 0
+        self.values = 0
 
     def peek(self) -> _Token:
         return self.tokens[self.i]
@@ -496,6 +515,15 @@ class _Parser:
         return Field(tuple(path), first.start)
 
     def parse_comparison(self, field: Field) -> Comparison:
+        self.conditions += 1
+        if self.conditions > MAX_CONDITIONS:
+            raise QuerySyntaxError(
+                f"a filter may have at most {MAX_CONDITIONS} conditions (SQLite limits how "
+                "deep an expression may be); combine them, e.g. params.x in ('a', 'b') "
+                "instead of many ORs, or filter in steps",
+                self.text,
+                field.position,
+            )
         if op := self.take("op"):
             value = self.parse_value(f"expected a value after '{self.source(op)}'")
             return Comparison(field, str(op.value), value, op.start)
@@ -548,6 +576,13 @@ class _Parser:
             values.append(self.parse_value("expected a value after ','"))
         if not self.take(")"):
             raise self.error("expected ',' or ')' in the IN list")
+        self.values += len(values)
+        if self.values > MAX_VALUES:
+            raise self.error(
+                f"a filter may list at most {MAX_VALUES:,} values in its IN lists; filter in "
+                "steps, or tag the runs you want and filter on the tag",
+                self.tokens[self.i - 1],
+            )
         return tuple(values)
 
     def expect_end(self, expected: str) -> None:

@@ -9,7 +9,9 @@ nothing), inputs are checked before a transaction begins, and a batch is all or 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import errno
 import getpass
 import itertools
 import json
@@ -30,10 +32,12 @@ from mlnb.errors import (
     AmbiguousRunIdError,
     ExperimentNotFoundError,
     InvalidInputError,
+    MlnbError,
     ParamConflictError,
     RunNotFoundError,
     RunStateError,
     StoreError,
+    StoreFullError,
     StoreNotFoundError,
 )
 from mlnb.liveness import HOST, STALE_AFTER_S, run_lock_held
@@ -63,6 +67,8 @@ DEFAULT_EXPERIMENT = "Default"
 CHECK_KINDS = ("check", "gate", "validation", "reproduce")
 METRIC_ROWS_PER_STATEMENT = 6_000  # 30,000 bound values, under SQLite's 32,766 limit
 DOWNSAMPLE_POINTS = 2_000  # what a plot reads of one series at most (downsampled_history)
+ERROR_NAME_TAG = "mlnb.error.name"  # why a run failed, as reports show it
+ERROR_MESSAGE_TAG = "mlnb.error.message"
 
 
 def _metric_insert_sql(rows: int) -> str:
@@ -168,6 +174,9 @@ class Store(ProvenanceStore):
             if self._tmpdir is not None:
                 self._tmpdir.cleanup()
             raise
+        if self.db_path is not None and not self.file.read_only:
+            with contextlib.suppress(OSError):  # tidying must not stop the store opening
+                self.contents.remove_dead_temporaries()
 
     def __enter__(self) -> Store:
         return self
@@ -236,7 +245,9 @@ class Store(ProvenanceStore):
             for k, v in (tags or {}).items()
         ]
         run_id = run_id or uuid.uuid4().hex
-        name = name or random_run_name()
+        name = validation.check_text(name, "run name") if name else random_run_name()
+        if source is not None:  # a path may hold bytes that are not UTF-8: keep them readable
+            source = os.fsencode(source).decode("utf-8", "replace")
         now = time.time() if start_time is None else start_time
         if parent_run_id is not None:
             parent_run_id = self.resolve_run_id(parent_run_id)
@@ -440,23 +451,60 @@ class Store(ProvenanceStore):
             )
         )
 
-    def insert_metrics(self, rows: Sequence[tuple[int, str, int, float, float]]) -> None:
+    def insert_metrics(
+        self, rows: Sequence[tuple[int, str, int, float, float]]
+    ) -> dict[int, MlnbError]:
         """Write already-validated metric points ``(run_rowid, key, step, value, time)`` in
-        one transaction; replaying a batch is harmless (last value per step wins)."""
+        one transaction; replaying a batch is harmless (last value per step wins).
+
+        Points the database refuses cost only their own run: the batch is then written run
+        by run, and each run whose points are refused is marked ``failed`` with the reason
+        in its ``mlnb.error.*`` tags. Returns ``{run_rowid: error}`` for those runs (a
+        ``RunNotFoundError`` when the run no longer exists). A failure of the whole store
+        (a full disk, a read-only store) raises ``StoreError`` with nothing written."""
         if not rows:
-            return
-        series = {(row[0], row[1]) for row in rows}
+            return {}
+        try:
+            self.write(_metrics_tx(rows))
+            return {}
+        except _Refused:
+            pass
+        by_run: dict[int, list[tuple[int, str, int, float, float]]] = {}
+        for row in rows:
+            by_run.setdefault(row[0], []).append(row)
+        refused: dict[int, MlnbError] = {}
+        for rowid, points in by_run.items():
+            try:
+                self.write(_metrics_tx(points))
+            except _Refused as exc:
+                refused[rowid] = self._refuse_points(rowid, len(points), exc.reason)
+        return refused
 
-        size = METRIC_ROWS_PER_STATEMENT
+    def _refuse_points(self, rowid: int, points: int, reason: str) -> MlnbError:
+        """Mark a run whose points were refused ``failed``, saying why in its tags."""
+        message = f"the database refused them ({reason})"
 
-        def tx(conn: sqlite3.Connection) -> None:
-            for start in range(0, len(rows), size):
-                chunk = rows[start : start + size]
-                sql = METRIC_INSERT_FULL if len(chunk) == size else _metric_insert_sql(len(chunk))
-                conn.execute(sql, list(itertools.chain.from_iterable(chunk)))
-            conn.executemany(LATEST_REFRESH, series)
+        def tx(conn: sqlite3.Connection) -> bool:
+            if conn.execute("SELECT 1 FROM runs WHERE id = ?", [rowid]).fetchone() is None:
+                return False
+            conn.execute(
+                "UPDATE runs SET status = 'failed', end_time = coalesce(end_time, ?) "
+                "WHERE id = ? AND status IN ('queued', 'running', 'finished')",
+                [time.time(), rowid],
+            )
+            lost = f"{points:,} metric points were not stored: {message}"
+            conn.executemany(
+                "INSERT OR REPLACE INTO tags (run, key, value) VALUES (?, ?, ?)",
+                [(rowid, ERROR_NAME_TAG, "MetricPointsRefused"), (rowid, ERROR_MESSAGE_TAG, lost)],
+            )
+            return True
 
-        self.write(tx)
+        if not self.write(tx):
+            return RunNotFoundError(
+                f"their run no longer exists in {self.location} (it was deleted and purged "
+                "while a process logged to it); nothing was written"
+            )
+        return StoreError(f"{message}; the run is marked failed")
 
     def max_steps(self, run_id: str) -> dict[str, int]:
         """The highest step logged so far for each metric key of a run."""
@@ -594,10 +642,18 @@ class Store(ProvenanceStore):
             else:
                 items = [(validation.artifact_name(path.name if name is None else name), path)]
         self.read(lambda c: self._writable_run(c, run_id, check_state=check_state))
+        self.file.check_writable()  # the files are written before the transaction
         try:
             stored = [(art_name, *self.contents.put(src)) for art_name, src in items]
         except PermissionError as exc:
             raise InvalidInputError(f"cannot read {exc.filename}: permission denied") from None
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise StoreFullError(
+                    f"the disk holding {self.artifacts_dir} is full; artifact {items[0][0]!r} "
+                    "was not stored. Free some space there (or move the store to a larger disk)"
+                ) from None
+            raise
         now = time.time()
         arts = [Artifact(n, d, s, kind, now) for n, d, s in stored]
 
@@ -659,7 +715,9 @@ class Store(ProvenanceStore):
         is not held; elsewhere, one whose heartbeat is older than 5 minutes. Cheap; called
         by every read at most once a second."""
         now = time.time()
-        if self.db_path is None or (not force and now - self._last_reap < 1.0):
+        if self.db_path is None or self.file.read_only:  # a read-only store is shown as is
+            return []
+        if not force and now - self._last_reap < 1.0:
             return []
         self._last_reap = now
         running = self.read(
@@ -667,16 +725,19 @@ class Store(ProvenanceStore):
                 "SELECT run_id, host, heartbeat FROM runs WHERE status = 'running'"
             ).fetchall()
         )
-        dead = []
-        for run_id, host, beat in running:
-            if host == HOST:
-                if not run_lock_held(self.locks_dir, run_id):
-                    dead.append(run_id)
-            elif beat is None or now - beat > STALE_AFTER_S:
-                dead.append(run_id)
+        dead = [
+            run_id for run_id, host, beat in running if not self._alive(run_id, host, beat, now)
+        ]
         return [
             run_id for run_id in dead if self.set_status(run_id, "crashed", only_from=("running",))
         ]
+
+    def _alive(self, run_id: str, host: str | None, heartbeat: float | None, now: float) -> bool:
+        """Whether a running run's process is alive: on this host, its lock file is held;
+        elsewhere, its heartbeat is recent."""
+        if host == HOST:
+            return run_lock_held(self.locks_dir, run_id)
+        return heartbeat is not None and now - heartbeat <= STALE_AFTER_S
 
     def get_run(self, ref: str) -> RunRecord:
         """Everything about one run (by id, unique id prefix, or unique name)."""
@@ -832,21 +893,43 @@ class Store(ProvenanceStore):
 
     # -- maintenance ------------------------------------------------------------------
 
-    def gc(self, *, purge_deleted: bool = False, dry_run: bool = False) -> dict[str, int]:
+    def gc(
+        self, *, purge_deleted: bool = False, dry_run: bool = False, force: bool = False
+    ) -> dict[str, int]:
         """Remove artifact files no run refers to (and, with ``purge_deleted``, deleted runs
         with all their data). Files younger than an hour are kept: a writer may be about to
-        refer to them."""
+        refer to them.
+
+        Purging refuses (``RunStateError``, nothing purged) a deleted run whose process is
+        still alive, unless ``force``: that process then gets ``RunNotFoundError`` at its
+        next flush or end, and its run's id is never given to another run."""
         purged = 0
-        if purge_deleted and not dry_run:
-            purged = self.write(
-                lambda c: c.execute("DELETE FROM runs WHERE deleted_at IS NOT NULL").rowcount
-            )
-        elif purge_deleted:
-            purged = self.read(
-                lambda c: c.execute(
-                    "SELECT count(*) FROM runs WHERE deleted_at IS NOT NULL"
-                ).fetchone()[0]
-            )
+        if purge_deleted:
+
+            def purge(conn: sqlite3.Connection) -> int:
+                now = time.time()
+                live = [
+                    (run_id, host, pid)
+                    for run_id, host, pid, beat in conn.execute(
+                        "SELECT run_id, host, pid, heartbeat FROM runs "
+                        "WHERE deleted_at IS NOT NULL AND status = 'running'"
+                    )
+                    if self._alive(run_id, host, beat, now)
+                ]
+                if live and not force:
+                    shown = ", ".join(f"{r[:8]} (process {p} on {h})" for r, h, p in live[:5])
+                    raise RunStateError(
+                        f"{len(live)} deleted runs are still running: {shown}; nothing was "
+                        "purged. Let them end (or stop them) and purge again, or purge them "
+                        "anyway with --force (force=True): their processes then get "
+                        "RunNotFoundError at their next flush"
+                    )
+                if dry_run:
+                    sql = "SELECT count(*) FROM runs WHERE deleted_at IS NOT NULL"
+                    return int(conn.execute(sql).fetchone()[0])
+                return conn.execute("DELETE FROM runs WHERE deleted_at IS NOT NULL").rowcount
+
+            purged = self.read(purge) if dry_run else self.write(purge)
         used = {
             r[0]
             for r in self.read(
@@ -854,7 +937,12 @@ class Store(ProvenanceStore):
             )
         }
         removed, freed = self.contents.sweep(used, dry_run=dry_run)
-        return {"runs_purged": purged, "files_removed": removed, "bytes_freed": freed}
+        dead, dead_bytes = self.contents.remove_dead_temporaries(dry_run=dry_run)
+        return {
+            "runs_purged": purged,
+            "files_removed": removed + dead,
+            "bytes_freed": freed + dead_bytes,
+        }
 
     def info(self) -> dict[str, Any]:
         """Path, schema version, row counts and sizes."""
@@ -968,6 +1056,35 @@ def _read_checks(conn: sqlite3.Connection, run_id: str, kind: str | None) -> lis
             )
         )
     return out
+
+
+class _Refused(Exception):
+    """Metric points the database will not take (raised inside a transaction, which is
+    rolled back); other runs' points may still be stored."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _metrics_tx(
+    rows: Sequence[tuple[int, str, int, float, float]],
+) -> Callable[[sqlite3.Connection], None]:
+    """The transaction that writes metric points and refreshes their latest values."""
+    series = {(row[0], row[1]) for row in rows}
+    size = METRIC_ROWS_PER_STATEMENT
+
+    def tx(conn: sqlite3.Connection) -> None:
+        try:
+            for start in range(0, len(rows), size):
+                chunk = rows[start : start + size]
+                sql = METRIC_INSERT_FULL if len(chunk) == size else _metric_insert_sql(len(chunk))
+                conn.execute(sql, list(itertools.chain.from_iterable(chunk)))
+            conn.executemany(LATEST_REFRESH, series)
+        except (sqlite3.IntegrityError, OverflowError, ValueError, TypeError) as exc:
+            raise _Refused(f"{type(exc).__name__}: {exc}") from exc
+
+    return tx
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

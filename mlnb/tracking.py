@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import io
 import os
 import signal
@@ -23,7 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from mlnb import validation
-from mlnb.errors import InvalidInputError, MlnbError, MlnbWarning, RunStateError
+from mlnb.errors import (
+    InvalidInputError,
+    MlnbError,
+    MlnbWarning,
+    RunNotFoundError,
+    RunStateError,
+    StoreError,
+)
 from mlnb.liveness import HEARTBEAT_INTERVAL_S, acquire_run_lock, release_run_lock
 from mlnb.models import TERMINAL_STATUSES, Artifact, DatasetRef, RunRecord
 from mlnb.store import DB_FILENAME, ENV_STORE, Store, find_store_dir, store_not_found
@@ -34,6 +42,7 @@ ENV_JOB_EXPERIMENT = "MLNB_JOB_EXPERIMENT"
 FLUSH_INTERVAL_S = 0.1
 QUEUE_LIMIT = 200_000
 BATCH_LIMIT = 50_000
+MAX_STEP = validation.MAX_STEP
 WAKE_EVERY_MASK = 8_192 - 1
 
 _lock = threading.RLock()
@@ -134,21 +143,55 @@ def flush(store: Store | None = None) -> None:
     collect = sys.modules.get("mlnb.capture.collect")
     if collect is not None:
         collect.wait_for_capture()
-    writers = [_writer_for(store)] if store is not None else list(_writers.values())
-    for writer in writers:
+    if store is not None:
+        _writer_for(store).flush()
+        return
+    for key, writer in list(_writers.items()):
+        if writer.store.closed:  # its points cannot be stored any more: said once, dropped
+            del _writers[key]
+            lost = len(writer.queue)
+            writer.queue.clear()
+            if lost:
+                raise StoreError(
+                    f"{lost:,} metric points queued for {writer.store.location} were not "
+                    "stored: the store was closed first (mlnb.flush() before closing a "
+                    "store stores them)"
+                )
+            continue
         writer.flush()
 
 
 # -- the background metric writer -------------------------------------------------------------
 
 
+@dataclasses.dataclass
+class Refusal:
+    """Points of one run that the store refused (see ``Store.insert_metrics``)."""
+
+    points: int
+    error: MlnbError
+    reported: bool = False  # raised by a flush() already (the run's end reports it again)
+
+
 class MetricWriter:
-    """Drains queued metric points into the store in batches from a daemon thread."""
+    """Drains queued metric points into the store in batches from a daemon thread.
+
+    Two kinds of failure are kept apart. One the whole store has (a full disk, a read-only
+    store) leaves every point queued, is kept in ``last_error``, raised by :meth:`drain`
+    and :meth:`flush`, and raised to a producer waiting for room, so nothing blocks
+    forever; the next drain that succeeds stores the queue. Points the store refused for
+    one run (its run was purged, or the database will not take them) are dropped and
+    counted in ``refused`` for that run, whose end reports them; other runs' points are
+    stored.
+    """
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.queue: deque[tuple[int, str, int, float, float]] = deque()
         self.last_error: BaseException | None = None
+        self.failures = 0  # drains that failed so far: a producer waiting for room watches it
+        self.refused: dict[int, Refusal] = {}  # by run rowid
+        self.run_ids: dict[int, str] = {}  # run rowid -> run id, for messages
         self._drain_lock = threading.Lock()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="mlnb-metric-writer", daemon=True)
@@ -159,10 +202,29 @@ class MetricWriter:
         self._wake.set()
 
     def wait_for_room(self) -> None:
-        """Backpressure: a producer that filled the queue waits for the writer."""
+        """Backpressure: a producer that filled the queue waits until the writer has
+        drained half of it. Raises the writer's error instead when a drain that ended
+        after the wait began has failed (or the writer stopped): the queue stays as it is,
+        bounded, and the next successful drain stores it."""
+        failures = self.failures
         self._wake.set()
-        while len(self.queue) > QUEUE_LIMIT // 2 and self._thread.is_alive():
+        while len(self.queue) > QUEUE_LIMIT // 2:
+            if self.failures != failures:
+                raise self._stuck(self.last_error)
+            if not self._thread.is_alive():
+                raise StoreError(
+                    f"the metric writer of {self.store.location} has stopped (the store was "
+                    f"closed); {len(self.queue):,} queued metric points were not stored"
+                )
             time.sleep(0.001)
+
+    def _stuck(self, error: BaseException | None) -> MlnbError:
+        kind = type(error) if isinstance(error, StoreError) else StoreError
+        cause = str(error) if isinstance(error, MlnbError) else f"{type(error).__name__}: {error}"
+        return kind(
+            f"{cause}; {len(self.queue):,} metric points are queued (as many as the queue "
+            "holds) and the next flush stores them once the store can take them"
+        )
 
     def _loop(self) -> None:
         while True:
@@ -171,25 +233,29 @@ class MetricWriter:
             if self.store.closed:
                 return
             try:
-                self._drain()
-            except MlnbError as exc:  # kept in the queue; retried, and raised by flush()
-                self.last_error = exc
-                time.sleep(1.0)
-            except Exception as exc:
-                self.last_error = exc
+                self.drain()
+            except Exception:  # kept queued and in last_error; retried, raised by flush()
                 time.sleep(1.0)
 
-    def _drain(self) -> None:
+    def drain(self) -> None:
+        """Write everything queued so far, in the calling thread, after any batch the
+        background thread is writing. Raises when the store cannot take it (the points
+        stay queued)."""
         queue = self.queue
-        with self._drain_lock:
-            while queue:
+        with self._drain_lock:  # taken even when the queue looks empty: a batch popped by
+            while queue:  # the background thread is not on disk until it is released
                 pop = queue.popleft  # only the drain lock holder pops: len() items are there
                 batch = [pop() for _ in range(min(len(queue), BATCH_LIMIT))]
                 try:
-                    self.store.insert_metrics(batch)
-                except BaseException:
+                    refused = self.store.insert_metrics(batch)
+                except BaseException as exc:
                     queue.extendleft(reversed(batch))
+                    if isinstance(exc, Exception):
+                        self.last_error = exc
+                        self.failures += 1
                     raise
+                if refused:
+                    batch = self._refuse(batch, refused)
                 for listener in tuple(_batch_listeners):
                     try:
                         listener(self.store, batch)
@@ -197,12 +263,41 @@ class MetricWriter:
                         _batch_listeners.remove(listener)
             self.last_error = None
 
+    def _refuse(
+        self, batch: list[tuple[int, str, int, float, float]], refused: Mapping[int, MlnbError]
+    ) -> list[tuple[int, str, int, float, float]]:
+        """Count the refused runs' points; returns the points that were stored."""
+        stored = []
+        counts: dict[int, int] = {}
+        for row in batch:
+            if row[0] in refused:
+                counts[row[0]] = counts.get(row[0], 0) + 1
+            else:
+                stored.append(row)
+        for rowid, points in counts.items():
+            before = self.refused.get(rowid)
+            self.refused[rowid] = Refusal(points + (before.points if before else 0), refused[rowid])
+        return stored
+
+    def refusal_error(self, rowid: int, refusal: Refusal) -> MlnbError:
+        """The error that tells a run's owner which of its points were not stored."""
+        run = self.run_ids.get(rowid, f"#{rowid}")[:8]
+        return type(refusal.error)(
+            f"{refusal.points:,} metric points of run {run} were not stored: {refusal.error}"
+        )
+
     def flush(self) -> None:
-        """Write everything queued so far, in the calling thread, after any batch the
-        background thread is writing; raises if the store cannot take it (the points stay
-        queued)."""
-        self._drain()  # takes the drain lock even when the queue looks empty: a batch
-        # popped by the background thread is not on disk until that thread releases it
+        """:meth:`drain`, then raise (once) for points the store refused since the last
+        flush."""
+        self.drain()
+        fresh = [(rowid, r) for rowid, r in self.refused.items() if not r.reported]
+        if fresh:
+            errors = [self.refusal_error(rowid, r) for rowid, r in fresh]
+            for _, refusal in fresh:
+                refusal.reported = True
+            kinds = {type(e) for e in errors}
+            kind = kinds.pop() if len(kinds) == 1 else StoreError
+            raise kind("; ".join(str(e) for e in errors))
 
 
 # -- runs ------------------------------------------------------------------------------------
@@ -220,6 +315,8 @@ class ActiveRun:
         self._next_step: dict[str, int] = store.max_steps(run_id)
         for key in self._next_step:
             self._next_step[key] += 1
+        self._writer.run_ids[self._rowid] = run_id
+        self._refused_at_call = 0  # points log_metric refused because the store failed
         self._lock_fd = owned_lock
         self._pid = os.getpid()
         self._sampler: Any = None  # a capture.system.SystemSampler when asked for
@@ -229,9 +326,20 @@ class ActiveRun:
     def __enter__(self) -> ActiveRun:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if not self.ended:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if self.ended:
+            return
+        if exc is None:
+            end_run(status_after(None), run=self)
+            return
+        try:
             end_run(status_after(exc_type), run=self)
+        except MlnbError as lost:  # the block's own exception goes on; it carries this note
+            add_note = getattr(exc, "add_note", None)  # Python 3.11+
+            if add_note is not None:
+                add_note(f"mlnb: ending run {self.run_id[:8]}: {lost}")
 
     def __repr__(self) -> str:
         return f"<mlnb.ActiveRun {self.run_id[:8]} {self.status}>"
@@ -243,7 +351,7 @@ class ActiveRun:
     @property
     def info(self) -> RunRecord:
         """The run as stored now (params, metrics, tags, artifacts)."""
-        self._writer.flush()
+        self._writer.drain()
         return self.store.get_run(self.run_id)
 
     def _check_open(self) -> None:
@@ -277,17 +385,28 @@ class ActiveRun:
             value = validation.metric_value(key, value)
         if step is None:
             step = next_step[key]
-        elif type(step) is not int or not 0 <= step <= validation.MAX_STEP:
+            if step > MAX_STEP:  # the automatic step after step=2**63-1
+                raise InvalidInputError(validation.step_out_of_range(key, step))
+        elif type(step) is not int or not 0 <= step <= MAX_STEP:
             step = validation.step_value(key, step)
+        if timestamp is not None:
+            timestamp = validation.timestamp_value(key, timestamp)
+        queue = self._writer.queue  # inlined MetricWriter.put: this is the hot path
+        n = len(queue)
+        if n >= QUEUE_LIMIT:  # backpressure; raises (queuing nothing) if the store fails
+            self._wait_for_room(key)
+        queue.append((self._rowid, key, step, value, timestamp or time.time()))
         if step >= next_step[key]:
             next_step[key] = step + 1
-        queue = self._writer.queue  # inlined MetricWriter.put: this is the hot path
-        queue.append((self._rowid, key, step, value, timestamp or time.time()))
-        n = len(queue)
-        if not n & WAKE_EVERY_MASK:  # a busy loop wakes the writer every 8,192 points
-            self._writer.wake()
-            if n > QUEUE_LIMIT:
-                self._writer.wait_for_room()
+        if n & WAKE_EVERY_MASK == WAKE_EVERY_MASK:  # a busy loop wakes the writer every
+            self._writer.wake()  # 8,192 points
+
+    def _wait_for_room(self, key: str) -> None:
+        try:
+            self._writer.wait_for_room()
+        except MlnbError as exc:
+            self._refused_at_call += 1
+            raise type(exc)(f"{exc}; this point of metric {key!r} was not queued") from None
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Queue several metrics at once; every value is checked before any is queued."""
@@ -384,7 +503,10 @@ def status_after(error: type[BaseException] | BaseException | None) -> str:
 
 
 def _finish(run: ActiveRun, status: str) -> None:
-    """Flush, write the final status, release the lock. Idempotent."""
+    """Flush, write the final status, release the lock. Idempotent. A run some of whose
+    points were not stored ends ``failed`` (never ``finished``) and this raises what was
+    lost: points the store refused, points still queued because the store fails (a full
+    disk), points ``log_metric`` refused for that reason."""
     if run.ended:
         return
     for hook in list(_end_hooks):
@@ -402,16 +524,62 @@ def _finish(run: ActiveRun, status: str) -> None:
         run._sampler.stop()
         run._sampler = None
     try:
-        run._writer.flush()
-    except MlnbError:
-        status = "failed"
-        raise
-    finally:
+        error = _unstored(run)
+        if error is not None and status == "finished":
+            status = "failed"
         run.status = status
-        run.store.set_status(run.run_id, status)
+        if not isinstance(error, RunNotFoundError):  # a purged run: nothing to write
+            try:
+                run.store.set_status(run.run_id, status)
+                tail = f"the run is marked {status}"
+            except MlnbError:
+                if error is None:
+                    raise
+                tail = (
+                    f"its status ({status}) could not be written either: readers show it as crashed"
+                )
+            if error is not None:
+                error = type(error)(f"{error}; {tail}")
+    finally:
         if run._lock_fd is not None:
             release_run_lock(run.store.locks_dir, run.run_id, run._lock_fd)
             run._lock_fd = None
+    if error is not None:
+        raise error
+
+
+def _unstored(run: ActiveRun) -> MlnbError | None:
+    """Drain the run's writer; what of the run's points could not be stored, if any."""
+    writer = run._writer
+    stuck: MlnbError | None = None
+    try:
+        writer.drain()
+    except MlnbError as exc:
+        stuck = exc
+    refusal = writer.refused.pop(run._rowid, None)
+    if refusal is None and stuck is None and not run._refused_at_call:
+        return None
+    if refusal is not None:
+        error = writer.refusal_error(run._rowid, refusal)
+        if isinstance(error, RunNotFoundError):
+            return error
+        kind: type[MlnbError] = type(error)
+        problems = [str(error)]
+    else:
+        kind = type(stuck) if isinstance(stuck, StoreError) else StoreError
+        problems = []
+    if stuck is not None:
+        queued = sum(1 for row in writer.queue if row[0] == run._rowid)
+        problems.append(
+            f"{queued:,} metric points of run {run.run_id[:8]} are still queued: {stuck}; "
+            "mlnb.flush() stores them once the store can take them"
+        )
+    if run._refused_at_call:
+        problems.append(
+            f"log_metric refused {run._refused_at_call:,} point(s) of run {run.run_id[:8]} "
+            "because the store could not take any"
+        )
+    return kind("; ".join(problems))
 
 
 def start_run(
@@ -485,6 +653,7 @@ def _create(st: Store, **kwargs: Any) -> ActiveRun:
     import uuid
 
     run_id = uuid.uuid4().hex
+    st.file.check_writable()
     fd = acquire_run_lock(st.locks_dir, run_id) if st.db_path is not None else None
     try:
         st.create_run(run_id=run_id, **kwargs)
@@ -554,13 +723,21 @@ def end_run(status: str = "finished", *, run: ActiveRun | None = None) -> None:
         target = run or (_stack[-1] if _stack else None)
         if target is None:
             return
-        # ending a parent ends its nested children first
+        # ending a parent ends its nested children first; every one is ended even when
+        # one of them reports points it lost (the first such error is raised at the end)
+        errors: list[MlnbError] = []
+        ending = [target]
         if target in _stack:
             index = _stack.index(target)
-            for child in reversed(_stack[index + 1 :]):
-                _finish(child, status)
+            ending = [*reversed(_stack[index:])]
             del _stack[index:]
-        _finish(target, status)
+        for item in ending:
+            try:
+                _finish(item, status)
+            except MlnbError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
 
 def _active_or_start() -> ActiveRun:
@@ -711,6 +888,7 @@ def _after_fork_in_child() -> None:
     _writers = {}
     for run in _stack:
         run._writer = _writer_for(run.store)
+        run._writer.run_ids[run._rowid] = run.run_id
         run._lock_fd = None
     _Heartbeat.thread = None
 

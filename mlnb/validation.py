@@ -29,6 +29,7 @@ def check_key(key: object, what: str = "key") -> str:
             f"{what} {key[:40]!r}... is {len(key)} characters long; the limit is {MAX_KEY_LENGTH}"
         )
     if not key.isprintable():
+        check_text(key, what)  # a lone surrogate gets its own message
         bad = next(c for c in key if not c.isprintable())
         raise InvalidInputError(f"{what} {key!r} contains the control character {bad!r}")
     return key
@@ -59,11 +60,29 @@ def artifact_name(name: object) -> str:
     )
 
 
+def check_text(text: str, what: str) -> str:
+    """Text SQLite can store: UTF-8 encodable, so no lone surrogate (``"\\ud800"``, or
+    what ``surrogateescape`` makes of bytes that are not UTF-8)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{what} {text[:40]!r} contains the lone surrogate {text[exc.start]!r} at "
+            f"position {exc.start}, which is not text SQLite can store; remove it, or decode "
+            "the bytes it came from with errors='replace'"
+        ) from None
+    return text
+
+
 def metric_value(key: str, value: object) -> float:
     """A metric value as a float: Python and numpy numbers, 0-d or one-element arrays."""
     t = type(value)
-    if t is float or t is int:
-        return float(value)  # type: ignore[arg-type]
+    if t is float:
+        return value  # type: ignore[return-value]
+    if t is int:
+        return _int_as_float(key, value)  # type: ignore[arg-type]
     if isinstance(value, (str, bytes, bytearray)) or value is None:
         raise InvalidInputError(
             f"metric {key!r} must be a number, got {type(value).__name__}: {value!r}"
@@ -81,12 +100,50 @@ def metric_value(key: str, value: object) -> float:
             )
     if isinstance(value, complex):
         raise InvalidInputError(f"metric {key!r} must be a real number, got complex {value!r}")
+    if isinstance(value, numbers.Integral):
+        return _int_as_float(key, int(value))
     try:
         return float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        raise InvalidInputError(_too_large(key, value)) from None
     except (TypeError, ValueError):
         raise InvalidInputError(
             f"metric {key!r} must be a number, got {type(value).__name__}: {value!r}"
         ) from None
+
+
+def _int_as_float(key: str, value: int) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        raise InvalidInputError(_too_large(key, value)) from None
+
+
+def _too_large(key: str, value: object) -> str:
+    digits = len(str(abs(value))) if isinstance(value, int) else None
+    shown = f"an integer of {digits} digits" if digits else f"{value!r:.60}"
+    return (
+        f"metric {key!r} is {shown}, beyond the largest float (about 1.8e308) that the store "
+        "keeps; scale it down (log its logarithm, say) or log float('inf')"
+    )
+
+
+def timestamp_value(key: str, timestamp: object) -> float:
+    """A metric point's time: finite Unix seconds (an int or float)."""
+    if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)):
+        raise InvalidInputError(
+            f"timestamp of metric {key!r} must be Unix seconds (a number), got "
+            f"{type(timestamp).__name__}: {timestamp!r}"
+        )
+    try:
+        seconds = float(timestamp)
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise InvalidInputError(
+            f"timestamp of metric {key!r} must be finite Unix seconds, got {timestamp!r}"
+        )
+    return seconds
 
 
 def step_value(key: str, step: object) -> int:
@@ -100,8 +157,16 @@ def step_value(key: str, step: object) -> int:
             )
     step = int(step)
     if not 0 <= step <= MAX_STEP:
-        raise InvalidInputError(f"step for metric {key!r} must be between 0 and 2**63-1: {step}")
+        raise InvalidInputError(step_out_of_range(key, step))
     return step
+
+
+def step_out_of_range(key: str, step: int) -> str:
+    """The message for a step SQLite cannot store (also an automatic one past 2**63-1)."""
+    return (
+        f"step for metric {key!r} must be between 0 and 2**63-1 (the largest integer SQLite "
+        f"stores), got {step}; log smaller steps, or log the point with an explicit step"
+    )
 
 
 def canonical_json(value: Any) -> str:
@@ -141,7 +206,7 @@ def encode_param(key: str, value: object) -> tuple[str, str, float | None]:
         value = float(value)  # np.float64 is a float subclass whose repr differs
         return repr(value), "float", value if math.isfinite(value) else None
     if isinstance(value, str):
-        return value, "str", _number_or_none(value)
+        return check_text(value, f"param {key!r}"), "str", _number_or_none(value)
     if value is None:
         return "None", "none", None
     if isinstance(value, (dict, list, tuple)):
@@ -191,4 +256,4 @@ def tag_value(key: str, value: object) -> str:
     text = value if isinstance(value, str) else str(value)
     if len(text) > MAX_TAG_LENGTH:
         raise InvalidInputError(f"tag {key!r} is longer than {MAX_TAG_LENGTH} characters")
-    return text
+    return check_text(text, f"tag {key!r}")

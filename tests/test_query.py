@@ -367,7 +367,7 @@ def test_parse_filter_error_message_has_a_caret() -> None:
     "text", ["(" * 150 + "status = 'a'" + ")" * 150, "not " * 150 + "status = 'a'"]
 )
 def test_parse_filter_limits_nesting(text: str) -> None:
-    with pytest.raises(QuerySyntaxError, match="nested more than 100 levels"):
+    with pytest.raises(QuerySyntaxError, match="nested more than 20 levels"):
         parse_filter(text)
 
 
