@@ -67,8 +67,14 @@ def test_a_read_only_store_reads_and_refuses_writes_with_a_hint(tmp_path: Path) 
             listed = _mlnb("--store", str(where), "runs", "-c", "name")
             assert listed.returncode == 0, listed.stderr
             assert "bystander" in listed.stdout and "was-running" in listed.stdout
-            created = _mlnb("--store", str(ro / "sub"), "runs")
-            assert created.returncode == 1
+            # A read of a store that does not exist creates nothing (issue 11 item 7): it
+            # says where it looked, in one line.
+            missing = _mlnb("--store", str(ro / "sub"), "runs")
+            assert missing.returncode == 1
+            assert "Traceback" not in missing.stderr and "no mlnb store at" in missing.stderr
+            # A write there, which would create it, says the folder is read-only.
+            created = _mlnb("--store", str(ro / "sub"), "run", "missing.ipynb")
+            assert created.returncode in (1, 2)
             assert "Traceback" not in created.stderr
             assert "read-only" in created.stderr.lower() and "--store" in created.stderr
             assert not (ro / "sub").exists()
