@@ -24,35 +24,43 @@ REPO = Path(__file__).resolve().parent.parent
 # docs name without defining. Nothing of mlnb (pages import what they use).
 PRELUDE = '''\
 """What the docs' examples assume you have: `train_df` (a churn table), `X_train`,
-`y_train`, `predictions`, `batches` with `train_step(x, y)` and `evaluate()`, a figure `fig`."""
-import matplotlib
+`y_train`, `predictions`, `batches` with `train_step(x, y)` and `evaluate()`, a figure `fig`.
+No module names leak into the examples: a block that forgets an import fails."""
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
 
-from tests.docs_fixture import churn_table
+def _what_the_reader_has():
+    import matplotlib
 
-train_df = churn_table(600, seed=1)
-X_train, y_train = train_df.drop(columns=["plan", "churned"]), train_df["churned"]
-predictions = pd.DataFrame({"customer": train_df.index, "churn_probability": 0.2})
-batches = [(X_train[i : i + 200], y_train[i : i + 200]) for i in range(0, 600, 200)]
-_losses = iter(np.geomspace(1.0, 0.05, 1000))
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from tests.docs_fixture import churn_table
+
+    train_df = churn_table(600, seed=1)
+    X_train, y_train = train_df.drop(columns=["plan", "churned"]), train_df["churned"]
+    predictions = pd.DataFrame({"customer": train_df.index, "churn_probability": 0.2})
+    batches = [(X_train[i : i + 200], y_train[i : i + 200]) for i in range(0, 600, 200)]
+    fig, ax = plt.subplots(figsize=(3, 3))
+    ax.plot([0, 0.1, 0.3, 1], [0, 0.7, 0.9, 1])
+    return train_df, X_train, y_train, predictions, batches, fig
+
+
+train_df, X_train, y_train, predictions, batches, fig = _what_the_reader_has()
+del _what_the_reader_has
+_steps = 0
 
 
 def train_step(x, y):
     """One step of your training loop: returns the batch's loss."""
-    return float(next(_losses))
+    global _steps
+    _steps += 1
+    return 1.0 / (1.0 + 0.1 * _steps)
 
 
 def evaluate():
     """Your evaluation: returns an accuracy."""
     return 0.91
-
-
-fig, _ax = plt.subplots(figsize=(3, 3))
-_ax.plot([0, 0.1, 0.3, 1], [0, 0.7, 0.9, 1])
 '''
 
 # A stand-in for a training notebook: the parameters the docs' jobs and sweeps pass, a
