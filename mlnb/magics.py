@@ -78,6 +78,20 @@ def _literal(raw: str) -> Any:
         return raw
 
 
+def strip_comment(line: str) -> str:
+    """The line without a trailing ``# comment``: a ``#`` at the start or after whitespace,
+    outside quotes, starts one, as on a Python line (``%track end  # done``)."""
+    quote = None
+    for i, char in enumerate(line):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i].rstrip()
+    return line
+
+
 def _build_parser() -> _Parser:
     parser = _Parser(
         prog="%track",
@@ -181,6 +195,7 @@ class TrackMagics(Magics):
         Cell magic: ``%%track params`` logs every scalar the cell assigns as a param;
         ``%%track run [NAME]`` makes the cell one whole run.
         """
+        line = strip_comment(line)
         if cell is not None:
             return self._cell(line, cell)
         words = line.split(maxsplit=1)

@@ -415,3 +415,21 @@ def test_cli_shows_the_linearity_of_notebook_runs(shell: InteractiveShell, tmp_p
     assert "linear" in table.splitlines()[1]
     shown = CliRunner().invoke(cli, ["--store", str(store.root), "show", "train"]).output
     assert "linearity   linear" in shown and "train.ipynb" in shown
+
+
+def test_track_line_ignores_a_trailing_comment(shell: InteractiveShell) -> None:
+    """Issue 11 item 18: README's first example, `%track start --experiment churn  # records
+    every cell ...`, raised "unrecognized arguments": a `#` after whitespace and outside
+    quotes starts a comment, as on a Python line; a quoted or glued `#` is kept."""
+    run(shell, "%track start --experiment churn          # records every cell from here on")
+    run(shell, "%track param C=1.0 penalty=l2  # the model's")
+    run(shell, "%track metric accuracy=0.93 # on the test set")
+    run(shell, "%track note fixed bug#12 #not part of the note")
+    run(shell, "%track tag issue='#12' team=#growth")
+    rec = last_run()
+    assert (rec.experiment, rec.params, rec.metrics) == (
+        "churn",
+        {"C": 1.0, "penalty": "l2"},
+        {"accuracy": 0.93},
+    )
+    assert rec.tags == {"mlnb.note": "fixed bug#12", "issue": "#12", "team": "#growth"}

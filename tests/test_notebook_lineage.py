@@ -865,3 +865,31 @@ def test_a_notebook_run_by_nbconvert_or_papermill_knows_its_notebook(
         rec = st.get_run(run_id)
     assert rec.notebook == str(path)
     assert rec.linearity == "linear", rec.linearity_detail
+
+
+def test_executed_script_example_in_docs_is_what_it_writes() -> None:
+    """Issue 11 item 18: docs/lineage.md shows an executed.py as output (its example is
+    not run); it must stay what executed_script writes for the notebook it describes."""
+    from tests.test_docs_examples import REPO, parse_blocks
+
+    page = REPO / "docs" / "lineage.md"
+    (shown,) = [
+        b.code
+        for b in parse_blocks(page.read_text(encoding="utf-8"), "docs/lineage.md")
+        if b.code.startswith("# Cells executed while the run was active")
+    ]
+    saved = [
+        "import numpy as np",
+        "%track start",
+        'data = load("train.csv")',
+        "for fold in range(5):\n    %time fit(data, fold)",
+        "%track end",
+    ]
+    executed = [
+        ExecutedCell(3, saved[1], 1.0, 2.0, None),
+        ExecutedCell(4, saved[2], 2.0, 3.0, "FileNotFoundError"),
+        ExecutedCell(5, 'data = load("data/train.csv")', 3.0, 4.0, None),
+        ExecutedCell(6, saved[3], 4.0, 5.0, None),
+        ExecutedCell(7, saved[4], 5.0, None, None),
+    ]
+    assert executed_script(executed, saved) == shown
