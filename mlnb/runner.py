@@ -768,9 +768,7 @@ def _run(
         status = "failed"
         if error is None:
             with contextlib.suppress(Exception):
-                st.set_tags(
-                    run_id, {"mlnb.error.name": type(exc).__name__, "mlnb.error.message": str(exc)}
-                )
+                st.set_tags(run_id, JobError(type(exc).__name__, str(exc), None).to_tags())
         raise
     finally:
         with contextlib.suppress(Exception):

@@ -42,6 +42,7 @@ from mlnb.errors import (
 )
 from mlnb.liveness import HOST, STALE_AFTER_S, run_lock_held
 from mlnb.models import (
+    ERROR_TAG,
     TERMINAL_STATUSES,
     Artifact,
     CheckRecord,
@@ -67,8 +68,8 @@ DEFAULT_EXPERIMENT = "Default"
 CHECK_KINDS = ("check", "gate", "validation", "reproduce")
 METRIC_ROWS_PER_STATEMENT = 6_000  # 30,000 bound values, under SQLite's 32,766 limit
 DOWNSAMPLE_POINTS = 2_000  # what a plot reads of one series at most (downsampled_history)
-ERROR_NAME_TAG = "mlnb.error.name"  # why a run failed, as reports show it
-ERROR_MESSAGE_TAG = "mlnb.error.message"
+ERROR_NAME_TAG = f"{ERROR_TAG}.name"  # why a run failed, as reports show it
+ERROR_MESSAGE_TAG = f"{ERROR_TAG}.message"
 
 
 def _metric_insert_sql(rows: int) -> str:

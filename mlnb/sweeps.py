@@ -620,7 +620,7 @@ def _local_child(task: dict[str, Any]) -> dict[str, Any]:
     except MlnbError as exc:
         with contextlib.suppress(Exception), Store(task["store"]) as st:
             st.set_status(child["run_id"], "failed", only_from=("queued", "running"))
-            error = {"mlnb.error.name": type(exc).__name__, "mlnb.error.message": str(exc)}
+            error = JobError(type(exc).__name__, str(exc), None).to_tags()
             st.set_tags(child["run_id"], error, check_state=False)
         return _failed_outcome(child, exc, EXIT_FAILED)
     except KeyboardInterrupt as exc:
