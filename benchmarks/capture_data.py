@@ -70,7 +70,7 @@ def worker_files(gib: float, repeats: int) -> dict[str, Any]:
 
     import xxhash
 
-    from mlnb.fingerprints import fingerprint
+    from mlnb.capture.fingerprints import fingerprint
 
     size = int(gib * 2**30)
     primitives: dict[str, Any] = {
@@ -132,7 +132,7 @@ def make_frame(rows: int, storage: str | None) -> Any:
 def worker_frame(rows: int, storage: str, repeats: int) -> dict[str, Any]:
     import pandas as pd
 
-    from mlnb.fingerprints import fingerprint
+    from mlnb.capture.fingerprints import fingerprint
 
     df = make_frame(rows, storage)
     return {

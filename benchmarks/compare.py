@@ -82,7 +82,7 @@ def _measure(cfg: dict) -> dict:
 
     t_import_mlnb = time.perf_counter() - t0
     t0 = time.perf_counter()
-    from mlnb.widgets import compare
+    from mlnb.notebook.widgets import compare
 
     t_import_widgets = time.perf_counter() - t0
     store = mlnb.Store(cfg["store"])
@@ -236,7 +236,8 @@ def render(res: dict, command: str) -> str:
         "keys); only the visible page (25 rows) is read in full and rendered as one HTML "
         "table; plots are drawn by a painter thread, so the table answers at once and the "
         "curves follow. Imports before the first build: "
-        f"`import mlnb` {fmt_time(r['import_mlnb_s'])}, `mlnb.widgets` (ipywidgets, pandas) "
+        f"`import mlnb` {fmt_time(r['import_mlnb_s'])}, `mlnb.notebook.widgets` (ipywidgets, "
+        f"pandas) "
         f"{fmt_time(r['import_widgets_s'])}. Writing the {cfg['runs']:,} runs took "
         f"{res['populate']['seconds']:.1f} s.",
         "",

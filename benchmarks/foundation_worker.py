@@ -271,7 +271,7 @@ def task_sqlite_bulk(args: dict) -> dict:
     """Raw ``executemany`` into the schema that mlnb's own migrations create."""
     import sqlite_utils
 
-    from mlnb.migrations import migrations
+    from mlnb.store.migrations import migrations
 
     path = Path(args["workdir"], "raw.db")
     db = sqlite_utils.Database(path)

@@ -65,7 +65,7 @@ def worker(task: str, cfg: dict) -> dict:
     timed_cells(50)
     tracked = timed_cells(cells)
 
-    from mlnb import magics
+    from mlnb.notebook import magics
 
     (_, lineage) = next(iter(magics._loaded.values()))
 

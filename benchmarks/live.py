@@ -53,8 +53,8 @@ def _work() -> int:
 
 def worker(task: str, cfg: dict) -> dict:
     import mlnb
-    from mlnb import tracking
-    from mlnb.liveplot import LivePlot
+    from mlnb.notebook.liveplot import LivePlot
+    from mlnb.tracking import fluent as tracking
 
     tracking.set_store(mlnb.Store(Path(tempfile.mkdtemp()) / "store"))
     t0 = time.perf_counter()
@@ -74,8 +74,8 @@ def _tight_loop(cfg: dict) -> dict:
     (what any listener costs: tracking's dispatch), with a live plot. The modes take turns
     (order reversed every repeat) so drift in the machine's load hits all of them."""
     import mlnb
-    from mlnb import tracking
-    from mlnb.liveplot import LivePlot
+    from mlnb.notebook.liveplot import LivePlot
+    from mlnb.tracking import fluent as tracking
 
     n = cfg["calls"]
 
@@ -127,7 +127,7 @@ def _listener_cost() -> dict:
     import timeit
 
     import mlnb
-    from mlnb.liveplot import LivePlot
+    from mlnb.notebook.liveplot import LivePlot
 
     def empty(store: object, rows: object) -> None:
         pass
@@ -149,7 +149,7 @@ def _training_loop(cfg: dict) -> dict:
     metrics; without a plot, with a plot of both that never redraws during the loop (the
     listener's share), and with a live plot (``every=0.5``), taking turns."""
     import mlnb
-    from mlnb.liveplot import LivePlot
+    from mlnb.notebook.liveplot import LivePlot
 
     t0 = time.perf_counter()
     for _ in range(200):
@@ -196,7 +196,7 @@ def _redraw(cfg: dict) -> dict:
     import matplotlib
     import numpy as np
 
-    from mlnb.liveplot import Series, _Renderer
+    from mlnb.notebook.liveplot import Series, _Renderer
 
     x = np.arange(REDRAW_POINTS, dtype=float)
     y = np.exp(-x / 3000) + np.random.default_rng(0).random(REDRAW_POINTS) * 0.05

@@ -12,17 +12,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mlnb.autologging import autolog
+    from mlnb.checks.gates import gate
     from mlnb.errors import MlnbError, MlnbWarning
-    from mlnb.gates import gate
-    from mlnb.liveplot import live
-    from mlnb.reports import report
-    from mlnb.reproduction import reproduce
-    from mlnb.runner import run_notebook
-    from mlnb.search import delete_run, diff, get_run, restore_run, runs
+    from mlnb.jobs.reports import report
+    from mlnb.jobs.reproduce import reproduce
+    from mlnb.jobs.runner import run_notebook
+    from mlnb.jobs.sweeps import sweep
+    from mlnb.notebook.liveplot import live
+    from mlnb.notebook.widgets import compare
     from mlnb.store import Store
-    from mlnb.sweeps import sweep
-    from mlnb.tracking import (
+    from mlnb.tracking.autolog import autolog
+    from mlnb.tracking.fluent import (
         ActiveRun,
         active_run,
         end_run,
@@ -40,23 +40,25 @@ if TYPE_CHECKING:
         set_tags,
         start_run,
     )
-    from mlnb.widgets import compare
+    from mlnb.tracking.reading import delete_run, diff, get_run, restore_run, runs
 
 __version__ = "0.1.0.dev0"
 
 _LAZY = {
-    "autolog": "mlnb.autologging",
+    "autolog": "mlnb.tracking.autolog",
     "MlnbError": "mlnb.errors",
     "MlnbWarning": "mlnb.errors",
-    "live": "mlnb.liveplot",
-    "gate": "mlnb.gates",
-    "report": "mlnb.reports",
-    "reproduce": "mlnb.reproduction",
-    "run_notebook": "mlnb.runner",
-    "Store": "mlnb.store",
-    "compare": "mlnb.widgets",
-    "sweep": "mlnb.sweeps",
-    **dict.fromkeys(("delete_run", "diff", "get_run", "restore_run", "runs"), "mlnb.search"),
+    "live": "mlnb.notebook.liveplot",
+    "gate": "mlnb.checks.gates",
+    "report": "mlnb.jobs.reports",
+    "reproduce": "mlnb.jobs.reproduce",
+    "run_notebook": "mlnb.jobs.runner",
+    "Store": "mlnb.store.core",
+    "compare": "mlnb.notebook.widgets",
+    "sweep": "mlnb.jobs.sweeps",
+    **dict.fromkeys(
+        ("delete_run", "diff", "get_run", "restore_run", "runs"), "mlnb.tracking.reading"
+    ),
     **dict.fromkeys(
         (
             "ActiveRun",
@@ -76,7 +78,7 @@ _LAZY = {
             "set_tags",
             "start_run",
         ),
-        "mlnb.tracking",
+        "mlnb.tracking.fluent",
     ),
 }
 
@@ -96,14 +98,14 @@ def __dir__() -> list[str]:
 
 def load_ipython_extension(ipython: object) -> None:
     """``%load_ext mlnb``: register the ``%track`` magics and notebook lineage."""
-    from mlnb.magics import load
+    from mlnb.notebook.magics import load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: object) -> None:
     """``%unload_ext mlnb``: stop recording lineage."""
-    from mlnb.magics import unload
+    from mlnb.notebook.magics import unload
 
     unload(ipython)
 

@@ -111,7 +111,7 @@ class ParamConflictError(InvalidInputError):
 
 
 class BundleError(InvalidInputError):
-    """A run bundle (mlnb.transfer) was refused: a field of the wrong type or format, a
+    """A run bundle (mlnb.store.transfer) was refused: a field of the wrong type or format, a
     blob that does not match its hash, or a row that would change what the store already
     holds. Nothing was imported: no row and no artifact file."""
 
@@ -147,7 +147,7 @@ class SweepFailedError(MlnbError):
     """No child of a sweep finished, so the sweep has no result to use.
 
     Raised by :func:`mlnb.sweep` after every run is recorded (nothing is left ``queued``
-    or ``running``); ``result`` is the :class:`~mlnb.sweeps.SweepResult` it would have
+    or ``running``); ``result`` is the :class:`~mlnb.jobs.sweeps.SweepResult` it would have
     returned, with each child's status and error.
     """
 

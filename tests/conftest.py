@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import mlnb
-from mlnb import tracking
+from mlnb.tracking import fluent as tracking
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -338,7 +338,7 @@ def main(folder: Path) -> None:
     import shutil
 
     import mlnb
-    from mlnb import tracking
+    from mlnb.tracking import fluent as tracking
 
     folder.mkdir(parents=True, exist_ok=True)
     os.chdir(folder)  # runs record this folder, not the repository, as their place

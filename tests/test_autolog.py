@@ -21,10 +21,10 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 import mlnb
-from mlnb.autologging import autolog
 from mlnb.errors import InvalidInputError
-from mlnb.models import RunRecord
+from mlnb.records import RunRecord
 from mlnb.store import Store
+from mlnb.tracking.autolog import autolog
 from tests.conftest import run_python
 
 IRIS_X, IRIS_Y = load_iris(return_X_y=True)
@@ -304,8 +304,8 @@ def test_autolog_unknown_framework_names_the_supported_ones(framework: str) -> N
 
 def test_autolog_is_cheap_to_import_and_loads_sklearn_only_when_on(tmp_path: Path) -> None:
     code = (
-        "import sys, mlnb, mlnb.autologging\n"
-        "from mlnb.autologging import autolog\n"
+        "import sys, mlnb, mlnb.tracking.autolog\n"
+        "from mlnb.tracking.autolog import autolog\n"
         "print('sklearn' in sys.modules)\n"
         "autolog('sklearn', disable=True)\n"
         "print('sklearn' in sys.modules)\n"

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 import mlnb
-from mlnb.cli import cli
+from mlnb.cli.app import cli
 from mlnb.errors import InvalidInputError
 from mlnb.store import Store
 

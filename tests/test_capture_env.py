@@ -31,7 +31,7 @@ from mlnb.capture.environment import (
 from mlnb.capture.git import capture_git, redact_url
 from mlnb.capture.system import SystemSampler
 from mlnb.errors import InvalidInputError
-from mlnb.validation import canonical_json
+from mlnb.store.inputs import canonical_json
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -14,13 +14,13 @@ import yaml
 from click.testing import CliRunner, Result
 
 import mlnb
-from mlnb.cli import cli
+from mlnb.checks.gates import MetricThreshold, parse_metric
+from mlnb.cli.app import cli
 from mlnb.errors import InvalidInputError, RunNotFoundError
 from mlnb.formatting import escape_markdown
-from mlnb.gates import MetricThreshold, parse_metric
-from mlnb.models import CheckRecord
-from mlnb.reports import build_report
-from mlnb.workflows import github_workflow
+from mlnb.jobs.reports import build_report
+from mlnb.jobs.workflows import github_workflow
+from mlnb.records import CheckRecord
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"

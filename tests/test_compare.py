@@ -1,5 +1,5 @@
 """mlnb.compare without a browser: the widget is driven through its values and
-``.click()``, the pure part (``mlnb.comparison``) is checked directly, all on a real
+``.click()``, the pure part (``mlnb.comparison.table``) is checked directly, all on a real
 store. Plots are drawn off the main thread; ``wait()`` blocks until they are."""
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 import mlnb
-from mlnb import compareplots, comparison, multidiff
+from mlnb.comparison import multidiff
+from mlnb.comparison import plots as compareplots
+from mlnb.comparison import table as comparison
 from mlnb.errors import (
     ExperimentNotFoundError,
     InvalidInputError,
@@ -24,8 +26,8 @@ from mlnb.errors import (
     QuerySyntaxError,
     RunNotFoundError,
 )
-from mlnb.models import format_duration
-from mlnb.widgets import CompareWidget, compare
+from mlnb.notebook.widgets import CompareWidget, compare
+from mlnb.records import format_duration
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -119,7 +121,7 @@ def test_compare_filter_box_filters_and_shows_syntax_errors_inline(
 
 def test_compare_filter_box_names_keys_no_run_has(widget: CompareWidget) -> None:
     """Issue 11 item 6: a typo in the filter box answered an empty table and nothing else;
-    the notice comes from ``RunsTable`` (``mlnb.notices``), the widget only shows it."""
+    the notice comes from ``RunsTable`` (``mlnb.store.notices``), the widget only shows it."""
     widget.filter_box.value = "metrics.los < 0.5 and params.modle = 'svc'"
     assert run_names(widget) == []
     assert widget.table.notices == [
@@ -271,7 +273,7 @@ def test_job_and_system_metrics_are_hidden_from_diffs_and_compare_unless_asked(
     "best" value next to the model's metrics; one switch, system_metrics, shows them."""
     from click.testing import CliRunner
 
-    from mlnb.cli import cli
+    from mlnb.cli.app import cli
 
     a = add_run(store, "a", params={"lr": 0.1}, loss=[1.0, 0.5], start=1.7e9)
     b = add_run(store, "b", params={"lr": 0.2}, loss=[1.0, 0.4], start=1.7e9 + 10)

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 import mlnb
-from mlnb.cli import cli
+from mlnb.cli.app import cli
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 README = DOCS.parent / "README.md"
@@ -84,7 +84,7 @@ if __name__ == "__main__":
 
 
 def test_every_track_subcommand_is_documented() -> None:
-    from mlnb import magics
+    from mlnb.notebook import magics
 
     text = (DOCS / "magics.md").read_text()
     for name in magics.SUBCOMMANDS:

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlnb import fingerprints, hashing
+from mlnb.capture import fingerprints
+from mlnb.capture.fingerprints import DictFileHashCache, Fingerprint, fingerprint, register_hasher
 from mlnb.errors import InvalidInputError
-from mlnb.fingerprints import DictFileHashCache, Fingerprint, fingerprint, register_hasher
+from mlnb.store import hashing
 from tests.conftest import REPO, run_python
 
 # Built the same way here and in subprocesses: one column of each kind of dtype.
@@ -73,7 +74,7 @@ def test_fingerprint_of_a_dataframe_describes_it() -> None:
 def test_fingerprint_of_a_dataframe_is_stable_across_processes() -> None:
     code = (
         FRAME_CODE
-        + "from mlnb.fingerprints import fingerprint\n"
+        + "from mlnb.capture.fingerprints import fingerprint\n"
         + "df = make_frame()\n"
         + "print(fingerprint(df).hash, fingerprint(df['mixed']).hash, "
         + "fingerprint(df.to_numpy()).hash)\n"
@@ -349,7 +350,7 @@ def test_a_multi_gigabyte_file_is_hashed_in_constant_memory(tmp_path: Path) -> N
         fh.truncate(3 * 2**30)
     code = (
         "import resource, json, xxhash\n"
-        "from mlnb.fingerprints import fingerprint\n"
+        "from mlnb.capture.fingerprints import fingerprint\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         f"result = fingerprint({str(path)!r})\n"
         "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
@@ -387,7 +388,7 @@ def test_unreadable_file_is_refused_naming_the_path() -> None:
         code = (
             "import os\n"
             "import xxhash  # imported lazily by fingerprints: load it before losing access\n"
-            "from mlnb.fingerprints import fingerprint\n"
+            "from mlnb.capture.fingerprints import fingerprint\n"
             "from mlnb.errors import InvalidInputError\n"
             "if os.geteuid() == 0:  # root ignores permissions: act as nobody\n"
             "    os.setgid(65534); os.setuid(65534)\n"
@@ -669,7 +670,7 @@ def test_fingerprinting_bytes_and_files_imports_no_heavy_module(tmp_path: Path) 
     path.write_text("x")
     code = (
         "import sys, json\n"
-        "import mlnb.fingerprints as h\n"
+        "import mlnb.capture.fingerprints as h\n"
         "loaded = [m for m in ('numpy', 'pandas', 'pyarrow', 'polars', 'xxhash') "
         "if m in sys.modules]\n"
         f"h.fingerprint(b'abc'); h.fingerprint({str(path)!r}); h.fingerprint({str(tmp_path)!r})\n"

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 import mlnb
-from mlnb import tracking
 from mlnb.errors import InvalidInputError
+from mlnb.tracking import fluent as tracking
 from tests.conftest import run_python
 
 # `mlnb.live` may be re-exported as the function; the module is what these tests need
-live_module: Any = importlib.import_module("mlnb.liveplot")
+live_module: Any = importlib.import_module("mlnb.notebook.liveplot")
 LivePlot = live_module.LivePlot
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -332,7 +332,7 @@ def test_outside_a_kernel_live_is_an_inactive_plot(store: mlnb.Store) -> None:
 def test_a_script_with_a_live_plot_prints_nothing_and_loads_no_plotting(tmp_path: Path) -> None:
     code = (
         "import sys, json, mlnb\n"
-        "from mlnb.liveplot import live\n"
+        "from mlnb.notebook.liveplot import live\n"
         "with mlnb.start_run(capture=False):\n"
         "    plot = live('loss', 'val_acc')\n"
         "    for i in range(100):\n"
@@ -434,7 +434,7 @@ def test_mlnb_live_works_whether_the_module_or_the_function_came_first() -> None
     `mlnb.live("loss")` then raised "'module' object is not callable"."""
     code = (
         "import mlnb\n"
-        "from mlnb.liveplot import LivePlot\n"
+        "from mlnb.notebook.liveplot import LivePlot\n"
         "plot = mlnb.live('loss', every=1)\n"
         "print(type(plot).__name__, plot.active, callable(mlnb.live))"
     )
@@ -443,7 +443,7 @@ def test_mlnb_live_works_whether_the_module_or_the_function_came_first() -> None
 
 def test_import_mlnb_live_loads_no_plotting_library() -> None:
     code = (
-        "import sys, json, mlnb.liveplot\n"
+        "import sys, json, mlnb.notebook.liveplot\n"
         "print(json.dumps([m for m in ('matplotlib', 'ipywidgets', 'IPython', 'numpy') "
         "if m in sys.modules]))"
     )
@@ -458,7 +458,7 @@ def test_frames_reach_the_widget_from_the_thread_in_a_real_kernel(tmp_path: Path
 
     code = (
         "import time, mlnb\n"
-        "from mlnb.liveplot import live\n"
+        "from mlnb.notebook.liveplot import live\n"
         "with mlnb.start_run(capture=False):\n"
         "    plot = live('loss', every=0.05)\n"
         "    for i in range(300):\n"

@@ -13,8 +13,9 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import mlnb
-from mlnb import magics, tracking
+from mlnb.notebook import magics
 from mlnb.store import Store
+from mlnb.tracking import fluent as tracking
 from tests.conftest import run_python
 
 
@@ -57,7 +58,7 @@ def fails(ip: InteractiveShell, source: str) -> BaseException:
     return error
 
 
-def last_run() -> mlnb.models.RunRecord:  # type: ignore[name-defined]
+def last_run() -> mlnb.records.RunRecord:  # type: ignore[name-defined]
     mlnb.flush()
     return mlnb.get_run(mlnb.runs(max_results=1)["run_id"][0])
 
@@ -401,7 +402,7 @@ def test_load_ext_is_fast_and_light(tmp_path: Path) -> None:
 def test_cli_shows_the_linearity_of_notebook_runs(shell: InteractiveShell, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from mlnb.cli import cli
+    from mlnb.cli.app import cli
 
     make_notebook(tmp_path / "train.ipynb", ["%track start", "x = 1"])
     run(shell, "%track start")

@@ -816,7 +816,7 @@ def test_a_job_records_linear_and_the_executed_script_without_track_end(
     """Issue 11 item 5: a papermill job runs its notebook top to bottom, but without a
     `%track end` it recorded no linearity and no executed.py (and a notebook without the
     magics never could)."""
-    from mlnb.runner import run_notebook
+    from mlnb.jobs.runner import run_notebook
 
     path = NOTEBOOKS / f"{name}.ipynb"
     params = {"score": 0.25} if name == "sweep_step" else {}

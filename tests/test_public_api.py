@@ -26,7 +26,8 @@ def test_all_lists_exactly_the_public_names() -> None:
 def test_public_functions_are_not_shadowed_by_submodules() -> None:
     """Regression: `mlnb.diff` was the module mlnb/diff.py once that module was imported."""
     code = (
-        "import mlnb, mlnb.rundiff, mlnb.autologging, mlnb.magics, mlnb.search\n"
+        "import mlnb, mlnb.comparison.diff, mlnb.tracking.autolog, mlnb.notebook.magics, "
+        "mlnb.tracking.reading\n"
         "print(all(callable(getattr(mlnb, n)) and type(getattr(mlnb, n)).__name__ != 'module'"
         " for n in mlnb.__all__ if n != '__version__'))\n"
     )

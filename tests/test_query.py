@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from mlnb import query
 from mlnb.errors import QuerySyntaxError
-from mlnb.migrations import migrations
-from mlnb.query import (
+from mlnb.store import query
+from mlnb.store.migrations import migrations
+from mlnb.store.query import (
     And,
     Comparison,
     Context,
@@ -57,7 +57,7 @@ RUNS = [
     ("d", "vision", "running-1", "running", NOW - 1000, None, None),
     ("e", "nlp", "100%_done*", "killed", ts("2026-11-03T00:00"), 5, None),
 ]
-# key: (value, type, value_num) as mlnb.validation.encode_param writes them
+# key: (value, type, value_num) as mlnb.store.inputs.encode_param writes them
 PARAMS: dict[str, dict[str, tuple[str, str, float | None]]] = {
     "a": {
         "lr": ("0.01", "float", 0.01),

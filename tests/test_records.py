@@ -1,4 +1,4 @@
-"""The records of ``mlnb.models`` as a notebook shows them: a one-line repr that says what
+"""The records of ``mlnb.records`` as a notebook shows them: a one-line repr that says what
 the record is, and a small HTML table with every text escaped. Issue 11 item 11: a
 ``DatasetRef`` returned by ``%track data`` filled the cell's output with its schema."""
 
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 import mlnb
-from mlnb.fingerprints import Fingerprint
-from mlnb.models import Artifact, CheckRecord, DatasetRef, Metric, RunRecord
+from mlnb.capture.fingerprints import Fingerprint
+from mlnb.records import Artifact, CheckRecord, DatasetRef, Metric, RunRecord
 
 HASH = "3f2a91c0d4e5b6a7" * 2
 SCHEMA = [{"name": f"col{i}", "dtype": "int64"} for i in range(40)]

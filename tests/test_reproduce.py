@@ -1,4 +1,4 @@
-"""Reproduce and verify (mlnb.reproduction, `mlnb reproduce`): real kernels, real stores."""
+"""Reproduce and verify (mlnb.jobs.reproduce, `mlnb reproduce`): real kernels, real stores."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 
 import mlnb
 from mlnb.errors import InvalidInputError, RunNotFoundError
-from mlnb.reproduction import reproduce
-from mlnb.runner import run_notebook
+from mlnb.jobs.reproduce import reproduce
+from mlnb.jobs.runner import run_notebook
 from mlnb.store import Store
 
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"

@@ -1,4 +1,4 @@
-"""Headless jobs (mlnb.runner): real kernels through papermill on tests/notebooks/job_*."""
+"""Headless jobs (mlnb.jobs.runner): real kernels through papermill on tests/notebooks/job_*."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from mlnb.errors import InvalidInputError
-from mlnb.notebookparams import Param, notebook_parameters
-from mlnb.runner import (
+from mlnb.jobs.params import Param, notebook_parameters
+from mlnb.jobs.runner import (
     EXIT_CELL_ERROR,
     EXIT_DEAD_KERNEL,
     EXIT_OK,
@@ -224,7 +224,7 @@ def test_a_job_finishes_with_its_params_metrics_notebook_and_hash_on_one_run(
         assert rec.tags["seen_run_id"] == result.run_id  # the injected mlnb_run_id
         assert rec.tags["seen_notebook"] == str(path)  # $MLNB_NOTEBOOK
         assert rec.tags["mlnb.job"] == "1"
-        from mlnb.hashing import hash_file
+        from mlnb.store.hashing import hash_file
 
         assert rec.tags["mlnb.notebook_hash"] == hash_file(path)
         assert "job/cell_seconds" in rec.metrics
@@ -528,7 +528,7 @@ def test_importing_the_runner_does_not_import_papermill() -> None:
     import subprocess
     import sys
 
-    code = "import mlnb, mlnb.runner, sys; print('papermill' in sys.modules)"
+    code = "import mlnb, mlnb.jobs.runner, sys; print('papermill' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

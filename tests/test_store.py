@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 
 import mlnb
-from mlnb import migrations
 from mlnb.errors import (
     AmbiguousRunIdError,
     RunNotFoundError,
     StoreCorruptError,
     StoreVersionError,
 )
-from mlnb.store import Store, find_store_dir
+from mlnb.store import Store, find_store_dir, migrations
 from tests.conftest import run_python
 
 
@@ -132,7 +131,8 @@ def test_read_only_store_directory_gives_a_clear_error(tmp_path: Path) -> None:
     os.chmod(ro, 0o555)
     code = (
         "import os, sys\n"
-        "import mlnb, mlnb.store, mlnb.database, mlnb.artifacts, mlnb.liveness\n"
+        "import mlnb, mlnb.store.core, mlnb.store.database, mlnb.store.artifacts, "
+        "mlnb.store.liveness\n"
         "from mlnb.errors import StoreReadOnlyError\n"
         "if os.geteuid() == 0:  # root ignores permissions: act as nobody\n"
         "    os.setgid(65534); os.setuid(65534)\n"

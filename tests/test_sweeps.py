@@ -17,8 +17,8 @@ import pytest
 
 import mlnb
 from mlnb.errors import InvalidInputError
-from mlnb.grid import Distribution, expand_grid, load_grid_file, parse_grid_arg
-from mlnb.runner import run_notebook
+from mlnb.jobs.grid import Distribution, expand_grid, load_grid_file, parse_grid_arg
+from mlnb.jobs.runner import run_notebook
 from mlnb.store import Store
 
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
@@ -428,7 +428,7 @@ def test_a_progress_line_on_a_terminal_only_without_ci(tmp_path: Path, ci: bool)
 
 
 def test_a_queued_run_held_by_another_process_is_not_taken(store: Store) -> None:
-    from mlnb.liveness import acquire_run_lock, release_run_lock
+    from mlnb.store.liveness import acquire_run_lock, release_run_lock
 
     queued = store.create_run(name="q", status="queued")
     fd = acquire_run_lock(store.locks_dir, queued)  # as a worker that claimed it would

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from mlnb.capture.fingerprints import Fingerprint
 from mlnb.errors import InvalidInputError, ParamConflictError
-from mlnb.fingerprints import Fingerprint
-from mlnb.models import CheckRecord
+from mlnb.records import CheckRecord
 from mlnb.store import Store
-from mlnb.transfer import export_run, import_run
+from mlnb.store.transfer import export_run, import_run
 from tests.reliability.conftest import run_linked_tables
 
 
@@ -163,8 +163,8 @@ def test_a_damaged_or_foreign_bundle_is_refused(tmp_path: Path) -> None:
 
 
 def test_every_declared_rule_and_blob_column_names_a_real_column(tmp_path: Path) -> None:
-    """A renamed column must not silently lose its format check in mlnb.transfer."""
-    from mlnb import transfer
+    """A renamed column must not silently lose its format check in mlnb.store.transfer."""
+    from mlnb.store import transfer
 
     with Store(tmp_path / "s") as st:
         layout = st.read(transfer._layout)

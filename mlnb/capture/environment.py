@@ -45,7 +45,7 @@ from urllib.parse import unquote, urlsplit
 
 from mlnb.capture.git import redact_url
 from mlnb.errors import InvalidInputError
-from mlnb.validation import canonical_json
+from mlnb.store.inputs import canonical_json
 
 __all__ = [
     "ENV_VARS",

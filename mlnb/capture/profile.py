@@ -139,7 +139,7 @@ def _json_value(x: Any) -> Any:
     if callable(iso):
         return str(iso())
     if isinstance(x, (list, tuple, dict, set, frozenset)):
-        from mlnb.fingerprints import _canon, _NotCanonical
+        from mlnb.capture.fingerprints import _canon, _NotCanonical
 
         try:
             return _canon(x)
@@ -348,7 +348,7 @@ def _length_range(uniques: Any) -> dict[str, int] | None:
 
 def _object_key(x: Any) -> Any:
     """A hashable key that keeps 1, 1.0, True and "1" apart, for mixed object cells."""
-    from mlnb.fingerprints import _canon, _NotCanonical
+    from mlnb.capture.fingerprints import _canon, _NotCanonical
 
     try:
         return _canon(x)

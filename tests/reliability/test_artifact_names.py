@@ -17,7 +17,7 @@ import pytest
 
 from mlnb.errors import InvalidInputError
 from mlnb.store import Store
-from mlnb.transfer import export_run
+from mlnb.store.transfer import export_run
 from tests.reliability.conftest import artifact_files, integrity_ok, row_counts
 
 

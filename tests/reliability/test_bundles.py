@@ -18,7 +18,7 @@ import pytest
 
 from mlnb.errors import InvalidInputError, ParamConflictError
 from mlnb.store import Store
-from mlnb.transfer import export_run, import_run
+from mlnb.store.transfer import export_run, import_run
 from tests.reliability.conftest import (
     artifact_files,
     integrity_ok,

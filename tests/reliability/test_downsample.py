@@ -107,7 +107,7 @@ def test_live_plot_of_a_long_finished_run_counts_every_point(store: mlnb.Store) 
     """Issue 10 item 9: `mlnb.live` of a finished run loads a bounded sample from SQL (it
     read every point before), and must still say how many points the series has and which
     are its best and last."""
-    from mlnb.liveplot import LivePlot
+    from mlnb.notebook.liveplot import LivePlot
 
     with mlnb.start_run(capture=False) as run:
         for step in range(N):

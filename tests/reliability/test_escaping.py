@@ -19,7 +19,7 @@ from bs4 import BeautifulSoup
 from click.testing import CliRunner
 
 import mlnb
-from mlnb.cli import cli
+from mlnb.cli.app import cli
 from mlnb.formatting import escape_html, escape_markdown, escape_mathtext
 from tests.reliability.conftest import integrity_ok
 
@@ -158,7 +158,7 @@ def test_escape_functions_leave_nothing_to_interpret(text: str) -> None:
 
 def test_live_plot_draws_a_key_with_dollars_as_text(store: mlnb.Store) -> None:
     """Issue 10 item 10: `mlnb.live` titled each axes with the metric key as mathtext."""
-    from mlnb.liveplot import LivePlot
+    from mlnb.notebook.liveplot import LivePlot
 
     with mlnb.start_run(capture=False) as run:
         for step in range(3):

@@ -16,8 +16,7 @@ from typing import BinaryIO
 
 import pytest
 
-from mlnb import liveness
-from mlnb.store import Store
+from mlnb.store import Store, liveness
 from tests.conftest import REPO
 from tests.reliability.conftest import integrity_ok, make_bystander, row_counts
 

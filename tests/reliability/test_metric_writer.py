@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 import mlnb
-from mlnb import tracking
 from mlnb.errors import InvalidInputError, StoreError
 from mlnb.store import Store
+from mlnb.tracking import fluent as tracking
 from tests.reliability.conftest import integrity_ok, make_bystander, row_counts
 
 BAD_CALLS: dict[str, Callable[[tracking.ActiveRun], None]] = {

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 import mlnb
-from mlnb.fingerprints import fingerprint
+from mlnb.capture.fingerprints import fingerprint
 from mlnb.store import Store
 from tests.conftest import run_python
 from tests.reliability.conftest import integrity_ok, row_counts
@@ -22,7 +22,7 @@ import json, sys
 sys.modules["pyarrow"] = None  # `import pyarrow` now raises ImportError
 import pandas as pd
 import mlnb
-from mlnb.fingerprints import fingerprint
+from mlnb.capture.fingerprints import fingerprint
 
 frame = pd.DataFrame({
     "city": ["Oslo", "Rome", None, "Lisbon"],

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mlnb import migrations
-from mlnb.store import Store
+from mlnb.store import Store, migrations
 from tests.conftest import REPO
 from tests.reliability.conftest import integrity_ok, make_bystander, row_counts
 

@@ -12,9 +12,8 @@ from collections.abc import Callable
 import pytest
 
 import mlnb
-from mlnb import query
 from mlnb.errors import InvalidInputError, MlnbError, QuerySyntaxError
-from mlnb.store import Store
+from mlnb.store import Store, query
 from tests.reliability.conftest import integrity_ok, make_bystander, row_counts
 
 LONE = "\ud800"

