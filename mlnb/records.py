@@ -1,5 +1,6 @@
-"""Plain records handed out by the store: no I/O here, except ``RunRecord.history`` which
-asks the store it came from.
+"""Plain records handed out by the store: no I/O here, except ``RunRecord.history`` and
+``RunRecord.artifact_path``, which ask the store the record came from through the small
+:class:`RunSource` protocol (records sit below the store and never import it).
 
 A notebook shows the record a cell returns (``%track data df``, ``mlnb.get_run(...)``):
 each has a one-line ``repr`` that says what it is (``<DatasetRef df input dataframe 5 rows
@@ -13,14 +14,14 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mlnb.formatting import escape_html
 
 if TYPE_CHECKING:
-    import pandas as pd
+    from pathlib import Path
 
-    from mlnb.store import Store
+    import pandas as pd
 
 STATUSES = ("queued", "running", "finished", "failed", "killed", "crashed")
 TERMINAL_STATUSES = frozenset({"finished", "failed", "killed", "crashed"})
@@ -36,6 +37,18 @@ def is_system_metric(key: str) -> bool:
     """Whether metric ``key`` describes the run's machinery (``job/*``, ``system/*``)
     rather than its model. The one test of it: comparisons hide these by default."""
     return key.startswith(SYSTEM_METRIC_PREFIXES)
+
+
+class RunSource(Protocol):
+    """What a :class:`RunRecord` asks of the store it came from (``Store`` is one)."""
+
+    def history_frame(self, run_id: str, key: str) -> pd.DataFrame:
+        """One metric's series as a DataFrame with columns step, value, timestamp."""
+        ...
+
+    def artifact_file(self, digest: str) -> Path:
+        """Where the content with this hash lives."""
+        ...
 
 
 def iso(ts: float | None) -> str | None:
@@ -382,7 +395,7 @@ class RunRecord:
     git: dict[str, Any] | None = None
     datasets: list[DatasetRef] = field(default_factory=list)
     checks: list[CheckRecord] = field(default_factory=list)
-    _store: Store | None = field(default=None, repr=False, compare=False)
+    _store: RunSource | None = field(default=None, repr=False, compare=False)
 
     @property
     def duration(self) -> float | None:
