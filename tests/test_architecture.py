@@ -14,3 +14,20 @@ def test_records_import_only_the_core_even_for_type_checking() -> None:
     graph = grimp.build_graph("mlnb", exclude_type_checking_imports=False, cache_dir=None)
     imported = graph.find_modules_directly_imported_by("mlnb.records")
     assert imported <= CORE, imported - CORE
+
+
+def chain(importer: str, imported: str) -> tuple[str, ...] | None:
+    """The shortest chain of runtime imports (TYPE_CHECKING left out, as the contract
+    does) from any module of the subpackage ``importer`` of mlnb (``"capture"``) to any
+    of ``imported``, or None."""
+    graph = grimp.build_graph("mlnb", exclude_type_checking_imports=True, cache_dir=None)
+    found = graph.find_shortest_chains(f"mlnb.{importer}", f"mlnb.{imported}", as_packages=True)
+    for chains in found:
+        return chains
+    return None
+
+
+def test_capture_never_imports_the_store() -> None:
+    """Issue 12: capture/environment imported the store's input checks for canonical_json;
+    capture reads the world and sits below the store."""
+    assert chain("capture", "store") is None

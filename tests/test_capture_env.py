@@ -30,8 +30,8 @@ from mlnb.capture.environment import (
 )
 from mlnb.capture.git import capture_git, redact_url
 from mlnb.capture.system import SystemSampler
+from mlnb.conventions import canonical_json
 from mlnb.errors import InvalidInputError
-from mlnb.store.inputs import canonical_json
 
 REPO = Path(__file__).resolve().parent.parent
 

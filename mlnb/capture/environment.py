@@ -44,8 +44,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from mlnb.capture.git import redact_url
+from mlnb.conventions import canonical_json
 from mlnb.errors import InvalidInputError
-from mlnb.store.inputs import canonical_json
 
 __all__ = [
     "ENV_VARS",

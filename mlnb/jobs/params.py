@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlnb.conventions import canonical_json
 from mlnb.errors import InvalidInputError
-from mlnb.store.inputs import canonical_json
 
 __all__ = [
     "RUN_ID_PARAMETER",

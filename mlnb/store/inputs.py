@@ -11,6 +11,7 @@ import math
 import numbers
 from typing import Any
 
+from mlnb.conventions import canonical_json
 from mlnb.errors import InvalidInputError
 
 MAX_KEY_LENGTH = 250
@@ -167,31 +168,6 @@ def step_out_of_range(key: str, step: int) -> str:
         f"step for metric {key!r} must be between 0 and 2**63-1 (the largest integer SQLite "
         f"stores), got {step}; log smaller steps, or log the point with an explicit step"
     )
-
-
-def canonical_json(value: Any) -> str:
-    """Stable JSON text: sorted keys, no spaces, NaN/inf spelled as strings."""
-    return json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise TypeError(f"dict key {k!r} is a {type(k).__name__}, not a string")
-            out[k] = _jsonable(v)
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    item = getattr(value, "item", None)  # numpy scalars
-    if callable(item) and getattr(value, "shape", None) == ():
-        return _jsonable(item())
-    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
 
 
 def encode_param(key: str, value: object) -> tuple[str, str, float | None]:
