@@ -31,3 +31,11 @@ def test_capture_never_imports_the_store() -> None:
     """Issue 12: capture/environment imported the store's input checks for canonical_json;
     capture reads the world and sits below the store."""
     assert chain("capture", "store") is None
+
+
+def test_comparison_imports_neither_the_notebook_nor_jobs() -> None:
+    """Issue 12 layer rule: the comparison table and multidiff imported
+    ``lower_is_better`` from the live plots (notebook layer, IPython's side) and the
+    comparison table ``SPEC_PARAM_PREFIXES`` from sweeps (jobs, a layer above)."""
+    assert chain("comparison", "notebook") is None
+    assert chain("comparison", "jobs") is None

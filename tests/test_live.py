@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import mlnb
+from mlnb.conventions import lower_is_better
 from mlnb.errors import InvalidInputError
 from mlnb.tracking import fluent as tracking
 from tests.conftest import run_python
@@ -244,7 +245,7 @@ def test_a_series_keeps_at_most_max_points_and_exact_extremes(store: mlnb.Store)
      ("acc_loss", True), ("eval/perplexity", True)],
 )  # fmt: skip
 def test_best_is_the_minimum_or_the_maximum_by_the_key_name(key: str, lower: bool) -> None:
-    assert live_module.lower_is_better(key) is lower
+    assert lower_is_better(key) is lower
 
 
 def test_accuracy_like_keys_mark_their_maximum(store: mlnb.Store) -> None:

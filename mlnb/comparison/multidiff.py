@@ -12,9 +12,9 @@ from typing import Any
 
 from mlnb.comparison.diff import run_sections
 from mlnb.comparison.html import MISSING, STYLE, as_number, best_index, fmt_value
+from mlnb.conventions import lower_is_better
 from mlnb.errors import InvalidInputError
 from mlnb.formatting import escape_html
-from mlnb.notebook.liveplot import lower_is_better
 from mlnb.records import RunRecord
 
 SECTIONS = ("params", "metrics", "tags", "data", "environment", "git", "run")
@@ -145,7 +145,7 @@ def diff_many(
     """Params, metrics, tags, data fingerprints, environment packages, git and run
     attributes of several runs side by side. Only keys whose values differ unless
     ``all``; ``job/*`` and ``system/*`` metrics only with ``system_metrics``; for each
-    metric the best value (lowest or highest, see ``liveplot.lower_is_better``) is
+    metric the best value (lowest or highest, see ``conventions.lower_is_better``) is
     marked; ``baseline`` (an index) gives Δ values."""
     if baseline is not None and not 0 <= baseline < len(records):
         raise InvalidInputError(f"compare: baseline index {baseline} is out of range")

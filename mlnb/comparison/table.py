@@ -30,10 +30,9 @@ from typing import TYPE_CHECKING, Any
 from mlnb.comparison import plots as compareplots
 from mlnb.comparison.html import STYLE, best_index, cell_text, png_data_uri, render_table
 from mlnb.comparison.multidiff import MultiDiff, diff_many
+from mlnb.conventions import SPEC_PARAM_PREFIXES, lower_is_better
 from mlnb.errors import InvalidInputError, QuerySyntaxError
 from mlnb.formatting import escape_html
-from mlnb.jobs.sweeps import SPEC_PARAM_PREFIXES
-from mlnb.notebook.liveplot import lower_is_better
 from mlnb.records import RunRecord, is_system_metric
 from mlnb.store import Store, notices
 from mlnb.store.query import Field, compile_filter, compile_order_by, quote_string

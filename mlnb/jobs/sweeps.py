@@ -56,9 +56,6 @@ __all__ = ["ChildResult", "SweepResult", "sweep"]
 SWEEP_TAG = "mlnb.sweep"
 INDEX_TAG = "mlnb.sweep.index"
 CANCELLED_TAG = "mlnb.sweep.cancelled"
-# A parent run's params describe the sweep (its spec), not a model: `sweep.points`,
-# `grid.lr` (the values swept), `fixed.epochs`. Comparisons leave them out.
-SPEC_PARAM_PREFIXES = ("sweep.", "grid.", "fixed.")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2

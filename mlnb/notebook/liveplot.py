@@ -26,7 +26,6 @@ import atexit
 import base64
 import contextlib
 import math
-import re
 import sys
 import threading
 import time
@@ -36,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mlnb.conventions import lower_is_better
 from mlnb.errors import InvalidInputError, MlnbError, MlnbWarning
 from mlnb.formatting import escape_html, escape_mathtext
 from mlnb.records import is_system_metric
@@ -60,14 +60,6 @@ ROW_HEIGHT_IN = 2.4
 WIDTH_IN = {1: 6.4, 2: 8.8, 3: 10.4}  # by number of columns (at most 3)
 X_HEADROOM = 0.5  # when x outgrows its axis, the new limit adds half the range again
 Y_MARGIN = 0.08  # and y gets this margin (of the data's range) on both sides
-# the words of a key's name (split at anything not a letter or digit) that decide its best
-_LOWER_PREFIXES = ("loss", "err", "nll", "cost", "regret", "perplexity", "ppl", "mse", "mae",
-                   "rmse", "mape", "wer", "cer", "latency")  # fmt: skip
-_HIGHER_PREFIXES = ("acc", "precision", "recall", "f1", "auc", "auroc", "auprc", "score",
-                    "reward", "return", "bleu", "rouge", "ndcg", "iou", "sharpe",
-                    "throughput")  # fmt: skip
-_HIGHER_WORDS = frozenset({"ap", "map", "mrr", "hit", "hits", "win", "r2", "dice", "top1",
-                           "top3", "top5", "top10"})  # fmt: skip
 
 Listener = Callable[[Any, Sequence[tuple[int, str, int, float, float]]], None]
 Append = Callable[[Any], None]
@@ -77,18 +69,6 @@ _SINKS = (_SINK, _SINK)
 _open: list[LivePlot] = []  # plots with a running thread (re-running a cell replaces them)
 _open_lock = threading.Lock()
 _exit_hook = False
-
-
-def lower_is_better(key: str) -> bool:
-    """Whether the best value of a metric is its minimum, guessed from the words of its
-    name after the last ``/``: a loss or an error is minimised (``val_loss``,
-    ``error_rate``), an accuracy-like score maximised (``val_acc``, ``f1``, ``map@5``),
-    anything else minimised."""
-    words = [w for w in re.split(r"[^a-z0-9]+", key.rsplit("/", 1)[-1].lower()) if w]
-    if any(w.startswith(_LOWER_PREFIXES) for w in words):
-        return True
-    higher = any(w.startswith(_HIGHER_PREFIXES) or w in _HIGHER_WORDS for w in words)
-    return not higher
 
 
 @dataclass(frozen=True)
@@ -797,4 +777,4 @@ def _check_keys(keys: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-__all__ = ["LivePlot", "Series", "live", "lower_is_better"]
+__all__ = ["LivePlot", "Series", "live"]
