@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlnb.checks.gates import gate
+    from mlnb.comparison.diff import diff
     from mlnb.errors import MlnbError, MlnbWarning
     from mlnb.jobs.reports import report
     from mlnb.jobs.reproduce import reproduce
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
         set_tags,
         start_run,
     )
-    from mlnb.tracking.reading import delete_run, diff, get_run, restore_run, runs
+    from mlnb.tracking.reading import delete_run, get_run, restore_run, runs
 
 __version__ = "0.1.0.dev0"
 
@@ -56,9 +57,8 @@ _LAZY = {
     "Store": "mlnb.store.core",
     "compare": "mlnb.notebook.widgets",
     "sweep": "mlnb.jobs.sweeps",
-    **dict.fromkeys(
-        ("delete_run", "diff", "get_run", "restore_run", "runs"), "mlnb.tracking.reading"
-    ),
+    "diff": "mlnb.comparison.diff",
+    **dict.fromkeys(("delete_run", "get_run", "restore_run", "runs"), "mlnb.tracking.reading"),
     **dict.fromkeys(
         (
             "ActiveRun",

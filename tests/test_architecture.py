@@ -39,3 +39,9 @@ def test_comparison_imports_neither_the_notebook_nor_jobs() -> None:
     comparison table ``SPEC_PARAM_PREFIXES`` from sweeps (jobs, a layer above)."""
     assert chain("comparison", "notebook") is None
     assert chain("comparison", "jobs") is None
+
+
+def test_tracking_does_not_import_comparison() -> None:
+    """Issue 12 layer rule: reading runs (tracking) held ``mlnb.diff``, which imports the
+    diff of two runs (comparison, the layer above)."""
+    assert chain("tracking", "comparison") is None

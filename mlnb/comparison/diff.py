@@ -1,4 +1,5 @@
-"""Why did two runs differ? A pure comparison of two run records, with text and HTML views.
+"""Why did two runs differ? A pure comparison of two run records, with text and HTML views;
+``diff`` (``mlnb.diff``) reads the two runs and compares them.
 
 Only differences are kept unless ``all=True``. Later capture sections (data, environment,
 git) add rows to the same structure.
@@ -8,10 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlnb.formatting import escape_html
 from mlnb.records import RunRecord, is_system_metric
+
+if TYPE_CHECKING:
+    from mlnb.store import Store
 
 _MISSING = object()
 
@@ -140,6 +144,27 @@ def diff_runs(
     if not system_metrics:
         result.hidden_metrics = len({k for k in (*a.metrics, *b.metrics) if is_system_metric(k)})
     return result
+
+
+def diff(
+    run_a: str,
+    run_b: str,
+    *,
+    all: bool = False,
+    system_metrics: bool = False,
+    store: Store | None = None,
+) -> RunDiff:
+    """What differs between two runs: params, metrics (with Δ), tags, status. Only the
+    differences unless ``all``; ``job/*`` and ``system/*`` metrics only with
+    ``system_metrics``; prints as text, renders as HTML in a notebook."""
+    from mlnb.tracking.reading import get_run  # reading the runs; the diff itself is pure
+
+    return diff_runs(
+        get_run(run_a, store=store),
+        get_run(run_b, store=store),
+        all=all,
+        system_metrics=system_metrics,
+    )
 
 
 def hidden_metrics_note(count: int, what: str) -> str:

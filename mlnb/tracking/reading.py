@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from mlnb.comparison.diff import RunDiff, diff_runs
 from mlnb.records import RunRecord
 from mlnb.store import Store, notices
 from mlnb.tracking import fluent as tracking
@@ -80,18 +79,3 @@ def delete_run(run_id: str, *, store: Store | None = None) -> str:
 def restore_run(run_id: str, *, store: Store | None = None) -> str:
     """Bring back a deleted run; returns its full id."""
     return _store(store).restore_run(run_id)
-
-
-def diff(
-    run_a: str,
-    run_b: str,
-    *,
-    all: bool = False,
-    system_metrics: bool = False,
-    store: Store | None = None,
-) -> RunDiff:
-    """What differs between two runs: params, metrics (with Δ), tags, status. Only the
-    differences unless ``all``; ``job/*`` and ``system/*`` metrics only with
-    ``system_metrics``; prints as text, renders as HTML in a notebook."""
-    st = _store(store)
-    return diff_runs(st.get_run(run_a), st.get_run(run_b), all=all, system_metrics=system_metrics)
