@@ -61,6 +61,7 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check mlnb tests benchmarks .ci
 	$(VENV)/bin/ruff format --check mlnb tests benchmarks .ci
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: $(VENV)/.installed-test
 	$(VENV)/bin/ruff format mlnb tests benchmarks .ci

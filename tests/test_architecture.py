@@ -1,10 +1,64 @@
-"""The shape of the package (issue 12): records that depend on nothing above the core."""
+"""The shape of the package (issue 12): the layers of docs/architecture.md, checked by the
+import-linter contract in pyproject.toml (run by `make lint`), and records that depend on
+nothing above the core."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import grimp
 
+from tests.conftest import REPO
+
 CORE = {"mlnb.errors", "mlnb.conventions", "mlnb.formatting"}
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    """`lint-imports` as `make lint` runs it, on the package under ``root``."""
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_layers_contract_is_kept() -> None:
+    """Issue 12: the layers contract holds on the tree as it is."""
+    proc = lint_imports(REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 kept, 0 broken" in proc.stdout
+
+
+def test_layers_contract_fails_on_a_wrong_import(tmp_path: Path) -> None:
+    """Issue 12: a lower layer importing a higher one breaks the contract, so `make lint`
+    (and CI) fails — here the store importing the notebook widgets."""
+    shutil.copytree(REPO / "mlnb", tmp_path / "mlnb", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    query = tmp_path / "mlnb" / "store" / "query.py"
+    query.write_text(query.read_text() + "\nfrom mlnb.notebook import widgets  # wrong\n")
+    proc = lint_imports(tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert " is not allowed to import mlnb.notebook" in proc.stdout
+    assert "mlnb.store.query -> mlnb.notebook.widgets" in proc.stdout
+
+
+def test_layers_contract_fails_on_a_module_in_no_layer(tmp_path: Path) -> None:
+    """Issue 12: a new module left in mlnb/ outside every layer breaks the contract (it is
+    exhaustive), instead of escaping it."""
+    shutil.copytree(REPO / "mlnb", tmp_path / "mlnb", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    (tmp_path / "mlnb" / "executors.py").write_text('"""A module placed nowhere."""\n')
+    proc = lint_imports(tmp_path)
+    assert proc.returncode != 0
+    assert "mlnb.executors" in proc.stdout + proc.stderr
 
 
 def test_records_import_only_the_core_even_for_type_checking() -> None:
