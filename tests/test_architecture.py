@@ -99,3 +99,17 @@ def test_tracking_does_not_import_comparison() -> None:
     """Issue 12 layer rule: reading runs (tracking) held ``mlnb.diff``, which imports the
     diff of two runs (comparison, the layer above)."""
     assert chain("tracking", "comparison") is None
+
+
+def test_no_import_cycles() -> None:
+    """Issue 12 "done means": no import cycles, not even through imports inside functions
+    or for type checking — `%track list` imported the root package, whose
+    `load_ipython_extension` imports the magics."""
+    graph = grimp.build_graph("mlnb", exclude_type_checking_imports=False, cache_dir=None)
+    cycles = []
+    for importer in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(importer)):
+            back = graph.find_shortest_chain(importer=imported, imported=importer)
+            if back is not None:
+                cycles.append((importer, *back))
+    assert cycles == []

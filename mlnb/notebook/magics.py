@@ -352,9 +352,9 @@ class TrackMagics(Magics):
     def _list(self, args: argparse.Namespace) -> Any:
         """The runs of this notebook: tracked from it (``%track``) or started in it by the
         Python API (which records it as the run's source), newest first."""
-        import mlnb
         from mlnb.capture.notebook import NOTEBOOK_ENV
         from mlnb.store.query import quote_string
+        from mlnb.tracking.reading import runs
 
         notebook = self.lineage.notebook()
         if notebook is None:
@@ -364,7 +364,7 @@ class TrackMagics(Magics):
                 "kernel's environment, or use mlnb.runs() to list every run"
             )
         path = quote_string(notebook)
-        frame = mlnb.runs(filter=f"notebook = {path} or source = {path}", max_results=args.limit)
+        frame = runs(filter=f"notebook = {path} or source = {path}", max_results=args.limit)
         cols = [c for c in frame.columns if c.startswith(("params.", "metrics."))]
         base = ["run_id", "name", "status", "linearity", "start_time", "duration"]
         return frame[base + cols]
