@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import ast
+import inspect
 import json
+import shutil
 import statistics
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 import mlnb
 from tests.conftest import run_python
@@ -77,3 +82,147 @@ def test_every_warning_mlnb_emits_is_an_mlnb_warning() -> None:
     assert len(calls) >= 6
     assert [c for c in calls if c[1] != "MlnbWarning"] == []
     assert issubclass(mlnb.MlnbWarning, UserWarning)
+
+
+# -- one rule for which store a call uses (issue 12 item 3) ------------------------------------
+
+NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
+
+
+def _seed(chosen: mlnb.Store, folder: Path) -> None:
+    """Two finished runs in the chosen store, and a copy of a one-cell job notebook."""
+    for name, acc in (("base", 0.9), ("other", 0.8)):
+        with mlnb.start_run(name, store=chosen, capture=False):
+            mlnb.log_param("lr", acc)
+            mlnb.log_metric("acc", acc)
+    shutil.copy(NOTEBOOKS / "sweep_step.ipynb", folder / "step.ipynb")
+
+
+def _names(chosen: mlnb.Store) -> set[str]:
+    return set(chosen.search_runs(include_deleted=True)["name"])
+
+
+def _start_run(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    with mlnb.start_run("started", store=s):
+        pass
+    assert "started" in _names(chosen)
+
+
+def _flush(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    with mlnb.start_run("logged", store=s) as run:
+        mlnb.log_metric("m", 1.0)
+    mlnb.flush(store=s)
+    assert chosen.get_run(run.run_id).metrics == {"m": 1.0}
+
+
+def _runs(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    assert set(mlnb.runs(store=s)["name"]) == {"base", "other"}
+
+
+def _get_run(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    assert mlnb.get_run("base", store=s).params == {"lr": 0.9}
+
+
+def _delete_run(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    mlnb.delete_run("base", store=s)
+    assert set(chosen.search_runs()["name"]) == {"other"}
+
+
+def _restore_run(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    chosen.delete_run("base")
+    mlnb.restore_run("base", store=s)
+    assert set(chosen.search_runs()["name"]) == {"base", "other"}
+
+
+def _diff(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    assert "lr" in str(mlnb.diff("base", "other", store=s))
+
+
+def _gate(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    assert mlnb.gate("base", ["acc>=0.85"], store=s)
+    assert [c.name for c in chosen.get_checks(chosen.resolve_run_id("base"))] == ["acc"]
+
+
+def _report(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    data = json.loads(mlnb.report(["base"], format="json", plots=False, store=s))
+    assert [r["run"]["name"] for r in data["runs"]] == ["base"]
+
+
+def _compare(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    comparison = mlnb.compare(store=s, widget=False)
+    assert comparison.store.db_path == chosen.db_path
+    assert set(comparison.selected["name"]) <= {"base", "other"}
+
+
+def _run_notebook(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    job = mlnb.run_notebook(folder / "step.ipynb", name="job", store=s)
+    assert job.ok and chosen.get_run(job.run_id).metrics["score"] == 1.0
+
+
+def _sweep(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    result = mlnb.sweep(folder / "step.ipynb", {"score": [2.0]}, name="sw", store=s)
+    assert chosen.get_run(result.run_id).name == "sw sweep"
+
+
+def _reproduce(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    job = mlnb.run_notebook(folder / "step.ipynb", name="job", store=chosen)
+    repro = mlnb.reproduce(job.run_id, store=s)
+    assert repro.exit_code == 0 and chosen.get_run(repro.job.run_id).metrics["score"] == 1.0
+
+
+STORE_CALLS = {
+    "compare": _compare,
+    "delete_run": _delete_run,
+    "diff": _diff,
+    "flush": _flush,
+    "gate": _gate,
+    "get_run": _get_run,
+    "report": _report,
+    "reproduce": _reproduce,
+    "restore_run": _restore_run,
+    "run_notebook": _run_notebook,
+    "runs": _runs,
+    "start_run": _start_run,
+    "sweep": _sweep,
+}
+SLOW = {"reproduce", "run_notebook", "sweep"}  # real kernels
+
+
+def test_every_public_store_argument_takes_a_store_or_a_path() -> None:
+    """Issue 12 item 3: some public functions took only a ``Store``, others also a path.
+    Every public function with ``store=`` takes ``StoreLike | None`` and is checked below."""
+    takes_store = {}
+    for name in mlnb.__all__:
+        obj = getattr(mlnb, name)
+        if callable(obj) and not isinstance(obj, type):
+            param = inspect.signature(obj).parameters.get("store")
+            if param is not None:
+                takes_store[name] = param.annotation
+    assert set(takes_store) - {"set_store"} == set(STORE_CALLS)  # set_store: the default
+    assert set(takes_store.values()) == {"StoreLike | None"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in STORE_CALLS],
+)
+@pytest.mark.parametrize("how", ["set_store", "path"])
+def test_public_function_uses_the_set_store_or_the_path_given(
+    name: str, how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12 item 3: ``run_notebook``, ``sweep`` and ``reproduce`` with ``store=None``
+    opened ``Store()`` and ignored ``mlnb.set_store()``; ``runs``, ``gate``, ``report``,
+    ``compare`` (and ``diff``, ``get_run``, ``start_run``...) refused a path. Each call
+    here must use the chosen store, never the one discovery finds ($MLNB_STORE)."""
+    discovered = tmp_path / "discovered"
+    mlnb.Store(discovered).close()
+    monkeypatch.setenv("MLNB_STORE", str(discovered))
+    with mlnb.Store(tmp_path / "chosen") as chosen:
+        _seed(chosen, tmp_path)
+        if how == "set_store":
+            mlnb.set_store(chosen)
+        STORE_CALLS[name](
+            None if how == "set_store" else str(tmp_path / "chosen"), chosen, tmp_path
+        )
+    with mlnb.Store(discovered) as other:
+        assert _names(other) == set()
