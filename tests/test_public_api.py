@@ -203,6 +203,22 @@ def test_every_public_store_argument_takes_a_store_or_a_path() -> None:
     assert set(takes_store.values()) == {"StoreLike | None"}
 
 
+def test_resolve_store_opens_one_store_per_file_and_reads_create_none(tmp_path: Path) -> None:
+    """Issue 12 item 3: a path opens one ``Store`` per file and process, whichever way the
+    file is named, so a read through a path sees what this process logged through it; a
+    read of a missing store raises and creates nothing."""
+    from mlnb.errors import StoreNotFoundError
+    from mlnb.tracking.fluent import resolve_store
+
+    folder = tmp_path / "s"
+    first = resolve_store(folder, create=True)
+    assert resolve_store(str(folder / "mlnb.db"), create=False) is first
+    assert resolve_store(first, create=False) is first
+    with pytest.raises(StoreNotFoundError, match="no mlnb store at"):
+        resolve_store(tmp_path / "missing", create=False)
+    assert not (tmp_path / "missing").exists()
+
+
 @pytest.mark.parametrize(
     "name",
     [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in STORE_CALLS],

@@ -98,6 +98,8 @@ def resolve_store(store: StoreLike | None, *, create: bool) -> Store:
 def _open_path(path: Path, *, create: bool) -> Store:
     """This process's open ``Store`` on the folder (or ``.db`` file) at ``path``."""
     key = path.expanduser().absolute()
+    if key.name == DB_FILENAME and not key.is_dir():  # a store's file: keyed by its folder
+        key = key.parent
     with _lock:
         store = _stores.get(key)
         if store is None or store.closed:
