@@ -12,9 +12,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mlnb.checks.gates import gate
+    from mlnb.capture.fingerprints import Fingerprint, hasher_kinds, register_hasher
+    from mlnb.checks.gates import MetricThreshold, gate
     from mlnb.comparison.diff import diff
     from mlnb.errors import MlnbError, MlnbWarning
+    from mlnb.jobs.params import notebook_parameters
     from mlnb.jobs.reports import report
     from mlnb.jobs.reproduce import reproduce
     from mlnb.jobs.runner import run_notebook
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from mlnb.notebook.liveplot import live
     from mlnb.notebook.widgets import compare
     from mlnb.store import Store
+    from mlnb.store.transfer import export_run, import_run
     from mlnb.tracking.autolog import autolog
     from mlnb.tracking.fluent import (
         ActiveRun,
@@ -51,6 +54,12 @@ _LAZY = {
     "MlnbWarning": "mlnb.errors",
     "live": "mlnb.notebook.liveplot",
     "gate": "mlnb.checks.gates",
+    "MetricThreshold": "mlnb.checks.gates",
+    **dict.fromkeys(
+        ("Fingerprint", "hasher_kinds", "register_hasher"), "mlnb.capture.fingerprints"
+    ),
+    "notebook_parameters": "mlnb.jobs.params",
+    **dict.fromkeys(("export_run", "import_run"), "mlnb.store.transfer"),
     "report": "mlnb.jobs.reports",
     "reproduce": "mlnb.jobs.reproduce",
     "run_notebook": "mlnb.jobs.runner",
@@ -112,6 +121,8 @@ def unload_ipython_extension(ipython: object) -> None:
 
 __all__ = [
     "ActiveRun",
+    "Fingerprint",
+    "MetricThreshold",
     "MlnbError",
     "MlnbWarning",
     "Store",
@@ -122,10 +133,13 @@ __all__ = [
     "delete_run",
     "diff",
     "end_run",
+    "export_run",
     "flush",
     "gate",
     "get_run",
     "get_store",
+    "hasher_kinds",
+    "import_run",
     "live",
     "load_ipython_extension",
     "log_artifact",
@@ -135,6 +149,8 @@ __all__ = [
     "log_metrics",
     "log_param",
     "log_params",
+    "notebook_parameters",
+    "register_hasher",
     "report",
     "reproduce",
     "restore_run",

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import ast
+import inspect
 import json
+import re
+import shutil
 import statistics
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 import mlnb
 from tests.conftest import run_python
@@ -77,3 +83,216 @@ def test_every_warning_mlnb_emits_is_an_mlnb_warning() -> None:
     assert len(calls) >= 6
     assert [c for c in calls if c[1] != "MlnbWarning"] == []
     assert issubclass(mlnb.MlnbWarning, UserWarning)
+
+
+# -- one rule for which store a call uses (issue 12 item 3) ------------------------------------
+
+NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
+
+
+def _seed(chosen: mlnb.Store, folder: Path) -> None:
+    """Two finished runs in the chosen store, and a copy of a one-cell job notebook."""
+    for name, acc in (("base", 0.9), ("other", 0.8)):
+        with mlnb.start_run(name, store=chosen, capture=False):
+            mlnb.log_param("lr", acc)
+            mlnb.log_metric("acc", acc)
+    shutil.copy(NOTEBOOKS / "sweep_step.ipynb", folder / "step.ipynb")
+
+
+def _names(chosen: mlnb.Store) -> set[str]:
+    return set(chosen.search_runs(include_deleted=True)["name"])
+
+
+def _start_run(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    with mlnb.start_run("started", store=s):
+        pass
+    assert "started" in _names(chosen)
+
+
+def _flush(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    with mlnb.start_run("logged", store=s) as run:
+        mlnb.log_metric("m", 1.0)
+    mlnb.flush(store=s)
+    assert chosen.get_run(run.run_id).metrics == {"m": 1.0}
+
+
+def _runs(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    assert set(mlnb.runs(store=s)["name"]) == {"base", "other"}
+
+
+def _get_run(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    assert mlnb.get_run("base", store=s).params == {"lr": 0.9}
+
+
+def _delete_run(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    mlnb.delete_run("base", store=s)
+    assert set(chosen.search_runs()["name"]) == {"other"}
+
+
+def _restore_run(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    chosen.delete_run("base")
+    mlnb.restore_run("base", store=s)
+    assert set(chosen.search_runs()["name"]) == {"base", "other"}
+
+
+def _diff(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    assert "lr" in str(mlnb.diff("base", "other", store=s))
+
+
+def _gate(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    assert mlnb.gate("base", ["acc>=0.85"], store=s)
+    assert [c.name for c in chosen.get_checks(chosen.resolve_run_id("base"))] == ["acc"]
+
+
+def _report(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    data = json.loads(mlnb.report(["base"], format="json", plots=False, store=s))
+    assert [r["run"]["name"] for r in data["runs"]] == ["base"]
+
+
+def _compare(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    comparison = mlnb.compare(store=s, widget=False)
+    assert comparison.store.db_path == chosen.db_path
+    assert set(comparison.selected["name"]) <= {"base", "other"}
+
+
+def _run_notebook(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    job = mlnb.run_notebook(folder / "step.ipynb", name="job", store=s)
+    assert job.ok and chosen.get_run(job.run_id).metrics["score"] == 1.0
+
+
+def _sweep(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    result = mlnb.sweep(folder / "step.ipynb", {"score": [2.0]}, name="sw", store=s)
+    assert chosen.get_run(result.run_id).name == "sw sweep"
+
+
+def _reproduce(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    job = mlnb.run_notebook(folder / "step.ipynb", name="job", store=chosen)
+    repro = mlnb.reproduce(job.run_id, store=s)
+    assert repro.exit_code == 0 and chosen.get_run(repro.job.run_id).metrics["score"] == 1.0
+
+
+STORE_CALLS = {
+    "compare": _compare,
+    "delete_run": _delete_run,
+    "diff": _diff,
+    "flush": _flush,
+    "gate": _gate,
+    "get_run": _get_run,
+    "report": _report,
+    "reproduce": _reproduce,
+    "restore_run": _restore_run,
+    "run_notebook": _run_notebook,
+    "runs": _runs,
+    "start_run": _start_run,
+    "sweep": _sweep,
+}
+SLOW = {"reproduce", "run_notebook", "sweep"}  # real kernels
+
+
+def test_every_public_store_argument_takes_a_store_or_a_path() -> None:
+    """Issue 12 item 3: some public functions took only a ``Store``, others also a path.
+    Every public function with ``store=`` takes ``StoreLike | None`` and is checked below."""
+    takes_store = {}
+    for name in mlnb.__all__:
+        obj = getattr(mlnb, name)
+        if callable(obj) and not isinstance(obj, type):
+            param = inspect.signature(obj).parameters.get("store")
+            if param is not None and param.default is None:  # not export_run's subject
+                takes_store[name] = param.annotation
+    assert set(takes_store) == set(STORE_CALLS)
+    assert set(takes_store.values()) == {"StoreLike | None"}
+
+
+def test_resolve_store_opens_one_store_per_file_and_reads_create_none(tmp_path: Path) -> None:
+    """Issue 12 item 3: a path opens one ``Store`` per file and process, whichever way the
+    file is named, so a read through a path sees what this process logged through it; a
+    read of a missing store raises and creates nothing."""
+    from mlnb.errors import StoreNotFoundError
+    from mlnb.tracking.fluent import resolve_store
+
+    folder = tmp_path / "s"
+    first = resolve_store(folder, create=True)
+    assert resolve_store(str(folder / "mlnb.db"), create=False) is first
+    assert resolve_store(first, create=False) is first
+    with pytest.raises(StoreNotFoundError, match="no mlnb store at"):
+        resolve_store(tmp_path / "missing", create=False)
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in STORE_CALLS],
+)
+@pytest.mark.parametrize("how", ["set_store", "path"])
+def test_public_function_uses_the_set_store_or_the_path_given(
+    name: str, how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12 item 3: ``run_notebook``, ``sweep`` and ``reproduce`` with ``store=None``
+    opened ``Store()`` and ignored ``mlnb.set_store()``; ``runs``, ``gate``, ``report``,
+    ``compare`` (and ``diff``, ``get_run``, ``start_run``...) refused a path. Each call
+    here must use the chosen store, never the one discovery finds ($MLNB_STORE)."""
+    discovered = tmp_path / "discovered"
+    mlnb.Store(discovered).close()
+    monkeypatch.setenv("MLNB_STORE", str(discovered))
+    with mlnb.Store(tmp_path / "chosen") as chosen:
+        _seed(chosen, tmp_path)
+        if how == "set_store":
+            mlnb.set_store(chosen)
+        STORE_CALLS[name](
+            None if how == "set_store" else str(tmp_path / "chosen"), chosen, tmp_path
+        )
+    with mlnb.Store(discovered) as other:
+        assert _names(other) == set()
+
+
+# -- the docs use public names only (issue 12 item 7) -----------------------------------------
+
+PUBLIC_MODULES = {"mlnb", "mlnb.errors"}  # the API, and the exception family it raises
+# the one page that maps the package's insides, on purpose
+INTERNAL_PAGES = {"docs/architecture.md"}
+MODULE_PATH = re.compile(r"(?<![\w./-])mlnb\.([a-z_]+)\b")
+
+
+def _module_paths(text: str) -> list[str]:
+    """The ``mlnb.<module>`` paths a text names (imports, calls, prose): each a module or
+    package of mlnb that is not public. Tags (``mlnb.error.name``) and public names
+    (``mlnb.runs``) are no module, so they are not counted."""
+    package = Path(mlnb.__file__).parent
+    found = []
+    for match in MODULE_PATH.finditer(text):
+        name = match[1]
+        is_module = (package / name).is_dir() or (package / f"{name}.py").is_file()
+        if is_module and f"mlnb.{name}" not in PUBLIC_MODULES:
+            line = text.count("\n", 0, match.start()) + 1
+            found.append(f"{line}: {text.splitlines()[line - 1].strip()}")
+    return found
+
+
+def test_module_paths_finds_deep_imports_but_not_tags_or_public_names() -> None:
+    text = (
+        "from mlnb.checks.gates import MetricThreshold\n"
+        "`mlnb.store.transfer.export_run`\n"
+        "import mlnb; mlnb.runs(); mlnb.errors.SweepFailedError; tag mlnb.error.name\n"
+    )
+    assert [p.split(":")[0] for p in _module_paths(text)] == ["1", "2"]
+
+
+def test_docs_name_only_public_module_paths() -> None:
+    """Issue 12 item 7: the docs imported ``mlnb.checks.gates.MetricThreshold``,
+    ``mlnb.capture.fingerprints.register_hasher``, ``mlnb.store.transfer.export_run``,
+    ``mlnb.jobs.params.notebook_parameters``: a reader copying them broke at the next move.
+    README.md, docs/ and notebooks/ name only ``mlnb`` and ``mlnb.errors``."""
+    repo = Path(mlnb.__file__).parent.parent
+    pages = [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]
+    pages += sorted((repo / "notebooks").glob("*.ipynb"))
+    found = {}
+    for page in pages:
+        name = page.relative_to(repo).as_posix()
+        if name not in INTERNAL_PAGES:
+            text = page.read_text(encoding="utf-8")
+            if page.suffix == ".ipynb":
+                cells = json.loads(text)["cells"]
+                text = "\n".join("".join(c["source"]) for c in cells)
+            found[name] = _module_paths(text)
+    assert len(found) > 10
+    assert {k: v for k, v in found.items() if v} == {}

@@ -26,11 +26,14 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlnb.errors import InvalidInputError
 from mlnb.records import CheckRecord, RunRecord, is_system_metric
 from mlnb.store import Store
+
+if TYPE_CHECKING:
+    from mlnb.tracking.fluent import StoreLike
 
 __all__ = [
     "ALIASES",
@@ -578,7 +581,7 @@ def gate(
     min_rel: float | Mapping[str, float] | None = None,
     lower_is_better: Iterable[str] = (),
     record: bool = True,
-    store: Store | None = None,
+    store: StoreLike | None = None,
 ) -> GateResult:
     """Pass or fail ``run`` on its metrics (MLflow ``MetricThreshold`` semantics; see
     docs/ci.md): ``mlnb.gate("nightly", ["acc>=0.9", "loss"], vs="best", min_rel=0.01)``.
@@ -597,7 +600,7 @@ def gate(
         for s in specs.values()
     ):
         raise InvalidInputError("min_abs / min_rel compare with a baseline: give vs (--vs)")
-    st = store or tracking.get_store(create=False)
+    st = tracking.resolve_store(store, create=False)
     tracking.flush(st)
     rec = st.get_run(run)
     baselines: dict[str, RunRecord | None] = {}

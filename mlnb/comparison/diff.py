@@ -15,7 +15,7 @@ from mlnb.formatting import escape_html
 from mlnb.records import RunRecord, is_system_metric
 
 if TYPE_CHECKING:
-    from mlnb.store import Store
+    from mlnb.tracking.fluent import StoreLike
 
 _MISSING = object()
 
@@ -152,7 +152,7 @@ def diff(
     *,
     all: bool = False,
     system_metrics: bool = False,
-    store: Store | None = None,
+    store: StoreLike | None = None,
 ) -> RunDiff:
     """What differs between two runs: params, metrics (with Δ), tags, status. Only the
     differences unless ``all``; ``job/*`` and ``system/*`` metrics only with

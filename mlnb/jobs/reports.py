@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from mlnb.checks.gates import find_baseline
@@ -27,6 +27,9 @@ from mlnb.errors import InvalidInputError
 from mlnb.formatting import escape_html, escape_markdown, escape_mathtext
 from mlnb.records import JobError, RunRecord, is_system_metric, iso
 from mlnb.store import Store
+
+if TYPE_CHECKING:
+    from mlnb.tracking.fluent import StoreLike
 
 __all__ = ["FORMATS", "build_report", "render_html", "render_markdown", "report"]
 
@@ -485,7 +488,7 @@ def report(
     output: str | os.PathLike[str] | None = None,
     plots: bool = True,
     system_metrics: bool = False,
-    store: Store | None = None,
+    store: StoreLike | None = None,
 ) -> str:
     """Write a report of ``runs`` (default: the newest run), each against ``vs`` when
     given, as ``format`` ``md``, ``html`` or ``json``; returns the text, and writes it to
@@ -498,7 +501,7 @@ def report(
 
     if format not in FORMATS:
         raise InvalidInputError(f"format must be one of {', '.join(FORMATS)}: {format!r}")
-    st = store or tracking.get_store(create=False)
+    st = tracking.resolve_store(store, create=False)
     tracking.flush(st)
     data = build_report(st, list(runs), vs=vs, system_metrics=system_metrics)
     pngs = make_plots(st, data) if plots else {}

@@ -40,6 +40,7 @@ from mlnb.jobs.runner import (
 from mlnb.records import CheckRecord, RunRecord, is_system_metric
 from mlnb.store import Store
 from mlnb.store.hashing import hash_file
+from mlnb.tracking.fluent import StoreLike
 
 __all__ = ["DIFFERS_BITS", "KINDS", "MetricCheck", "Reproduction", "reproduce"]
 
@@ -175,7 +176,7 @@ def reproduce(
     cell_timeout: float | None = None,
     start_timeout: float = 60,
     output: str | os.PathLike[str] | None = None,
-    store: Store | str | os.PathLike[str] | None = None,
+    store: StoreLike | None = None,
 ) -> Reproduction:
     """Re-execute run ``run``'s stored notebook with its parameters and verify the result.
 
@@ -195,15 +196,11 @@ def reproduce(
     for tol, name in ((rtol, "rtol"), (atol, "atol")):
         if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
             raise InvalidInputError(f"{name} must be a number >= 0, got {tol!r}")
-    st, owned = _open_store(store)
-    try:
-        return _reproduce(
-            st, run, rtol, atol, tuple(skip_metrics), tuple(sorted(set(ignore))), kernel,
-            cwd, cell_timeout, start_timeout, output,
-        )  # fmt: skip
-    finally:
-        if owned:
-            st.close()
+    st = _open_store(store, create=False)  # the run to reproduce is in it already
+    return _reproduce(
+        st, run, rtol, atol, tuple(skip_metrics), tuple(sorted(set(ignore))), kernel,
+        cwd, cell_timeout, start_timeout, output,
+    )  # fmt: skip
 
 
 def _snapshot(old: RunRecord) -> str:

@@ -43,7 +43,7 @@ from mlnb.records import NO_MESSAGE, JobError
 from mlnb.store.core import ENV_STORE, Store
 from mlnb.store.hashing import hash_file
 from mlnb.store.liveness import acquire_run_lock, release_run_lock
-from mlnb.tracking.fluent import ENV_JOB_EXPERIMENT, ENV_RUN_ID
+from mlnb.tracking.fluent import ENV_JOB_EXPERIMENT, ENV_RUN_ID, StoreLike, resolve_store
 
 __all__ = [
     "EXIT_CELL_ERROR",
@@ -285,19 +285,16 @@ def _register_engine() -> None:
     _engine_registered = True
 
 
-def _open_store(store: Store | str | os.PathLike[str] | None) -> tuple[Store, bool]:
-    if isinstance(store, Store):
-        st, owned = store, False
-    else:
-        st, owned = Store(store), True
+def _open_store(store: StoreLike | None, *, create: bool = True) -> Store:
+    """The store of a job, by the rule of every ``store=`` (``resolve_store``): it must be
+    on disk, since the job's kernel is another process."""
+    st = resolve_store(store, create=create)
     if st.db_path is None:
-        if owned:
-            st.close()
         raise InvalidInputError(
             "a notebook job needs a store on disk (its kernel is another process); "
             "an in-memory store cannot be used"
         )
-    return st, owned
+    return st
 
 
 @contextlib.contextmanager
@@ -470,7 +467,7 @@ def run_notebook(
     log_output: bool = False,
     strict_params: bool = False,
     allow_unknown_params: bool = False,
-    store: Store | str | os.PathLike[str] | None = None,
+    store: StoreLike | None = None,
     run_id: str | None = None,
     parent_run_id: str | None = None,
     start_retries: int = 0,
@@ -525,19 +522,15 @@ def run_notebook(
     run_tags = {**(tags or {}), **unknown_param_tags(unknown)}
     if notes:
         run_tags[WARNING_TAG] = " ".join(notes)
-    st, owned_store = _open_store(store)
-    try:
-        exists = _check_run_id(st, run_id, parent_run_id)
-        job = _Job(run_id, exists, parent_run_id, start_retries,
-                   _progress_bar() if progress_bar is None else progress_bar)  # fmt: skip
-        result = _run(
-            st, nb_path, nb, output, used, given, name, experiment, run_tags, kernel_name,
-            work_dir, cell_timeout, start_timeout, log_output, job,
-        )  # fmt: skip
-        return dataclasses.replace(result, notes=tuple(notes))
-    finally:
-        if owned_store:
-            st.close()
+    st = _open_store(store)
+    exists = _check_run_id(st, run_id, parent_run_id)
+    job = _Job(run_id, exists, parent_run_id, start_retries,
+               _progress_bar() if progress_bar is None else progress_bar)  # fmt: skip
+    result = _run(
+        st, nb_path, nb, output, used, given, name, experiment, run_tags, kernel_name,
+        work_dir, cell_timeout, start_timeout, log_output, job,
+    )  # fmt: skip
+    return dataclasses.replace(result, notes=tuple(notes))
 
 
 def _parameter_notes(

@@ -50,6 +50,7 @@ from mlnb.jobs.params import (
 from mlnb.records import JobError
 from mlnb.store import Store
 from mlnb.store.liveness import acquire_run_lock, release_run_lock
+from mlnb.tracking.fluent import StoreLike
 
 __all__ = ["ChildResult", "SweepResult", "sweep"]
 
@@ -233,7 +234,7 @@ def sweep(
     strict_params: bool = False,
     allow_unknown_params: bool = False,
     checks: Sequence[str] = (),
-    store: Store | str | os.PathLike[str] | None = None,
+    store: StoreLike | None = None,
     progress: bool | None = None,
 ) -> SweepResult:
     """Run ``notebook`` once per point of ``grid`` as children of one parent run.
@@ -279,7 +280,7 @@ def sweep(
         kernel=kernel, cwd=cwd, cell_timeout=cell_timeout,
         start_timeout=start_timeout, name=name, experiment=experiment, tags=tags,
     )  # fmt: skip
-    st, owned = _open_store(store)
+    st = _open_store(store)
     client = None
     try:
         client = _connect_dask(scheduler) if executor == "dask" else None
@@ -289,8 +290,6 @@ def sweep(
         if client is not None:
             with contextlib.suppress(Exception):
                 client.close()
-        if owned:
-            st.close()
 
 
 def _execute(

@@ -31,8 +31,8 @@ from mlnb.comparison.table import (
 from mlnb.errors import InvalidInputError, MlnbError, MlnbWarning
 from mlnb.formatting import escape_html
 from mlnb.notebook.liveplot import _kernel_shell
-from mlnb.store import Store
 from mlnb.tracking import fluent as tracking
+from mlnb.tracking.fluent import StoreLike
 
 if TYPE_CHECKING:
     import os
@@ -61,7 +61,7 @@ def compare(
     refresh_every: float | None = None,
     widget: bool | None = None,
     system_metrics: bool = False,
-    store: Store | None = None,
+    store: StoreLike | None = None,
 ) -> CompareWidget | Comparison:
     """Compare runs in the notebook: a sortable, filterable table of runs; the metric
     curves of the selected runs; a diff of their params, tags, data, environment and git
@@ -79,7 +79,7 @@ def compare(
     ``.selected`` (a DataFrame) and ``.to_html(path)``. ``widget=True``/``False`` forces
     one or the other.
     """
-    st = store or tracking.get_store(create=False)
+    st = tracking.resolve_store(store, create=False)
     tracking.flush(st)
     if isinstance(metrics, str):
         metrics = [metrics]

@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from mlnb.errors import (
     InvalidInputError,
@@ -63,6 +63,11 @@ _hooks_installed = False
 # -- the store behind the module-level API --------------------------------------------------
 
 
+StoreLike: TypeAlias = "Store | str | os.PathLike[str]"
+"""What every public function's ``store=`` takes: a ``Store``, or the path of a store's
+folder (or of its ``.db`` file)."""
+
+
 def get_store(*, create: bool = True) -> Store:
     """The store the module-level API uses: the one given to ``set_store``, else the
     project's store (``$MLNB_STORE`` or the nearest ``.mlnb/``), created on first use.
@@ -71,19 +76,41 @@ def get_store(*, create: bool = True) -> Store:
     if _explicit_store is not None and not _explicit_store.closed:
         return _explicit_store
     where = find_store_dir()
+    if not create and not (where / DB_FILENAME).is_file():
+        raise store_not_found(where / DB_FILENAME, discovered=not os.environ.get(ENV_STORE))
+    return _open_path(where, create=create)
+
+
+def resolve_store(store: StoreLike | None, *, create: bool) -> Store:
+    """The store a public function with ``store=`` uses, by one rule for all of them: a
+    ``Store`` as given; a path, the store there; ``None``, :func:`get_store` (the one given
+    to ``set_store``, else the project's). A path opens one ``Store`` per file and process,
+    shared with the module-level API, so a read sees what this process logged to it.
+    Readers pass ``create=False``: where there is no store, ``StoreNotFoundError`` says
+    where it looked (reads never create a store); writers pass ``create=True``."""
+    if isinstance(store, Store):
+        return store
+    if store is None:
+        return get_store(create=create)
+    return _open_path(Path(store), create=create)
+
+
+def _open_path(path: Path, *, create: bool) -> Store:
+    """This process's open ``Store`` on the folder (or ``.db`` file) at ``path``."""
+    key = path.expanduser().absolute()
+    if key.name == DB_FILENAME and not key.is_dir():  # a store's file: keyed by its folder
+        key = key.parent
     with _lock:
-        store = _stores.get(where)
+        store = _stores.get(key)
         if store is None or store.closed:
-            if not create and not (where / DB_FILENAME).is_file():
-                raise store_not_found(where / DB_FILENAME, discovered=not os.environ.get(ENV_STORE))
-            store = _stores[where] = Store(where)
+            store = _stores[key] = Store(key, create=create)
         return store
 
 
-def set_store(store: Store | str | os.PathLike[str] | None) -> Store | None:
+def set_store(store: StoreLike | None) -> Store | None:
     """Use this store (or path) for the module-level API; ``None`` returns to discovery."""
     global _explicit_store
-    _explicit_store = store if isinstance(store, Store) or store is None else Store(store)
+    _explicit_store = None if store is None else resolve_store(store, create=True)
     return _explicit_store
 
 
@@ -134,7 +161,7 @@ def remove_flush_hook(hook: Callable[[], None]) -> None:
         _flush_hooks.remove(hook)
 
 
-def flush(store: Store | None = None) -> None:
+def flush(store: StoreLike | None = None) -> None:
     """Wait until everything logged so far is on disk: queued metrics (to ``store``, or to
     all stores), buffered notebook lineage, and the environment and git capture of runs
     started so far."""
@@ -144,7 +171,7 @@ def flush(store: Store | None = None) -> None:
     if collect is not None:
         collect.wait_for_capture()
     if store is not None:
-        _writer_for(store).flush()
+        _writer_for(resolve_store(store, create=False)).flush()
         return
     for key, writer in list(_writers.items()):
         if writer.store.closed:  # its points cannot be stored any more: said once, dropped
@@ -591,7 +618,7 @@ def start_run(
     parent_run_id: str | None = None,
     run_id: str | None = None,
     source: str | None = None,
-    store: Store | None = None,
+    store: StoreLike | None = None,
     capture: bool | str | Collection[str] | None = None,
     system_metrics: bool | None = None,
     system_metrics_interval: float = 5.0,
@@ -612,7 +639,7 @@ def start_run(
     parts = collect.resolve_parts(capture)
     global _attached_env_run
     _install_hooks()
-    st = store or get_store()
+    st = resolve_store(store, create=True)
     job_run = pending_job_run()
     if run_id is None and job_run:
         run_id, _attached_env_run = job_run, job_run

@@ -8,15 +8,16 @@ from typing import TYPE_CHECKING
 from mlnb.records import RunRecord
 from mlnb.store import Store, notices
 from mlnb.tracking import fluent as tracking
+from mlnb.tracking.fluent import StoreLike
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-def _store(store: Store | None) -> Store:
+def _store(store: StoreLike | None) -> Store:
     """The store to read (never created by a read: ``StoreNotFoundError`` says where it
     looked), with what this process logged flushed to it."""
-    st = store or tracking.get_store(create=False)
+    st = tracking.resolve_store(store, create=False)
     tracking.flush(st)  # what this process logged is visible to what it reads
     return st
 
@@ -28,7 +29,7 @@ def runs(
     order_by: str | None = None,
     max_results: int | None = None,
     include_deleted: bool = False,
-    store: Store | None = None,
+    store: StoreLike | None = None,
 ) -> pd.DataFrame:
     """Runs as a DataFrame, one row per run: ``run_id, name, experiment, status,
     start_time, end_time, duration`` (seconds), ``parent_run_id``, then ``params.*``,
@@ -65,17 +66,17 @@ def runs(
     return frame
 
 
-def get_run(run_id: str, *, store: Store | None = None) -> RunRecord:
+def get_run(run_id: str, *, store: StoreLike | None = None) -> RunRecord:
     """One run by id, unique id prefix or unique name: params, metrics, tags, artifacts,
     and ``.history(key)``."""
     return _store(store).get_run(run_id)
 
 
-def delete_run(run_id: str, *, store: Store | None = None) -> str:
+def delete_run(run_id: str, *, store: StoreLike | None = None) -> str:
     """Hide a run from listings (``restore_run`` brings it back); returns its full id."""
     return _store(store).delete_run(run_id)
 
 
-def restore_run(run_id: str, *, store: Store | None = None) -> str:
+def restore_run(run_id: str, *, store: StoreLike | None = None) -> str:
     """Bring back a deleted run; returns its full id."""
     return _store(store).restore_run(run_id)
