@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         set_tag,
         set_tags,
         start_run,
+        use_run,
     )
     from mlnb.tracking.reading import delete_run, get_run, restore_run, runs
 
@@ -77,6 +78,7 @@ _LAZY = {
             "set_tag",
             "set_tags",
             "start_run",
+            "use_run",
         ),
         "mlnb.tracking.fluent",
     ),
@@ -146,4 +148,5 @@ __all__ = [
     "start_run",
     "sweep",
     "unload_ipython_extension",
+    "use_run",
 ]
