@@ -112,6 +112,7 @@ _context_runs: ContextVar[tuple[ActiveRun, ...] | None] = ContextVar(
 )
 # The run ``use_run`` handed to this thread or task: a plain start_run there leaves it open.
 _handed_run: ContextVar[ActiveRun | None] = ContextVar("mlnb_handed_run", default=None)
+_get_ident = threading.get_ident
 
 
 def _stack() -> Sequence[ActiveRun]:
@@ -877,7 +878,10 @@ def log_params(params: Mapping[str, Any]) -> None:
 
 def log_metric(key: str, value: Any, step: int | None = None) -> None:
     """Log a metric point to the active run; ``step`` defaults to the key's next step."""
-    stack = _stack()
+    own = _context_runs.get()  # _stack() inlined: this is the hot path
+    stack: Sequence[ActiveRun] | None = own
+    if stack is None:
+        stack = state.main_stack if _get_ident() == state.main_thread_id else ()
     run = stack[-1] if stack else None
     if run is None or run.status != "running":
         run = _active_or_start()
