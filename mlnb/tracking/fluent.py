@@ -882,10 +882,13 @@ def log_metric(key: str, value: Any, step: int | None = None) -> None:
     stack: Sequence[ActiveRun] | None = own
     if stack is None:
         stack = state.main_stack if _get_ident() == state.main_thread_id else ()
-    run = stack[-1] if stack else None
-    if run is None or run.status != "running":
-        run = _active_or_start()
-    run.log_metric(key, value, step)
+    run = stack[-1] if stack else _active_or_start()
+    try:
+        run.log_metric(key, value, step)
+    except RunStateError:
+        if not run.ended:
+            raise
+        _active_or_start().log_metric(key, value, step)  # ended by another thread
 
 
 def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
