@@ -58,9 +58,10 @@ BatchListener = Callable[[Store, Sequence[tuple[int, str, int, float, float]]], 
 class ProcessState:
     """What one process holds besides the runs' own stacks: the main thread's stack of
     active runs, every run not yet ended (in any thread: the heartbeat, exit and SIGTERM
-    reach them all), the stores the module-level API opened, the metric writers, and the
-    hooks and listeners extensions registered. One object, so that ``reset()`` can put it
-    back as a fresh process has it."""
+    reach them all), the stores the module-level API opened, the metric writers, the
+    hooks and listeners extensions registered, the process hooks (atexit, excepthook,
+    SIGTERM) and the heartbeat thread. One object, so that ``reset()`` can put it back as
+    a fresh process has it."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -77,6 +78,9 @@ class ProcessState:
         self.batch_listeners: list[BatchListener] = []
         self.kernel_notebook: str | None = None  # this kernel's notebook ("" when none)
         self.hooks_installed = False  # atexit, excepthook, SIGTERM: installed once
+        self.previous_excepthook = sys.excepthook  # what those hooks hand on to
+        self.previous_sigterm: Any = None
+        self.heartbeat: threading.Thread | None = None  # its thread (none in a forked child)
 
     def live_runs(self) -> tuple[ActiveRun, ...]:
         """Every run this process started or resumed and has not ended, in any thread."""
@@ -759,7 +763,7 @@ def start_run(
             )
         _push(active)
         state.live[id(active)] = active
-    _Heartbeat.ensure()
+    _ensure_heartbeat()
     return active
 
 
@@ -927,31 +931,25 @@ def log_figure(figure: Any = None, name: str = "figure.png", *, dpi: int | None 
 # -- liveness, exit and signals -----------------------------------------------------------------
 
 
-class _Heartbeat:
-    """One daemon thread per process that stamps the active runs' heartbeat."""
+def _ensure_heartbeat() -> None:
+    """One daemon thread per process stamps the heartbeat of every live run (any thread's)."""
+    beat = state.heartbeat
+    if beat is not None and beat.is_alive():
+        return
+    state.heartbeat = threading.Thread(target=_heartbeat_loop, name="mlnb-heartbeat", daemon=True)
+    state.heartbeat.start()
 
-    thread: threading.Thread | None = None
-    pid = 0
 
-    @classmethod
-    def ensure(cls) -> None:
-        if cls.thread is not None and cls.pid == os.getpid() and cls.thread.is_alive():
-            return
-        cls.pid = os.getpid()
-        cls.thread = threading.Thread(target=cls._loop, name="mlnb-heartbeat", daemon=True)
-        cls.thread.start()
-
-    @staticmethod
-    def _loop() -> None:
-        while True:
-            time.sleep(HEARTBEAT_INTERVAL_S)
-            by_store: dict[int, tuple[Store, list[str]]] = {}
-            for run in state.live_runs():
-                if not run.ended and not run.store.closed:
-                    by_store.setdefault(id(run.store), (run.store, []))[1].append(run.run_id)
-            for st, ids in by_store.values():
-                with contextlib.suppress(Exception):
-                    st.heartbeat(ids)
+def _heartbeat_loop() -> None:
+    while True:
+        time.sleep(HEARTBEAT_INTERVAL_S)
+        by_store: dict[int, tuple[Store, list[str]]] = {}
+        for run in state.live_runs():
+            if not run.store.closed:
+                by_store.setdefault(id(run.store), (run.store, []))[1].append(run.run_id)
+        for st, ids in by_store.values():
+            with contextlib.suppress(Exception):
+                st.heartbeat(ids)
 
 
 def _end_all(status: str) -> None:
@@ -972,15 +970,12 @@ def _at_exit() -> None:
 
 def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
     state.uncaught = True
-    _previous_excepthook(exc_type, exc, tb)
-
-
-_previous_excepthook = sys.excepthook
+    state.previous_excepthook(exc_type, exc, tb)
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     _end_all("killed")
-    previous = _previous_sigterm
+    previous = state.previous_sigterm
     if callable(previous):
         previous(signum, frame)
     else:
@@ -988,25 +983,21 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-_previous_sigterm: Any = None
-
-
 def _install_hooks() -> None:
     """At the first run: atexit flush, uncaught-exception detection, SIGTERM handling."""
-    global _previous_excepthook, _previous_sigterm
     if state.hooks_installed:
         return
     state.hooks_installed = True
     atexit.register(_at_exit)
     _register_multiprocessing_flush()
     if sys.excepthook is sys.__excepthook__:
-        _previous_excepthook = sys.excepthook
+        state.previous_excepthook = sys.excepthook
         sys.excepthook = _excepthook
     if threading.current_thread() is threading.main_thread():
         with contextlib.suppress(ValueError, OSError):
             current = signal.getsignal(signal.SIGTERM)
             if current in (signal.SIG_DFL, None) or callable(current):
-                _previous_sigterm = current
+                state.previous_sigterm = current
                 signal.signal(signal.SIGTERM, _on_sigterm)
 
 
@@ -1018,7 +1009,7 @@ def _after_fork_in_child() -> None:
         run._writer = _writer_for(run.store)
         run._writer.run_ids[run._rowid] = run.run_id
         run._lock_fd = None
-    _Heartbeat.thread = None
+    state.heartbeat = None
 
 
 def _register_multiprocessing_flush() -> None:
