@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         set_tag,
         set_tags,
         start_run,
+        use_run,
     )
     from mlnb.tracking.reading import delete_run, get_run, restore_run, runs
 
@@ -86,6 +87,7 @@ _LAZY = {
             "set_tag",
             "set_tags",
             "start_run",
+            "use_run",
         ),
         "mlnb.tracking.fluent",
     ),
@@ -162,4 +164,5 @@ __all__ = [
     "start_run",
     "sweep",
     "unload_ipython_extension",
+    "use_run",
 ]

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No MLNB_* variables (nor COLUMNS) leak in; the working directory is a fresh folder;
-    no run or store is left active between tests."""
+    no run, store, hook or listener is left between tests (``state.reset()``)."""
     for name in list(os.environ):
         if name.startswith("MLNB_"):
             monkeypatch.delenv(name)
@@ -28,12 +28,7 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     work.mkdir()
     monkeypatch.chdir(work)
     yield
-    tracking._end_all("finished")
-    tracking.set_store(None)
-    for store in tracking._stores.values():
-        store.close()
-    tracking._stores.clear()
-    tracking._attached_env_run = None
+    tracking.state.reset()
 
 
 @pytest.fixture
@@ -42,8 +37,7 @@ def store(tmp_path: Path) -> Iterator[mlnb.Store]:
     st = mlnb.Store(tmp_path / "store")
     tracking.set_store(st)
     yield st
-    tracking._end_all("finished")
-    tracking.set_store(None)
+    tracking.state.reset()
     st.close()
 
 

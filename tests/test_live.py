@@ -64,7 +64,7 @@ def count(plot: Any, key: str) -> int:
 
 
 def listening(plot: Any) -> bool:
-    return plot._listener is not None and plot._listener in tracking._batch_listeners
+    return plot._listener is not None and plot._listener in tracking.state.batch_listeners
 
 
 # -- drawing while a loop logs ---------------------------------------------------------------
@@ -324,7 +324,7 @@ def test_outside_a_kernel_live_is_an_inactive_plot(store: mlnb.Store) -> None:
         plot = live_module.live("loss")
         run.log_metric("loss", 1.0)
         assert not plot.active and not plot.live and plot.widget is None
-        assert plot._listener is None and tracking._batch_listeners == []
+        assert plot._listener is None and tracking.state.batch_listeners == []
         assert plot._repr_html_() is None and "inactive" in repr(plot)
         plot._ipython_display_()
         plot.close()

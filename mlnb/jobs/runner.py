@@ -94,7 +94,7 @@ import os as _mlnb_os, sys as _mlnb_sys
 _mlnb_t = _mlnb_sys.modules.get("mlnb.tracking.fluent")
 if _mlnb_t is not None:
     _mlnb_t.flush()
-    for _mlnb_r in reversed(list(_mlnb_t._stack)):
+    for _mlnb_r in reversed(_mlnb_t.state.live_runs()):
         if _mlnb_r.run_id != _mlnb_os.environ.get("MLNB_RUN_ID"):
             _mlnb_t.end_run("finished", run=_mlnb_r)
     _mlnb_t.flush()

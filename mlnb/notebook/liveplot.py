@@ -231,7 +231,7 @@ class LivePlot:
 
         def adopt(store: Any, rowid: int) -> bool:
             nonlocal watched
-            candidates = [plot.run, *tracking._stack]  # a run being ended is off the stack
+            candidates = [plot.run, *tracking.state.live_runs()]  # in any thread
             run = next(
                 (r for r in candidates if r is not None and r._rowid == rowid and r.store is store),
                 None,

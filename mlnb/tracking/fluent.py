@@ -1,6 +1,12 @@
 """Run lifecycle and the ``log_*`` API, in the names MLflow users know.
 
-A process has a stack of active runs (the top is where module-level ``log_*`` calls go).
+Each thread and asyncio task has a stack of active runs (the top is where module-level
+``log_*`` calls go), kept in a ``ContextVar``: a new thread starts with none, as in MLflow
+>= 2.14, and ``use_run`` hands a run to one. The main thread keeps one stack for all its
+contexts, because IPython runs an async cell in a task of its own and the next cell must
+still see the run it started. Everything else the process holds (stores, writers, hooks)
+is in one ``ProcessState``, ``state``, whose ``reset()`` tests use.
+
 Params, tags and artifacts are written at once; metrics go through one background writer
 per store and process, which drains a bounded queue in batches every ~100 ms, at
 ``end_run``, at exit and on SIGTERM, so ``log_metric`` costs microseconds and never waits
@@ -19,7 +25,8 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -45,19 +52,124 @@ BATCH_LIMIT = 50_000
 MAX_STEP = validation.MAX_STEP
 WAKE_EVERY_MASK = 8_192 - 1
 
-_lock = threading.RLock()
-_stack: list[ActiveRun] = []
-_stores: dict[Path, Store] = {}
-_explicit_store: Store | None = None
-_writers: dict[int, MetricWriter] = {}
-_attached_env_run: str | None = None
-_uncaught = False
-_end_hooks: list[Callable[[ActiveRun, str], None]] = []
-_flush_hooks: list[Callable[[], None]] = []
 BatchListener = Callable[[Store, Sequence[tuple[int, str, int, float, float]]], None]
-_batch_listeners: list[BatchListener] = []
-_kernel_notebook: str | None = None  # this kernel's notebook ("" when none), looked up once
-_hooks_installed = False
+
+
+class ProcessState:
+    """What one process holds besides the runs' own stacks: the main thread's stack of
+    active runs, every run not yet ended (in any thread: the heartbeat, exit and SIGTERM
+    reach them all), the stores the module-level API opened, the metric writers, the
+    hooks and listeners extensions registered, the process hooks (atexit, excepthook,
+    SIGTERM) and the heartbeat thread. One object, so that ``reset()`` can put it back as
+    a fresh process has it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.main_thread_id = threading.main_thread().ident
+        self.main_stack: list[ActiveRun] = []
+        self.live: dict[int, ActiveRun] = {}  # id(run) -> run, in start order
+        self.stores: dict[Path, Store] = {}
+        self.explicit_store: Store | None = None
+        self.writers: dict[int, MetricWriter] = {}
+        self.attached_env_run: str | None = None
+        self.uncaught = False
+        self.end_hooks: list[Callable[[ActiveRun, str], None]] = []
+        self.flush_hooks: list[Callable[[], None]] = []
+        self.batch_listeners: list[BatchListener] = []
+        self.kernel_notebook: str | None = None  # this kernel's notebook ("" when none)
+        self.hooks_installed = False  # atexit, excepthook, SIGTERM: installed once
+        self.previous_excepthook = sys.excepthook  # what those hooks hand on to
+        self.previous_sigterm: Any = None
+        self.heartbeat: threading.Thread | None = None  # its thread (none in a forked child)
+
+    def live_runs(self) -> tuple[ActiveRun, ...]:
+        """Every run this process started or resumed and has not ended, in any thread."""
+        return tuple(r for r in list(self.live.values()) if not r.ended)
+
+    def reset(self) -> None:
+        """End every run of the process (``finished``), close the stores the module-level
+        API opened and forget them, ``set_store(None)``, and drop hooks, listeners and the
+        writers of closed stores. The process hooks (atexit, SIGTERM) stay installed."""
+        _end_all("finished")
+        with self.lock:
+            _context_runs.set(None)
+            self.explicit_store = None
+            for store in self.stores.values():
+                store.close()
+            self.stores.clear()
+            for key, writer in list(self.writers.items()):
+                if writer.store.closed:
+                    del self.writers[key]
+            self.live.clear()
+            self.attached_env_run = None
+            self.uncaught = False
+            self.kernel_notebook = None
+            self.end_hooks.clear()
+            self.flush_hooks.clear()
+            self.batch_listeners.clear()
+
+
+state = ProcessState()
+# The active runs of a thread or task other than the main thread's (None: none of its own).
+_context_runs: ContextVar[tuple[ActiveRun, ...] | None] = ContextVar(
+    "mlnb_active_runs", default=None
+)
+# The run ``use_run`` handed to this thread or task: a plain start_run there leaves it open.
+_handed_run: ContextVar[ActiveRun | None] = ContextVar("mlnb_handed_run", default=None)
+_get_ident = threading.get_ident
+
+
+def _stack() -> Sequence[ActiveRun]:
+    """This thread's or task's stack of active runs (the main thread's, when it has none
+    of its own)."""
+    own = _context_runs.get()
+    if own is not None:
+        return own
+    return state.main_stack if threading.get_ident() == state.main_thread_id else ()
+
+
+def _push(run: ActiveRun) -> None:
+    own = _context_runs.get()
+    if own is None and threading.get_ident() == state.main_thread_id:
+        state.main_stack.append(run)
+    else:
+        _context_runs.set((*(own or ()), run))
+
+
+def _pop_from(index: int) -> None:
+    """Take the runs from ``index`` up off this context's stack."""
+    own = _context_runs.get()
+    if own is None and threading.get_ident() == state.main_thread_id:
+        del state.main_stack[index:]
+    else:
+        _context_runs.set((own or ())[:index])
+
+
+@contextlib.contextmanager
+def use_run(run: ActiveRun | None) -> Iterator[ActiveRun | None]:
+    """Make ``run`` the active run of this thread or asyncio task for the block, e.g. in a
+    worker thread: ``with mlnb.use_run(run): mlnb.log_metric(...)``. The block has a stack
+    of its own (``None``: an empty one, so a task can start runs that do not finish
+    another task's); leaving it restores the one before. The run is not ended: its owner
+    ends it, and a ``start_run()`` in the block leaves it open (``nested=True`` makes the
+    new run its child)."""
+    if run is not None and not isinstance(run, ActiveRun):
+        raise InvalidInputError(
+            f"use_run takes the ActiveRun that start_run returned (or None), got "
+            f"{type(run).__name__}; to log to a run by id, use start_run(run_id=...)"
+        )
+    if run is not None and run.ended:
+        raise RunStateError(
+            f"run {run.run_id[:8]} is {run.status}; it cannot be handed to another thread "
+            "or task. Start a new run, or resume it with start_run(run_id=...)"
+        )
+    token = _context_runs.set(() if run is None else (run,))
+    handed = _handed_run.set(run)
+    try:
+        yield run
+    finally:
+        _handed_run.reset(handed)
+        _context_runs.reset(token)
 
 
 # -- the store behind the module-level API --------------------------------------------------
@@ -73,8 +185,9 @@ def get_store(*, create: bool = True) -> Store:
     project's store (``$MLNB_STORE`` or the nearest ``.mlnb/``), created on first use.
     Readers pass ``create=False``: with no store yet, ``StoreNotFoundError`` says where it
     looked (reads never create a store)."""
-    if _explicit_store is not None and not _explicit_store.closed:
-        return _explicit_store
+    explicit = state.explicit_store
+    if explicit is not None and not explicit.closed:
+        return explicit
     where = find_store_dir()
     if not create and not (where / DB_FILENAME).is_file():
         raise store_not_found(where / DB_FILENAME, discovered=not os.environ.get(ENV_STORE))
@@ -100,25 +213,24 @@ def _open_path(path: Path, *, create: bool) -> Store:
     key = path.expanduser().absolute()
     if key.name == DB_FILENAME and not key.is_dir():  # a store's file: keyed by its folder
         key = key.parent
-    with _lock:
-        store = _stores.get(key)
+    with state.lock:
+        store = state.stores.get(key)
         if store is None or store.closed:
-            store = _stores[key] = Store(key, create=create)
+            store = state.stores[key] = Store(key, create=create)
         return store
 
 
 def set_store(store: StoreLike | None) -> Store | None:
     """Use this store (or path) for the module-level API; ``None`` returns to discovery."""
-    global _explicit_store
-    _explicit_store = None if store is None else resolve_store(store, create=True)
-    return _explicit_store
+    state.explicit_store = None if store is None else resolve_store(store, create=True)
+    return state.explicit_store
 
 
 def _writer_for(store: Store) -> MetricWriter:
-    with _lock:
-        writer = _writers.get(id(store))
+    with state.lock:
+        writer = state.writers.get(id(store))
         if writer is None or writer.store is not store:
-            writer = _writers[id(store)] = MetricWriter(store)
+            writer = state.writers[id(store)] = MetricWriter(store)
         return writer
 
 
@@ -126,46 +238,46 @@ def add_batch_listener(listener: BatchListener) -> None:
     """Call ``listener(store, rows)`` in the metric writer thread with every batch of
     points ``(run_rowid, key, step, value, time)`` just written (live plots use it: it
     costs ``log_metric`` nothing). A listener that raises is removed."""
-    _batch_listeners.append(listener)
+    state.batch_listeners.append(listener)
 
 
 def remove_batch_listener(listener: BatchListener) -> None:
     """Stop calling a listener added with ``add_batch_listener``."""
     with contextlib.suppress(ValueError):
-        _batch_listeners.remove(listener)
+        state.batch_listeners.remove(listener)
 
 
 def add_end_hook(hook: Callable[[ActiveRun, str], None]) -> None:
     """Call ``hook(run, status)`` just before a run of this process ends (the notebook
     extension stores lineage there); it may still log to the run."""
-    if hook not in _end_hooks:
-        _end_hooks.append(hook)
+    if hook not in state.end_hooks:
+        state.end_hooks.append(hook)
 
 
 def remove_end_hook(hook: Callable[[ActiveRun, str], None]) -> None:
     """Stop calling a hook added with ``add_end_hook``."""
     with contextlib.suppress(ValueError):
-        _end_hooks.remove(hook)
+        state.end_hooks.remove(hook)
 
 
 def add_flush_hook(hook: Callable[[], None]) -> None:
     """Call ``hook()`` first in every :func:`flush` (the notebook extension writes the
     cells it buffered there)."""
-    if hook not in _flush_hooks:
-        _flush_hooks.append(hook)
+    if hook not in state.flush_hooks:
+        state.flush_hooks.append(hook)
 
 
 def remove_flush_hook(hook: Callable[[], None]) -> None:
     """Stop calling a hook added with ``add_flush_hook``."""
     with contextlib.suppress(ValueError):
-        _flush_hooks.remove(hook)
+        state.flush_hooks.remove(hook)
 
 
 def flush(store: StoreLike | None = None) -> None:
     """Wait until everything logged so far is on disk: queued metrics (to ``store``, or to
     all stores), buffered notebook lineage, and the environment and git capture of runs
     started so far."""
-    for hook in list(_flush_hooks):
+    for hook in list(state.flush_hooks):
         hook()
     collect = sys.modules.get("mlnb.tracking.collect")
     if collect is not None:
@@ -173,9 +285,9 @@ def flush(store: StoreLike | None = None) -> None:
     if store is not None:
         _writer_for(resolve_store(store, create=False)).flush()
         return
-    for key, writer in list(_writers.items()):
+    for key, writer in list(state.writers.items()):
         if writer.store.closed:  # its points cannot be stored any more: said once, dropped
-            del _writers[key]
+            state.writers.pop(key, None)
             lost = len(writer.queue)
             writer.queue.clear()
             if lost:
@@ -283,11 +395,12 @@ class MetricWriter:
                     raise
                 if refused:
                     batch = self._refuse(batch, refused)
-                for listener in tuple(_batch_listeners):
+                for listener in tuple(state.batch_listeners):
                     try:
                         listener(self.store, batch)
                     except Exception:  # a viewer's bug must not stop metrics being written
-                        _batch_listeners.remove(listener)
+                        with contextlib.suppress(ValueError):
+                            state.batch_listeners.remove(listener)
             self.last_error = None
 
     def _refuse(
@@ -536,7 +649,7 @@ def _finish(run: ActiveRun, status: str) -> None:
     disk), points ``log_metric`` refused for that reason."""
     if run.ended:
         return
-    for hook in list(_end_hooks):
+    for hook in list(state.end_hooks):
         try:
             hook(run, status)
         except Exception as exc:  # an extension's bookkeeping must not lose the run
@@ -568,6 +681,7 @@ def _finish(run: ActiveRun, status: str) -> None:
             if error is not None:
                 error = type(error)(f"{error}; {tail}")
     finally:
+        state.live.pop(id(run), None)
         if run._lock_fd is not None:
             release_run_lock(run.store.locks_dir, run.run_id, run._lock_fd)
             run._lock_fd = None
@@ -637,23 +751,26 @@ def start_run(
     from mlnb.tracking import collect
 
     parts = collect.resolve_parts(capture)
-    global _attached_env_run
     _install_hooks()
     st = resolve_store(store, create=True)
     job_run = pending_job_run()
     if run_id is None and job_run:
-        run_id, _attached_env_run = job_run, job_run
+        run_id = state.attached_env_run = job_run
         if experiment is not None and not os.environ.get(ENV_JOB_EXPERIMENT):
             st.set_experiment(job_run, experiment)  # the job left the choice to the notebook
-    with _lock:
+    with state.lock:
+        stack = _stack()
         if nested:
-            if parent_run_id is None and _stack:
-                parent_run_id = _stack[-1].run_id
+            top = active_run()
+            if parent_run_id is None and top is not None:
+                parent_run_id = top.run_id
             if experiment is None and parent_run_id is not None:  # children stay with it
                 experiment = st.get_run(parent_run_id).experiment
         else:
-            for old in reversed(_stack):
-                end_run("finished", run=old)
+            handed = _handed_run.get()
+            for old in reversed(list(stack)):
+                if old is not handed:
+                    end_run("finished", run=old)
         if run_id is not None:
             active = _resume(st, run_id, name=name, tags=tags)
         else:
@@ -671,8 +788,9 @@ def start_run(
             active._sampler = collect.start_system_metrics(
                 active.log_metrics, system_metrics_interval
             )
-        _stack.append(active)
-    _Heartbeat.ensure()
+        _push(active)
+        state.live[id(active)] = active
+    _ensure_heartbeat()
     return active
 
 
@@ -693,8 +811,8 @@ def _create(st: Store, **kwargs: Any) -> ActiveRun:
 
 def _resume(st: Store, ref: str, *, name: str | None, tags: Mapping[str, Any] | None) -> ActiveRun:
     run_id = st.resolve_run_id(ref)
-    for active in _stack:
-        if active.run_id == run_id:
+    for active in state.live_runs():  # in any thread: the same object, one lock and writer
+        if active.run_id == run_id and active.store is st:
             return active
     fd = None
     if st.db_path is not None:
@@ -718,13 +836,12 @@ def _default_source() -> str | None:
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
     if "ipykernel" in sys.modules and (not path or Path(path).name == "ipykernel_launcher.py"):
-        global _kernel_notebook
-        if _kernel_notebook is None:  # asking the Jupyter server may take up to a second
+        if state.kernel_notebook is None:  # asking the Jupyter server may take up to a second
             from mlnb.capture.notebook import find_notebook_path
 
             found = find_notebook_path(getattr(main, "__dict__", None))
-            _kernel_notebook = str(found) if found else ""
-        return _kernel_notebook or None
+            state.kernel_notebook = str(found) if found else ""
+        return state.kernel_notebook or None
     return str(Path(path).absolute()) if path else None
 
 
@@ -732,12 +849,17 @@ def pending_job_run() -> str | None:
     """The run id in ``$MLNB_RUN_ID`` (set by ``mlnb run``) that this process has not
     attached to yet: the next ``start_run()`` will resume it."""
     env_run = os.environ.get(ENV_RUN_ID)
-    return env_run if env_run and _attached_env_run != env_run else None
+    return env_run if env_run and state.attached_env_run != env_run else None
 
 
 def active_run() -> ActiveRun | None:
-    """The run module-level ``log_*`` calls go to, or None."""
-    return _stack[-1] if _stack else None
+    """The run module-level ``log_*`` calls of this thread or asyncio task go to, or None.
+    A new thread has none (``use_run`` hands it one); a run ended elsewhere is skipped."""
+    stack = _stack()
+    for run in reversed(stack):
+        if not run.ended:
+            return run
+    return None
 
 
 def end_run(status: str = "finished", *, run: ActiveRun | None = None) -> None:
@@ -746,18 +868,19 @@ def end_run(status: str = "finished", *, run: ActiveRun | None = None) -> None:
         raise InvalidInputError(
             f"end_run status must be one of {', '.join(sorted(TERMINAL_STATUSES))}: {status!r}"
         )
-    with _lock:
-        target = run or (_stack[-1] if _stack else None)
+    with state.lock:
+        target = run or active_run()
         if target is None:
             return
         # ending a parent ends its nested children first; every one is ended even when
         # one of them reports points it lost (the first such error is raised at the end)
         errors: list[MlnbError] = []
         ending = [target]
-        if target in _stack:
-            index = _stack.index(target)
-            ending = [*reversed(_stack[index:])]
-            del _stack[index:]
+        stack = _stack()
+        if target in stack:
+            index = stack.index(target)
+            ending = [*reversed(stack[index:])]
+            _pop_from(index)
         for item in ending:
             try:
                 _finish(item, status)
@@ -786,8 +909,17 @@ def log_params(params: Mapping[str, Any]) -> None:
 
 def log_metric(key: str, value: Any, step: int | None = None) -> None:
     """Log a metric point to the active run; ``step`` defaults to the key's next step."""
-    run = _stack[-1] if _stack else _active_or_start()
-    run.log_metric(key, value, step)
+    own = _context_runs.get()  # _stack() inlined: this is the hot path
+    stack: Sequence[ActiveRun] | None = own
+    if stack is None:
+        stack = state.main_stack if _get_ident() == state.main_thread_id else ()
+    run = stack[-1] if stack else _active_or_start()
+    try:
+        run.log_metric(key, value, step)
+    except RunStateError:
+        if not run.ended:
+            raise
+        _active_or_start().log_metric(key, value, step)  # ended by another thread
 
 
 def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
@@ -826,60 +958,51 @@ def log_figure(figure: Any = None, name: str = "figure.png", *, dpi: int | None 
 # -- liveness, exit and signals -----------------------------------------------------------------
 
 
-class _Heartbeat:
-    """One daemon thread per process that stamps the active runs' heartbeat."""
+def _ensure_heartbeat() -> None:
+    """One daemon thread per process stamps the heartbeat of every live run (any thread's)."""
+    beat = state.heartbeat
+    if beat is not None and beat.is_alive():
+        return
+    state.heartbeat = threading.Thread(target=_heartbeat_loop, name="mlnb-heartbeat", daemon=True)
+    state.heartbeat.start()
 
-    thread: threading.Thread | None = None
-    pid = 0
 
-    @classmethod
-    def ensure(cls) -> None:
-        if cls.thread is not None and cls.pid == os.getpid() and cls.thread.is_alive():
-            return
-        cls.pid = os.getpid()
-        cls.thread = threading.Thread(target=cls._loop, name="mlnb-heartbeat", daemon=True)
-        cls.thread.start()
-
-    @staticmethod
-    def _loop() -> None:
-        while True:
-            time.sleep(HEARTBEAT_INTERVAL_S)
-            by_store: dict[int, tuple[Store, list[str]]] = {}
-            for run in list(_stack):
-                if not run.ended and not run.store.closed:
-                    by_store.setdefault(id(run.store), (run.store, []))[1].append(run.run_id)
-            for st, ids in by_store.values():
-                with contextlib.suppress(Exception):
-                    st.heartbeat(ids)
+def _heartbeat_loop() -> None:
+    while True:
+        time.sleep(HEARTBEAT_INTERVAL_S)
+        by_store: dict[int, tuple[Store, list[str]]] = {}
+        for run in state.live_runs():
+            if not run.store.closed:
+                by_store.setdefault(id(run.store), (run.store, []))[1].append(run.run_id)
+        for st, ids in by_store.values():
+            with contextlib.suppress(Exception):
+                st.heartbeat(ids)
 
 
 def _end_all(status: str) -> None:
-    with _lock:
-        owned = [r for r in _stack if r._pid == os.getpid()]
+    with state.lock:
+        owned = [r for r in state.live_runs() if r._pid == os.getpid()]
         for run in reversed(owned):
             with contextlib.suppress(Exception):
                 _finish(run, status)
-        _stack.clear()
+        state.main_stack.clear()
+        state.live.clear()
 
 
 def _at_exit() -> None:
     with contextlib.suppress(Exception):
         flush()
-    _end_all("failed" if _uncaught else "finished")
+    _end_all("failed" if state.uncaught else "finished")
 
 
 def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
-    global _uncaught
-    _uncaught = True
-    _previous_excepthook(exc_type, exc, tb)
-
-
-_previous_excepthook = sys.excepthook
+    state.uncaught = True
+    state.previous_excepthook(exc_type, exc, tb)
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     _end_all("killed")
-    previous = _previous_sigterm
+    previous = state.previous_sigterm
     if callable(previous):
         previous(signum, frame)
     else:
@@ -887,37 +1010,33 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-_previous_sigterm: Any = None
-
-
 def _install_hooks() -> None:
     """At the first run: atexit flush, uncaught-exception detection, SIGTERM handling."""
-    global _hooks_installed, _previous_excepthook, _previous_sigterm
-    if _hooks_installed:
+    if state.hooks_installed:
         return
-    _hooks_installed = True
+    state.hooks_installed = True
     atexit.register(_at_exit)
     _register_multiprocessing_flush()
     if sys.excepthook is sys.__excepthook__:
-        _previous_excepthook = sys.excepthook
+        state.previous_excepthook = sys.excepthook
         sys.excepthook = _excepthook
     if threading.current_thread() is threading.main_thread():
         with contextlib.suppress(ValueError, OSError):
             current = signal.getsignal(signal.SIGTERM)
             if current in (signal.SIG_DFL, None) or callable(current):
-                _previous_sigterm = current
+                state.previous_sigterm = current
                 signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def _after_fork_in_child() -> None:
     """A forked child keeps the parent's runs to log to, but not their ownership."""
-    global _writers
-    _writers = {}
-    for run in _stack:
+    state.writers = {}
+    state.main_thread_id = threading.get_ident()  # the forking thread is the child's main
+    for run in state.live_runs():
         run._writer = _writer_for(run.store)
         run._writer.run_ids[run._rowid] = run.run_id
         run._lock_fd = None
-    _Heartbeat.thread = None
+    state.heartbeat = None
 
 
 def _register_multiprocessing_flush() -> None:
@@ -956,4 +1075,5 @@ __all__ = [
     "set_tag",
     "set_tags",
     "start_run",
+    "use_run",
 ]
