@@ -340,3 +340,24 @@ def test_capture_git_cache_sees_edits_new_files_and_commits_between_runs(
     git(repo, "switch", "-q", "-c", "other")
     _age(repo)
     assert state()["branch"] == "other"
+
+
+def test_git_state_is_taken_at_start_so_a_scripts_own_writes_are_not_recorded_dirty(
+    store: Store, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12 item 8 keeps this: the snapshot (cached or not) is taken inside start_run,
+    so what a run writes into its repository afterwards is not in its record; the next
+    run sees it."""
+    log = _logging_git(tmp_path, monkeypatch)
+    _age(repo)
+    with mlnb.start_run() as first:  # asks git and keeps the answer
+        pass
+    asked = log.read_text()
+    with mlnb.start_run() as run:  # answered from the cache
+        (repo / "train.py").write_text("print('written by the run')\n")
+    assert log.read_text() == asked
+    with mlnb.start_run() as after:
+        pass
+    assert mlnb.get_run(first.run_id).git["dirty"] is False  # type: ignore[index]
+    assert mlnb.get_run(run.run_id).git["dirty"] is False  # type: ignore[index]
+    assert mlnb.get_run(after.run_id).git["dirty"] is True  # type: ignore[index]
