@@ -340,6 +340,12 @@ def test_capture_git_cache_sees_edits_new_files_and_commits_between_runs(
     git(repo, "switch", "-q", "-c", "other")
     _age(repo)
     assert state()["branch"] == "other"
+    (repo / ".gitignore").write_text("*.log\n")  # untracked itself
+    (repo / "x.log").write_text("1\n")
+    _age(repo)
+    assert state()["untracked"] == [".gitignore"]
+    (repo / ".gitignore").write_text("*.txt\n")  # edited in place: no folder moves
+    assert state()["untracked"] == [".gitignore", "x.log"]
 
 
 def test_git_state_is_taken_at_start_so_a_scripts_own_writes_are_not_recorded_dirty(

@@ -1,7 +1,8 @@
 """The git state of a working directory: commit, branch, remote, and what is uncommitted.
 
-:func:`capture_git` runs the ``git`` command line (three or four short calls: root,
-status, remotes, and the diff only when something is modified). It returns ``None``
+:func:`capture_git` runs the ``git`` command line (four or five short calls at once:
+root, status, remotes, the tracked files for the cache below, and the diff only when
+something is modified). It returns ``None``
 outside a repository or when git is not installed, and never prompts, takes a lock or
 contacts a remote.
 
@@ -11,11 +12,11 @@ flag in the git table. Everything else in the result is JSON-safe.
 
 A tree nobody changed is answered without git: each answer is kept with the ``lstat`` of
 what git looked at (HEAD, the branch's ref, the index, the config, every tracked file and
-the folders that hold tracked or untracked files). The next call in the same folder that
-finds all of those unchanged returns it again (~1 ms instead of ~10 ms for three git
-processes); anything changed, and git is asked again. An answer is kept only when none of
-those files changed in the second before git was asked (a write in the same clock tick
-would not move an mtime), and never for trees with submodules, more than
+``.gitignore``, the folders that hold tracked or untracked files). The next call in the
+same folder that finds all of those unchanged returns it again (~1 ms instead of ~10 ms
+for three git processes); anything changed, and git is asked again. An answer is kept only
+when none of those files changed in the second before git was asked (a write in the same
+clock tick would not move an mtime), and never for trees with submodules, more than
 :data:`MAX_CACHED_FILES` files, or ``GIT_DIR`` / ``GIT_WORK_TREE`` / ``GIT_INDEX_FILE`` set.
 """
 
@@ -262,6 +263,8 @@ def _watched(
         folders.update(_parents(name))
     for name in untracked:
         folders.update(_parents(name))
+        if name.rsplit("/", 1)[-1] == ".gitignore":  # edited in place, it moves no folder
+            paths.append(os.path.join(root, name))
     paths += [os.path.join(root, folder) for folder in sorted(folders)]
     return tuple(paths)
 
