@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import time
@@ -14,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 import mlnb
+from mlnb.capture.git import capture_git
 from mlnb.cli.app import cli
 from mlnb.errors import InvalidInputError
 from mlnb.store import Store
@@ -257,3 +259,111 @@ def test_diff_explains_changed_data(store: Store) -> None:
     assert "input train: rows       3 → 4" in text or re.search(r"rows\s+3 → 4", text)
     assert re.search(r"column y\s+int64 → float64", text)
     assert re.search(r"column z\s+— → float64", text)
+
+
+def _age(repo: Path, seconds: float = 60.0) -> None:
+    """Set every file and folder of ``repo`` (its .git too) back in time, as a tree that
+    nobody touched for a while looks: git state is cached only for such a tree."""
+    when = time.time() - seconds
+    for folder, _, files in os.walk(repo):
+        for name in files:
+            os.utime(os.path.join(folder, name), (when, when))
+        os.utime(folder, (when, when))
+
+
+def _logging_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Put a `git` on PATH that notes each call's subcommand and then runs the real git."""
+    real = shutil.which("git")
+    assert real is not None
+    log = tmp_path / "git-calls.log"
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    wrapper = folder / "git"
+    wrapper.write_text(f'#!/bin/sh\necho "$1" >> {log}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def test_capture_git_of_an_unchanged_tree_starts_no_git_process(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12 item 8: every start_run in a repository started three git processes
+    (~10 ms); an unchanged tree is now answered from a cache checked by stat calls."""
+    log = _logging_git(tmp_path, monkeypatch)
+    (repo / "notes.txt").write_text("untracked\n")
+    _age(repo)
+    first = capture_git(repo)
+    assert sorted(log.read_text().split()) == ["config", "ls-files", "rev-parse", "status"]
+    log.unlink()
+    second = capture_git(repo)
+    assert not log.exists()  # no git started
+    assert second == first
+    assert second is not None and second["untracked"] == ["notes.txt"]
+
+
+def test_capture_git_cache_sees_edits_new_files_and_commits_between_runs(
+    store: Store, repo: Path
+) -> None:
+    """Issue 12 item 8: the git-state cache must never hide a change. Between two runs: a
+    tracked file edited (even to the same size with its mtime put back: ctime still
+    moves), a new untracked file, a new commit, a switch of branch."""
+    _age(repo)
+
+    def state() -> dict[str, object]:
+        with mlnb.start_run() as run:
+            pass
+        rec = mlnb.get_run(run.run_id)
+        assert rec.git is not None
+        return rec.git
+
+    clean = state()
+    assert clean["dirty"] is False and state() == clean  # the second answered by the cache
+    train = repo / "train.py"
+    old = train.stat()
+    train.write_text("print('v9')\n")  # same size
+    os.utime(train, ns=(old.st_atime_ns, old.st_mtime_ns))
+    edited = state()
+    assert edited["dirty"] is True
+    git(repo, "checkout", "-q", "train.py")
+    _age(repo)
+    assert state()["dirty"] is False
+    (repo / "data").mkdir()
+    (repo / "data" / "new.csv").write_text("a\n1\n")
+    assert state()["untracked"] == ["data/new.csv"]
+    git(repo, "add", "data/new.csv")
+    git(repo, "commit", "-q", "-m", "data")
+    _age(repo)
+    committed = state()
+    assert committed["commit"] == git(repo, "rev-parse", "HEAD") != clean["commit"]
+    assert committed["untracked"] == [] and committed["dirty"] is False
+    git(repo, "switch", "-q", "-c", "other")
+    _age(repo)
+    assert state()["branch"] == "other"
+    (repo / ".gitignore").write_text("*.log\n")  # untracked itself
+    (repo / "x.log").write_text("1\n")
+    _age(repo)
+    assert state()["untracked"] == [".gitignore"]
+    (repo / ".gitignore").write_text("*.txt\n")  # edited in place: no folder moves
+    assert state()["untracked"] == [".gitignore", "x.log"]
+
+
+def test_git_state_is_taken_at_start_so_a_scripts_own_writes_are_not_recorded_dirty(
+    store: Store, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12 item 8 keeps this: the snapshot (cached or not) is taken inside start_run,
+    so what a run writes into its repository afterwards is not in its record; the next
+    run sees it."""
+    log = _logging_git(tmp_path, monkeypatch)
+    _age(repo)
+    with mlnb.start_run() as first:  # asks git and keeps the answer
+        pass
+    asked = log.read_text()
+    with mlnb.start_run() as run:  # answered from the cache
+        (repo / "train.py").write_text("print('written by the run')\n")
+    assert log.read_text() == asked
+    with mlnb.start_run() as after:
+        pass
+    assert mlnb.get_run(first.run_id).git["dirty"] is False  # type: ignore[index]
+    assert mlnb.get_run(run.run_id).git["dirty"] is False  # type: ignore[index]
+    assert mlnb.get_run(after.run_id).git["dirty"] is True  # type: ignore[index]

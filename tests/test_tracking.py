@@ -448,3 +448,31 @@ def test_reads_never_create_a_store(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with mlnb.start_run("first"):  # the first run creates it
         pass
     assert len(mlnb.runs()) == 1
+
+
+def test_log_param_of_a_new_key_is_one_statement_and_keeps_its_refusals(store: Store) -> None:
+    """Issue 12 item 8: log_param took five statements (BEGIN IMMEDIATE, a SELECT of the
+    run, a SELECT of its params, the INSERT, COMMIT), ~27 µs a call; a new key is now one
+    INSERT that is its own transaction, and conflicts and ended runs are still refused."""
+    run = mlnb.start_run("fast")
+    conn = store.file.conn()
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        mlnb.log_param("lr", 0.01)
+    finally:
+        conn.set_trace_callback(None)
+    assert len(statements) == 1, statements
+    assert statements[0].startswith("INSERT")
+    assert sqlite3.connect(store.db_path).execute("SELECT value FROM params").fetchall() == [
+        ("0.01",)
+    ]  # committed: another connection sees it when the call returns
+    mlnb.log_param("lr", 0.01)  # the same value again: a no-op
+    with pytest.raises(ParamConflictError, match=r"'lr'.*0\.01.*0\.02"):
+        mlnb.log_param("lr", 0.02)
+    other = mlnb.Store(store.db_path.parent)
+    other.set_status(run.run_id, "finished")  # ended by another process
+    other.close()
+    with pytest.raises(RunStateError, match="is finished"):
+        run.log_param("late", 1)
+    assert mlnb.get_run(run.run_id).params == {"lr": 0.01}
