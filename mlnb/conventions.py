@@ -8,12 +8,34 @@ Standard library only, and no import of mlnb, so every layer can import it.
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import re
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["SPEC_PARAM_PREFIXES", "canonical_json", "lower_is_better"]
+__all__ = [
+    "MISSING",
+    "SPEC_PARAM_PREFIXES",
+    "Missing",
+    "canonical_json",
+    "lower_is_better",
+]
+
+
+class Missing(enum.Enum):
+    """The type of :data:`MISSING`: an enum, so that ``x is MISSING`` narrows types and the
+    sentinel stays itself through ``copy``, ``deepcopy`` and pickling."""
+
+    MISSING = "MISSING"
+
+    def __repr__(self) -> str:
+        return "—"
+
+
+# A key a run lacks, where runs are compared (diffs, the compare view, reports): not None,
+# which is a value a run can have. Printed as "—"; JSON views turn it into null.
+MISSING: Final = Missing.MISSING
 
 # A parent run's params describe the sweep (its spec), not a model: `sweep.points`,
 # `grid.lr` (the values swept), `fixed.epochs`. Comparisons leave them out.
