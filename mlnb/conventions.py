@@ -12,14 +12,24 @@ import enum
 import json
 import math
 import re
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 __all__ = [
+    "EXIT_CHECK_FAILED",
+    "EXIT_CODES",
+    "EXIT_DEAD_KERNEL",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_REPRODUCED",
+    "EXIT_OK",
+    "EXIT_TIMEOUT",
+    "EXIT_USAGE",
     "MISSING",
     "SPEC_PARAM_PREFIXES",
     "Missing",
     "canonical_json",
     "lower_is_better",
+    "metric_direction",
 ]
 
 
@@ -36,6 +46,27 @@ class Missing(enum.Enum):
 # A key a run lacks, where runs are compared (diffs, the compare view, reports): not None,
 # which is a value a run can have. Printed as "—"; JSON views turn it into null.
 MISSING: Final = Missing.MISSING
+
+# Exit codes of the `mlnb` commands and of the results that carry one (JobResult,
+# SweepResult, GateResult, Reproduction): one table, so a code means the same everywhere.
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1  # a cell raised, a child failed, a gate failed, an mlnb error
+EXIT_USAGE: Final = 2  # bad options or input, found before anything ran
+EXIT_CHECK_FAILED: Final = 3  # the run finished but a --check failed
+EXIT_NOT_REPRODUCED: Final = 16  # + what differs: metrics 1, data 2, environment 4, code 8
+EXIT_TIMEOUT: Final = 124  # a cell timed out (as timeout(1))
+EXIT_INTERRUPTED: Final = 130  # Ctrl-C (128 + SIGINT, as shells report it)
+EXIT_DEAD_KERNEL: Final = 138  # the kernel died
+EXIT_CODES: Final = {
+    EXIT_OK: "ok",
+    EXIT_FAILED: "failed",
+    EXIT_USAGE: "usage error (nothing ran)",
+    EXIT_CHECK_FAILED: "a --check failed",
+    EXIT_NOT_REPRODUCED: "not reproduced (16 + the bits of what differs)",
+    EXIT_TIMEOUT: "a cell timed out",
+    EXIT_INTERRUPTED: "interrupted",
+    EXIT_DEAD_KERNEL: "the kernel died",
+}
 
 # A parent run's params describe the sweep (its spec), not a model: `sweep.points`,
 # `grid.lr` (the values swept), `fixed.epochs`. Comparisons leave them out.
@@ -76,13 +107,26 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-serializable")
 
 
-def lower_is_better(key: str) -> bool:
-    """Whether the best value of a metric is its minimum, guessed from the words of its
-    name after the last ``/``: a loss or an error is minimised (``val_loss``,
-    ``error_rate``), an accuracy-like score maximised (``val_acc``, ``f1``, ``map@5``),
-    anything else minimised."""
+def metric_direction(key: str) -> Literal["lower", "higher"] | None:
+    """Which way a metric improves, as its name says: the words after the last ``/`` (split
+    at anything not a letter or digit). A loss or an error improves downwards (``val_loss``,
+    ``error_rate``, ``acc_loss``: lower wins), an accuracy-like score upwards (``val_acc``,
+    ``f1``, ``map@5``); None when the name does not say (``lr``, ``custom``).
+
+    The one direction policy; what a name that says nothing means depends on the use:
+    where runs are shown (live plots, the compare view, multidiff) the best value is the
+    minimum (:func:`lower_is_better`); a gate (``mlnb gate``, ``mlnb.gate``) takes higher
+    as better, MLflow's ``MetricThreshold`` default. Told explicitly (a gate's comparator
+    or ``--lower-is-better`` / ``--higher-is-better``), a gate never guesses."""
     words = [w for w in re.split(r"[^a-z0-9]+", key.rsplit("/", 1)[-1].lower()) if w]
     if any(w.startswith(_LOWER_PREFIXES) for w in words):
-        return True
-    higher = any(w.startswith(_HIGHER_PREFIXES) or w in _HIGHER_WORDS for w in words)
-    return not higher
+        return "lower"
+    if any(w.startswith(_HIGHER_PREFIXES) or w in _HIGHER_WORDS for w in words):
+        return "higher"
+    return None
+
+
+def lower_is_better(key: str) -> bool:
+    """Whether the best value of a metric, where runs are shown, is its minimum: what its
+    name says (:func:`metric_direction`), and the minimum when the name says nothing."""
+    return metric_direction(key) != "higher"

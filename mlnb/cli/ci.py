@@ -8,6 +8,7 @@ import click
 
 from mlnb.cli.common import handles_errors, open_store, system_metrics_option
 from mlnb.cli.views import json_clean
+from mlnb.conventions import EXIT_USAGE
 from mlnb.errors import MlnbError
 
 
@@ -61,7 +62,15 @@ def _number_options(values: tuple[str, ...], option: str) -> float | dict[str, f
     "lower",
     multiple=True,
     metavar="KEY",
-    help="KEY improves downwards (default: higher is better, or the comparator's).",
+    help="KEY improves downwards (default: the comparator's, else the name's: loss, rmse…"
+    " lower; else higher).",
+)
+@click.option(
+    "--higher-is-better",
+    "higher",
+    multiple=True,
+    metavar="KEY",
+    help="KEY improves upwards (where the name says lower, e.g. a custom 'loss_drop').",
 )
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.pass_context
@@ -73,6 +82,7 @@ def gate_cmd(
     min_abs: tuple[str, ...],
     min_rel: tuple[str, ...],
     lower: tuple[str, ...],
+    higher: tuple[str, ...],
     fmt: str,
 ) -> None:
     """Pass or fail RUN on metric thresholds and on improvement over a baseline (--vs).
@@ -81,12 +91,13 @@ def gate_cmd(
     Exit codes: 0 pass, 1 fail (a threshold, an improvement, or a missing metric), 2 usage
     error (bad expression, unknown run). See docs/ci.md.
     """
-    from mlnb.checks.gates import EXIT_USAGE, gate
+    from mlnb.checks.gates import gate
 
     try:
         result = gate(
             run, list(metrics), vs=vs, min_abs=_number_options(min_abs, "--min-abs"),
             min_rel=_number_options(min_rel, "--min-rel"), lower_is_better=lower,
+            higher_is_better=higher,
             store=open_store(ctx),
         )  # fmt: skip
     except MlnbError as exc:

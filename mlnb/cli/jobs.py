@@ -18,6 +18,13 @@ from mlnb.cli.common import (
     open_store,
 )
 from mlnb.cli.views import FORMATS, render
+from mlnb.conventions import (
+    EXIT_CHECK_FAILED,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+)
 from mlnb.errors import MlnbError
 from mlnb.store import notices
 
@@ -167,7 +174,7 @@ def run_cmd(
         )  # fmt: skip
     except MlnbError as exc:
         click.echo(f"Error: {exc}", err=True)
-        ctx.exit(2)
+        ctx.exit(EXIT_USAGE)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"run {result.run_id}  {result.status}  ({result.duration:.1f} s)")
@@ -180,7 +187,7 @@ def run_cmd(
         records = record_checks(store, result.run_id, checks)
         for rec in records:
             click.echo(f"  check {'passed' if rec.passed else 'FAILED'}: {rec.name}")
-        code = 3 if any(not r.passed for r in records) else 0
+        code = EXIT_CHECK_FAILED if any(not r.passed for r in records) else EXIT_OK
     ctx.exit(code)
 
 
@@ -232,7 +239,7 @@ def reproduce_cmd(
         )  # fmt: skip
     except MlnbError as exc:
         click.echo(f"Error: {exc}", err=True)
-        ctx.exit(2)
+        ctx.exit(EXIT_USAGE)
     click.echo(json.dumps(result.to_dict(), indent=2) if as_json else str(result))
     ctx.exit(result.exit_code)
 
@@ -322,11 +329,11 @@ def sweep_cmd(
         result = exc.result
     except MlnbError as exc:
         click.echo(f"Error: {exc}", err=True)
-        ctx.exit(2)
+        ctx.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: the sweep and its unfinished children are marked killed",
                    err=True)  # fmt: skip
-        ctx.exit(130)
+        ctx.exit(EXIT_INTERRUPTED)
     metric = sort.split()[0] if sort and sort.split()[0].startswith("metrics.") else None
     columns = ["run_id", "name", "status", *(f"params.{k}" for k in result.swept)]
     columns += [metric] if metric else []
@@ -412,4 +419,4 @@ def test_cmd(
         click.echo(line)
     failed = sum(not r.passed for r in results)
     click.echo(f"{len(results) - failed} passed, {failed} failed")
-    ctx.exit(1 if failed else 0)
+    ctx.exit(EXIT_FAILED if failed else EXIT_OK)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mlnb.comparison.diff import Change, diff_runs
+from mlnb.conventions import EXIT_NOT_REPRODUCED, EXIT_OK
 from mlnb.errors import InvalidInputError
 from mlnb.jobs.params import notebook_parameters
 from mlnb.jobs.runner import (
@@ -44,9 +45,9 @@ from mlnb.store.hashing import hash_file
 __all__ = ["DIFFERS_BITS", "KINDS", "MetricCheck", "Reproduction", "reproduce"]
 
 KINDS = ("metrics", "data", "environment", "code")
-# Exit code of a reproduction that differs: 16 + the sum of the bits of what differs
-# (metrics 1, data 2, environment 4, code 8): 17 = metrics only, 20 = environment only...
-DIFFERS_BASE = 16
+# Exit code of a reproduction that differs: EXIT_NOT_REPRODUCED (16) + the sum of the bits
+# of what differs (metrics 1, data 2, environment 4, code 8): 17 = metrics only, 20 =
+# environment only...
 DIFFERS_BITS = {"metrics": 1, "data": 2, "environment": 4, "code": 8}
 OF_TAG = "mlnb.reproduce.of"
 VERDICT_TAG = "mlnb.reproduce.verdict"
@@ -105,7 +106,7 @@ class Reproduction:
         if not self.job.ok:
             return self.job.exit_code
         bits = sum(DIFFERS_BITS[k] for k in self.differs if k not in self.ignored)
-        return DIFFERS_BASE + bits if bits else 0
+        return EXIT_NOT_REPRODUCED + bits if bits else EXIT_OK
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly summary."""

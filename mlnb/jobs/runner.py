@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlnb.conventions import EXIT_DEAD_KERNEL, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT
 from mlnb.errors import InvalidInputError, MlnbError
 from mlnb.jobs.params import (
     RUN_ID_PARAMETER,
@@ -46,22 +47,11 @@ from mlnb.store.liveness import acquire_run_lock, release_run_lock
 from mlnb.tracking.fluent import ENV_JOB_EXPERIMENT, ENV_RUN_ID
 
 __all__ = [
-    "EXIT_CELL_ERROR",
-    "EXIT_DEAD_KERNEL",
-    "EXIT_OK",
-    "EXIT_TIMEOUT",
-    "EXIT_USAGE",
     "JobError",
     "JobResult",
     "check_kernel",
     "run_notebook",
 ]
-
-EXIT_OK = 0
-EXIT_CELL_ERROR = 1
-EXIT_USAGE = 2  # raised before anything runs: the CLI maps InvalidInputError to it
-EXIT_TIMEOUT = 124  # as timeout(1)
-EXIT_DEAD_KERNEL = 138
 
 ENV_NOTEBOOK = "MLNB_NOTEBOOK"
 
@@ -655,7 +645,7 @@ def _run(
             raise
     status = "failed"
     error: JobError | None = None
-    exit_code = EXIT_CELL_ERROR
+    exit_code = EXIT_FAILED
     holder = _Holder()
     tmp: tempfile.TemporaryDirectory[str] | None = None
     out_path: Path | None = None
@@ -731,7 +721,7 @@ def _run(
             if ename == "CellExecutionError" and reply is not None:  # no error output: the
                 ename, evalue = str(reply.ename), str(reply.evalue)  # kernel's reply says
             error = _job_error(ename, evalue, exc.traceback or [], exc.cell_index, nb, final_nb)
-            status, exit_code = "failed", EXIT_CELL_ERROR
+            status, exit_code = "failed", EXIT_FAILED
             if holder.timed_out:  # the interrupt after the timeout: the traceback says where
                 message = f"cell {error.cell} did not finish within {cell_timeout:g} s"
                 error = dataclasses.replace(error, name="Timeout", message=message)
@@ -751,7 +741,7 @@ def _run(
             error = _job_error("DeadKernelError", message, [], holder.cell, nb, final_nb)
             _mark_stopped(final_nb, holder.cell, error)
             status, exit_code = "crashed", EXIT_DEAD_KERNEL
-        if final_nb is not None and status != "finished" and exit_code != EXIT_CELL_ERROR:
+        if final_nb is not None and status != "finished" and exit_code != EXIT_FAILED:
             with quiet_warnings():  # papermill wrote nothing after a timeout/dead kernel
                 writer: Any = nbformat.write
                 writer(final_nb, str(out_path))

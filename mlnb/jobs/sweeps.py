@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from mlnb.checks.gates import record_checks
+from mlnb.conventions import EXIT_CHECK_FAILED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from mlnb.errors import InvalidInputError, MlnbError, SweepFailedError
 from mlnb.jobs.grid import Distribution, expand_grid
 from mlnb.jobs.params import (
@@ -56,11 +57,6 @@ __all__ = ["ChildResult", "SweepResult", "sweep"]
 SWEEP_TAG = "mlnb.sweep"
 INDEX_TAG = "mlnb.sweep.index"
 CANCELLED_TAG = "mlnb.sweep.cancelled"
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_CHECK = 3
-EXIT_INTERRUPTED = 130
 START_RETRIES = 2  # kernel starts retried per child (the port race of parallel kernels)
 STOP_GRACE_S = 20.0  # how long stopped workers get to mark their runs before SIGKILL
 DASK_CONNECT_TIMEOUT = "5s"
@@ -348,7 +344,7 @@ def _execute(
     if status != "finished":
         code = EXIT_FAILED
     elif any(r.failed_checks for r in results):
-        code = EXIT_CHECK
+        code = EXIT_CHECK_FAILED
     else:
         code = EXIT_OK
     swept = tuple(sorted({k for p in plan.points for k in p}))
