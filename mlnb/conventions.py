@@ -15,6 +15,13 @@ import re
 from typing import Any, Final, Literal
 
 __all__ = [
+    "ENV_CAPTURE",
+    "ENV_JOB_EXPERIMENT",
+    "ENV_NOTEBOOK",
+    "ENV_RUN_ID",
+    "ENV_STORE",
+    "ENV_SYSTEM_METRICS",
+    "ENV_TEST",
     "EXIT_CHECK_FAILED",
     "EXIT_CODES",
     "EXIT_DEAD_KERNEL",
@@ -46,6 +53,16 @@ class Missing(enum.Enum):
 # A key a run lacks, where runs are compared (diffs, the compare view, reports): not None,
 # which is a value a run can have. Printed as "—"; JSON views turn it into null.
 MISSING: Final = Missing.MISSING
+
+# The environment variables mlnb reads (users read about each where it is used: docs/store.md,
+# docs/jobs.md, docs/capture.md, docs/lineage.md)
+ENV_STORE: Final = "MLNB_STORE"  # the store folder, for the CLI, the API and jobs
+ENV_RUN_ID: Final = "MLNB_RUN_ID"  # a job's run: %track in its kernel attaches to it
+ENV_JOB_EXPERIMENT: Final = "MLNB_JOB_EXPERIMENT"  # `mlnb run --experiment` chose it
+ENV_NOTEBOOK: Final = "MLNB_NOTEBOOK"  # the notebook a kernel runs, when it cannot be found
+ENV_TEST: Final = "MLNB_TEST"  # set by `mlnb test`: notebooks may shrink their work
+ENV_CAPTURE: Final = "MLNB_CAPTURE"  # what start_run captures by default
+ENV_SYSTEM_METRICS: Final = "MLNB_SYSTEM_METRICS"  # sample system metrics by default
 
 # Exit codes of the `mlnb` commands and of the results that carry one (JobResult,
 # SweepResult, GateResult, Reproduction): one table, so a code means the same everywhere.

@@ -58,3 +58,23 @@ def test_missing_is_one_sentinel_that_survives_copies() -> None:
     assert repr(conventions.MISSING) == "—"
     assert copy.deepcopy(conventions.MISSING) is conventions.MISSING
     assert pickle.loads(pickle.dumps(conventions.MISSING)) is conventions.MISSING
+
+
+def test_mlnb_environment_names_are_defined_once_in_conventions() -> None:
+    """Issue 12 item 6: the MLNB_* environment names were spelled in five modules, and
+    MLNB_NOTEBOOK twice (jobs/runner's ENV_NOTEBOOK and capture/notebook's NOTEBOOK_ENV)."""
+    spelled = []
+    for path in sorted(MLNB.rglob("*.py")):
+        if path == MLNB / "conventions.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, (ast.Assign, ast.AnnAssign, ast.keyword))
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+                and node.value.value.startswith("MLNB_")
+            ):
+                spelled.append(f"{path.relative_to(MLNB.parent)}:{node.value.lineno}")
+    assert spelled == [], "import the name from mlnb.conventions"
+    names = [v for k, v in vars(conventions).items() if k.startswith("ENV_")]
+    assert len(names) == len(set(names)) and all(n.startswith("MLNB_") for n in names)

@@ -14,13 +14,14 @@ import click
 
 from mlnb import __version__
 from mlnb.cli import ci, jobs, runs
+from mlnb.conventions import ENV_STORE
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="mlnb")
 @click.option(
     "--store",
-    envvar="MLNB_STORE",
+    envvar=ENV_STORE,
     metavar="PATH",
     help="Store folder (default: $MLNB_STORE, else the nearest .mlnb/ upwards).",
 )

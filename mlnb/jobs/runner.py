@@ -26,7 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlnb.conventions import EXIT_DEAD_KERNEL, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT
+from mlnb.conventions import (
+    ENV_JOB_EXPERIMENT,
+    ENV_NOTEBOOK,
+    ENV_RUN_ID,
+    ENV_STORE,
+    ENV_TEST,
+    EXIT_DEAD_KERNEL,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+)
 from mlnb.errors import InvalidInputError, MlnbError
 from mlnb.jobs.params import (
     RUN_ID_PARAMETER,
@@ -41,10 +51,9 @@ from mlnb.jobs.params import (
     unknown_param_tags,
 )
 from mlnb.records import NO_MESSAGE, JobError
-from mlnb.store.core import ENV_STORE, Store
+from mlnb.store.core import Store
 from mlnb.store.hashing import hash_file
 from mlnb.store.liveness import acquire_run_lock, release_run_lock
-from mlnb.tracking.fluent import ENV_JOB_EXPERIMENT, ENV_RUN_ID
 
 __all__ = [
     "JobError",
@@ -53,7 +62,6 @@ __all__ = [
     "run_notebook",
 ]
 
-ENV_NOTEBOOK = "MLNB_NOTEBOOK"
 
 WARNING_TAG = "mlnb.warning"
 JOB_TAG = "mlnb.job"
@@ -858,8 +866,6 @@ def _record_lineage(st: Store, run_id: str, nb_path: Path, nb: Any, final_nb: An
 
 
 # -- notebook tests ---------------------------------------------------------------------
-
-ENV_TEST = "MLNB_TEST"
 
 
 @dataclass(frozen=True)

@@ -352,7 +352,7 @@ class TrackMagics(Magics):
     def _list(self, args: argparse.Namespace) -> Any:
         """The runs of this notebook: tracked from it (``%track``) or started in it by the
         Python API (which records it as the run's source), newest first."""
-        from mlnb.capture.notebook import NOTEBOOK_ENV
+        from mlnb.conventions import ENV_NOTEBOOK
         from mlnb.store.query import quote_string
         from mlnb.tracking.reading import runs
 
@@ -360,7 +360,7 @@ class TrackMagics(Magics):
         if notebook is None:
             raise UsageError(
                 "%track list shows the runs of this notebook, but mlnb cannot tell which "
-                f"notebook this kernel runs: set {NOTEBOOK_ENV}=path/to/notebook.ipynb in the "
+                f"notebook this kernel runs: set {ENV_NOTEBOOK}=path/to/notebook.ipynb in the "
                 "kernel's environment, or use mlnb.runs() to list every run"
             )
         path = quote_string(notebook)

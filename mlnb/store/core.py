@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mlnb.conventions import ENV_STORE
 from mlnb.errors import (
     AmbiguousRunIdError,
     ExperimentNotFoundError,
@@ -61,7 +62,6 @@ T = TypeVar("T")
 
 STORE_DIRNAME = ".mlnb"
 DB_FILENAME = "mlnb.db"
-ENV_STORE = "MLNB_STORE"
 DEFAULT_EXPERIMENT = "Default"
 # Kinds of rows in the checks table; checked here, not by an SQL CHECK, so that a new kind
 # (a reproduction verdict, say) needs no table rebuild.
