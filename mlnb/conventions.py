@@ -22,6 +22,9 @@ __all__ = [
     "ENV_STORE",
     "ENV_SYSTEM_METRICS",
     "ENV_TEST",
+    "ERROR_MESSAGE_TAG",
+    "ERROR_NAME_TAG",
+    "ERROR_TAG",
     "EXIT_CHECK_FAILED",
     "EXIT_CODES",
     "EXIT_DEAD_KERNEL",
@@ -31,8 +34,20 @@ __all__ = [
     "EXIT_OK",
     "EXIT_TIMEOUT",
     "EXIT_USAGE",
+    "JOB_TAG",
+    "KERNEL_START_ERROR_TAG",
+    "KERNEL_START_RETRIES_TAG",
     "MISSING",
+    "NOTEBOOK_HASH_TAG",
+    "NOTE_TAG",
+    "REPRODUCE_OF_TAG",
+    "REPRODUCE_VERDICT_TAG",
     "SPEC_PARAM_PREFIXES",
+    "SWEEP_CANCELLED_TAG",
+    "SWEEP_INDEX_TAG",
+    "SWEEP_TAG",
+    "UNKNOWN_PARAM_TAG",
+    "WARNING_TAG",
     "Missing",
     "canonical_json",
     "lower_is_better",
@@ -53,6 +68,24 @@ class Missing(enum.Enum):
 # A key a run lacks, where runs are compared (diffs, the compare view, reports): not None,
 # which is a value a run can have. Printed as "—"; JSON views turn it into null.
 MISSING: Final = Missing.MISSING
+
+# Reserved tags: what mlnb writes on runs under its own `mlnb.` prefix (docs/jobs.md names
+# each where it is written)
+ERROR_TAG: Final = "mlnb.error"  # a failed job's tags: mlnb.error.name, .message, .cell, ...
+ERROR_NAME_TAG: Final = f"{ERROR_TAG}.name"  # why a run failed, as reports show it
+ERROR_MESSAGE_TAG: Final = f"{ERROR_TAG}.message"
+WARNING_TAG: Final = "mlnb.warning"  # what a job noted about its parameters
+JOB_TAG: Final = "mlnb.job"  # the run is a headless job (`mlnb run`, a sweep's child)
+NOTEBOOK_HASH_TAG: Final = "mlnb.notebook_hash"  # the job's notebook, as it was run
+KERNEL_START_RETRIES_TAG: Final = "mlnb.kernel_start_retries"  # a job's kernel failed to start
+KERNEL_START_ERROR_TAG: Final = "mlnb.kernel_start_error"
+UNKNOWN_PARAM_TAG: Final = "mlnb.unknown_param"  # values injected for names the notebook lacks
+SWEEP_TAG: Final = "mlnb.sweep"  # the parent run of a sweep
+SWEEP_INDEX_TAG: Final = "mlnb.sweep.index"  # a child's point in the grid
+SWEEP_CANCELLED_TAG: Final = "mlnb.sweep.cancelled"  # why a queued child never ran
+REPRODUCE_OF_TAG: Final = "mlnb.reproduce.of"  # the run a reproduction re-executed
+REPRODUCE_VERDICT_TAG: Final = "mlnb.reproduce.verdict"
+NOTE_TAG: Final = "mlnb.note"  # `%track note TEXT`
 
 # The environment variables mlnb reads (users read about each where it is used: docs/store.md,
 # docs/jobs.md, docs/capture.md, docs/lineage.md)

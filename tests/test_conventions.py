@@ -78,3 +78,26 @@ def test_mlnb_environment_names_are_defined_once_in_conventions() -> None:
     assert spelled == [], "import the name from mlnb.conventions"
     names = [v for k, v in vars(conventions).items() if k.startswith("ENV_")]
     assert len(names) == len(set(names)) and all(n.startswith("MLNB_") for n in names)
+
+
+def test_reserved_tag_names_are_defined_once_in_conventions() -> None:
+    """Issue 12 item 6: the `mlnb.` tags mlnb writes on runs were named in records, store,
+    params, runner, sweeps and reproduce, and spelled inline in the runner and the magics."""
+    spelled = []
+    for path in sorted(MLNB.rglob("*.py")):
+        if path == MLNB / "conventions.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            keys = node.keys if isinstance(node, ast.Dict) else []
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id.endswith("_TAG") for t in node.targets
+            ):
+                keys = [node.value]
+            spelled += [
+                f"{path.relative_to(MLNB.parent)}:{k.lineno} {k.value}"
+                for k in keys
+                if isinstance(k, ast.Constant) and str(k.value).startswith("mlnb.")
+            ]
+    assert spelled == [], "import the tag name from mlnb.conventions"
+    tags = [v for k, v in vars(conventions).items() if k.endswith("_TAG")]
+    assert len(tags) == len(set(tags)) and all(t.startswith("mlnb.") for t in tags)

@@ -17,8 +17,9 @@ from typing import Any
 import click
 
 from mlnb.cli.common import indent
+from mlnb.conventions import ERROR_TAG
 from mlnb.formatting import escape_markdown
-from mlnb.records import ERROR_TAG, JobError, RunRecord, format_duration, iso
+from mlnb.records import JobError, RunRecord, format_duration, iso
 
 FORMATS = ("table", "csv", "json", "markdown")
 DEFAULT_COLUMNS = ("run_id", "name", "status", "start_time", "duration")

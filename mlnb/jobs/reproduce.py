@@ -29,7 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from mlnb.comparison.diff import Change, diff_runs
-from mlnb.conventions import EXIT_NOT_REPRODUCED, EXIT_OK
+from mlnb.conventions import (
+    EXIT_NOT_REPRODUCED,
+    EXIT_OK,
+    REPRODUCE_OF_TAG,
+    REPRODUCE_VERDICT_TAG,
+)
 from mlnb.errors import InvalidInputError
 from mlnb.jobs.params import notebook_parameters
 from mlnb.jobs.runner import (
@@ -49,8 +54,6 @@ KINDS = ("metrics", "data", "environment", "code")
 # of what differs (metrics 1, data 2, environment 4, code 8): 17 = metrics only, 20 =
 # environment only...
 DIFFERS_BITS = {"metrics": 1, "data": 2, "environment": 4, "code": 8}
-OF_TAG = "mlnb.reproduce.of"
-VERDICT_TAG = "mlnb.reproduce.verdict"
 
 
 @dataclass(frozen=True)
@@ -263,7 +266,7 @@ def _reproduce(
         params = {k: v for k, v in old.params.items() if k in known}
         job = run_notebook(
             path, output, parameters=params, name=repro_name(old), experiment=old.experiment,
-            tags={OF_TAG: old.run_id}, kernel=kernel, cwd=cwd, cell_timeout=cell_timeout,
+            tags={REPRODUCE_OF_TAG: old.run_id}, kernel=kernel, cwd=cwd, cell_timeout=cell_timeout,
             start_timeout=start_timeout, store=st,
         )  # fmt: skip
     # The job ran a temporary copy: its source and notebook point at what the old run came
@@ -279,7 +282,7 @@ def _reproduce(
     result = Reproduction(original=old, job=job, differs=[], notes=notes, ignored=ignore)
     if job.ok:
         _verify(st, old, new, result, rtol, atol, skip)
-    st.set_tags(job.run_id, {VERDICT_TAG: result.verdict}, check_state=False)
+    st.set_tags(job.run_id, {REPRODUCE_VERDICT_TAG: result.verdict}, check_state=False)
     st.log_checks(job.run_id, _check_rows(result, rtol, atol))
     return result
 

@@ -36,6 +36,11 @@ from mlnb.conventions import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_TIMEOUT,
+    JOB_TAG,
+    KERNEL_START_ERROR_TAG,
+    KERNEL_START_RETRIES_TAG,
+    NOTEBOOK_HASH_TAG,
+    WARNING_TAG,
 )
 from mlnb.errors import InvalidInputError, MlnbError
 from mlnb.jobs.params import (
@@ -63,9 +68,6 @@ __all__ = [
 ]
 
 
-WARNING_TAG = "mlnb.warning"
-JOB_TAG = "mlnb.job"
-HASH_TAG = "mlnb.notebook_hash"
 CELL_SECONDS = "job/cell_seconds"
 SNAPSHOT_DIR = "notebook"  # artifacts `notebook/<name>.ipynb`: the notebook as run
 ENGINE_NAME = "mlnb"
@@ -637,7 +639,7 @@ def _run(
     _register_engine()
     started = time.monotonic()
     notebook_hash = hash_file(nb_path)
-    run_tags = {**(tags or {}), JOB_TAG: "1", HASH_TAG: notebook_hash}
+    run_tags = {**(tags or {}), JOB_TAG: "1", NOTEBOOK_HASH_TAG: notebook_hash}
     import uuid
 
     run_id = job.run_id or uuid.uuid4().hex
@@ -717,8 +719,8 @@ def _run(
                 except Exception as exc:
                     if attempt >= job.start_retries or not _kernel_start_failed(exc, holder):
                         raise
-                    st.set_tags(run_id, {"mlnb.kernel_start_retries": attempt + 1,
-                                         "mlnb.kernel_start_error": f"{type(exc).__name__}: "
+                    st.set_tags(run_id, {KERNEL_START_RETRIES_TAG: attempt + 1,
+                                         KERNEL_START_ERROR_TAG: f"{type(exc).__name__}: "
                                          f"{exc}"[:500]})  # fmt: skip
                     time.sleep(0.5 * (attempt + 1))
             status, exit_code = "finished", EXIT_OK

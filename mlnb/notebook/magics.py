@@ -27,6 +27,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
 
+from mlnb.conventions import NOTE_TAG
 from mlnb.errors import MlnbError
 from mlnb.records import TERMINAL_STATUSES, run_html
 from mlnb.tracking import fluent as tracking
@@ -325,7 +326,7 @@ class TrackMagics(Magics):
         self._run().set_tags(dict(args.pairs))
 
     def _note(self, args: argparse.Namespace) -> None:
-        self._run().set_tags({"mlnb.note": " ".join(args.text)})
+        self._run().set_tags({NOTE_TAG: " ".join(args.text)})
 
     def _end(self, args: argparse.Namespace) -> None:
         run = tracking.active_run()
