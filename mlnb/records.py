@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mlnb.conventions import ERROR_TAG
 from mlnb.formatting import escape_html
 
 if TYPE_CHECKING:
@@ -300,7 +301,6 @@ class CheckRecord:
         }
 
 
-ERROR_TAG = "mlnb.error"  # a failed job's tags: mlnb.error.name, .message, .cell, ...
 NO_MESSAGE = "(no message; the traceback and the executed notebook show the cell)"
 
 

@@ -161,7 +161,7 @@ def test_gate_improvement_higher_is_better(
         (0.45, ("-m", "loss<1", "--min-rel", "0.1"), True),  # 0.45 <= 0.5 * 0.9
         (0.46, ("-m", "loss<1", "--min-rel", "0.1"), False),
         (0.55, ("-m", "loss<=1"), False),  # worse than the baseline, lower is better
-        (0.55, ("-m", "loss"), True),  # higher is better by default: 0.55 >= 0.5
+        (0.55, ("-m", "loss"), False),  # the name says lower is better: 0.55 is worse
     ],
 )
 def test_gate_improvement_lower_is_better(
@@ -171,8 +171,60 @@ def test_gate_improvement_lower_is_better(
     make_run("cand", {"loss": cand})
     result = invoke(store, "gate", "cand", "--vs", "base", *args)
     assert result.exit_code == (0 if passed else 1), result.output
-    word = "lower" if "<" in args[1] or "--lower-is-better" in args else "higher"
-    assert f"({word} is better)" in result.output
+    assert "(lower is better)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("key", "base", "cand", "options", "passed", "word"),
+    [
+        ("loss", 0.50, 0.55, (), False, "lower"),  # the name says lower: a rise is worse
+        ("val/rmse", 2.0, 1.5, (), True, "lower"),
+        ("val_acc", 0.80, 0.85, (), True, "higher"),
+        ("custom", 1.0, 2.0, (), True, "higher"),  # the name says nothing: higher (MLflow's)
+        ("custom", 1.0, 0.5, ("--lower-is-better", "custom"), True, "lower"),  # told
+        ("loss", 0.50, 0.55, ("--higher-is-better", "loss"), True, "higher"),  # told
+        ("loss", 0.50, 0.55, ("-m", "acc>=0"), False, "lower"),  # another metric's comparator
+    ],
+)
+def test_gate_direction_not_told_follows_the_metric_name(
+    store: mlnb.Store,
+    key: str,
+    base: float,
+    cand: float,
+    options: tuple[str, ...],
+    passed: bool,
+    word: str,
+) -> None:
+    """Issue 12 item 6: gates defaulted to higher-is-better while the compare view and the
+    live plots read the direction from the metric's name, so `mlnb gate cand -m loss --vs
+    base` passed a run whose loss went up. One policy now: a comparator or
+    --lower/--higher-is-better, else the name (``conventions.metric_direction``), else
+    higher."""
+    make_run("base", {key: base, "acc": 0.5})
+    make_run("cand", {key: cand, "acc": 0.5})
+    result = invoke(store, "gate", "cand", "-m", key, "--vs", "base", *options)
+    assert result.exit_code == (0 if passed else 1), result.output
+    assert f"{key}" in result.output and f"({word} is better)" in result.output
+
+
+def test_gate_vs_best_picks_the_lowest_loss(store: mlnb.Store) -> None:
+    """Issue 12 item 6: `--vs best` on a bare `loss` took the run with the highest loss as
+    the best (higher-is-better by default); the best loss is the lowest one."""
+    make_run("low", {"loss": 0.3})
+    make_run("high", {"loss": 0.5})
+    make_run("cand", {"loss": 0.4})
+    result = invoke(store, "gate", "cand", "-m", "loss", "--vs", "best")
+    assert result.exit_code == 1, result.output
+    assert "baseline 0.3 of low" in result.output
+
+
+def test_gate_direction_told_twice_is_a_usage_error(store: mlnb.Store) -> None:
+    make_run("cand", {"loss": 0.4})
+    both = ("--lower-is-better", "loss", "--higher-is-better", "loss")
+    result = invoke(store, "gate", "cand", "-m", "loss", *both)
+    assert result.exit_code == 2 and "both" in result.output
+    result = invoke(store, "gate", "cand", "-m", "loss<1", "--higher-is-better", "loss")
+    assert result.exit_code == 2 and "lower is better" in result.output
 
 
 def test_gate_min_change_per_key(store: mlnb.Store) -> None:

@@ -651,3 +651,23 @@ def test_format_duration() -> None:
     assert format_duration(187) == "3m 07s"
     assert format_duration(7500) == "2h 05m"
     assert format_duration(3 * 86400 + 4 * 3600) == "3d 4h"
+
+
+def test_diff_and_compare_view_share_one_missing_sentinel(store: mlnb.Store) -> None:
+    """Issue 12 item 6: diff had its own MISSING (a bare ``object()``) beside the compare
+    view's, so a key one run lacks, formatted by the compare view, read "<object object at
+    0x…>" instead of "—" (and a deep copy of a Change lost it). One MISSING now."""
+    import copy
+
+    from mlnb.comparison import html as compare_html
+    from mlnb.comparison.diff import diff_runs
+
+    a = add_run(store, "a", params={"lr": 0.1}, loss=[1.0])
+    b = add_run(store, "b", params={"lr": 0.1, "depth": 3}, loss=[1.0])
+    result = diff_runs(store.get_run(a), store.get_run(b))
+    (change,) = result.sections["params"]
+    assert change.key == "depth"
+    assert compare_html.fmt_value(change.a) == "—"
+    assert copy.deepcopy(change).a is change.a
+    assert result.to_dict()["params"]["depth"] == {"a": None, "b": 3, "delta": None}
+    assert "depth  — → 3" in str(result)

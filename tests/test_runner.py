@@ -11,17 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from mlnb.conventions import EXIT_DEAD_KERNEL, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT
 from mlnb.errors import InvalidInputError
 from mlnb.jobs.params import Param, notebook_parameters
-from mlnb.jobs.runner import (
-    EXIT_CELL_ERROR,
-    EXIT_DEAD_KERNEL,
-    EXIT_OK,
-    EXIT_TIMEOUT,
-    JobError,
-    check_kernel,
-    run_notebook,
-)
+from mlnb.jobs.runner import JobError, check_kernel, run_notebook
 from mlnb.store import Store
 
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
@@ -291,7 +284,7 @@ def test_a_failing_cell_fails_the_run_with_cell_name_and_message(
     tmp_path: Path, store_dir: Path
 ) -> None:
     result = run_notebook(job("job_fail", tmp_path))
-    assert (result.status, result.exit_code) == ("failed", EXIT_CELL_ERROR)
+    assert (result.status, result.exit_code) == ("failed", EXIT_FAILED)
     assert result.error is not None
     assert (result.error.name, result.error.message, result.error.cell) == (
         "ZeroDivisionError",
@@ -395,7 +388,7 @@ def test_a_usage_error_in_a_job_has_its_message_cell_and_source(
     path = tmp_path / "line_magic_error.ipynb"
     shutil.copy(NOTEBOOKS / "papermill" / "line_magic_error.ipynb", path)
     result = run_notebook(path)
-    assert (result.status, result.exit_code) == ("failed", EXIT_CELL_ERROR)
+    assert (result.status, result.exit_code) == ("failed", EXIT_FAILED)
     error = result.error
     assert error is not None
     assert (error.name, error.cell, error.source) == ("UsageError", 0, "%undefined-line-magic")
@@ -437,7 +430,7 @@ def test_cell_seconds_count_the_notebooks_own_cells_when_a_cell_fails(
     """Issue 11 item 4: job/cell_seconds steps were 1, 2, 4 for cells 0-2: papermill's
     error-marker cells were counted."""
     result = run_notebook(job("job_fail", tmp_path))
-    assert result.exit_code == EXIT_CELL_ERROR
+    assert result.exit_code == EXIT_FAILED
     with Store(store_dir) as st:
         steps = [s for s, _, _ in st.history(result.run_id, "job/cell_seconds")]
     assert steps == [0, 1, 2]

@@ -2,7 +2,8 @@
 (:mod:`~mlnb.capture.environment`), the git state (:mod:`~mlnb.capture.git`), on request
 system metrics (:mod:`~mlnb.capture.system`), the notebook and its linearity
 (:mod:`~mlnb.capture.notebook`), and the fingerprints and profiles of logged data
-(:mod:`~mlnb.capture.fingerprints`, :mod:`~mlnb.capture.profile`).
+(:mod:`~mlnb.capture.fingerprints` over :mod:`~mlnb.capture.datahash`,
+:mod:`~mlnb.capture.profile`).
 
 The capture modules read the world and return plain data; they write nothing and never
 import the store (the layers contract in pyproject.toml checks it). They import only the

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlnb.conventions import ENV_NOTEBOOK
 from mlnb.errors import InvalidInputError
 
 __all__ = [
-    "NOTEBOOK_ENV",
     "SESSIONS_TIMEOUT_S",
     "ExecutedCell",
     "Linearity",
@@ -49,7 +49,6 @@ __all__ = [
     "saved_code_cells",
 ]
 
-NOTEBOOK_ENV = "MLNB_NOTEBOOK"
 SESSIONS_TIMEOUT_S = 1.0
 
 # Cell magics whose body is Python that runs once as written: their first line becomes a
@@ -168,7 +167,7 @@ def _existing_file(path: Path) -> Path | None:
 
 
 def _from_mlnb_env(user_ns: Mapping[str, Any]) -> Path | None:
-    value = os.environ.get(NOTEBOOK_ENV, "")
+    value = os.environ.get(ENV_NOTEBOOK, "")
     return Path(os.path.abspath(os.path.expanduser(value))) if value else None
 
 
@@ -427,7 +426,7 @@ def saved_code_cells(path: str | os.PathLike[str]) -> list[str]:
     except FileNotFoundError:
         raise InvalidInputError(
             f"cannot read the notebook {file}: no such file (save the notebook, or check "
-            f"${NOTEBOOK_ENV})"
+            f"${ENV_NOTEBOOK})"
         ) from None
     except (OSError, UnicodeDecodeError) as error:
         raise InvalidInputError(f"cannot read the notebook {file}: {error}") from error

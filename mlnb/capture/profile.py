@@ -139,11 +139,11 @@ def _json_value(x: Any) -> Any:
     if callable(iso):
         return str(iso())
     if isinstance(x, (list, tuple, dict, set, frozenset)):
-        from mlnb.capture.fingerprints import _canon, _NotCanonical
+        from mlnb.capture.datahash import NotCanonical, canonical_text
 
         try:
-            return _canon(x)
-        except (_NotCanonical, RecursionError):
+            return canonical_text(x)
+        except (NotCanonical, RecursionError):
             return str(x)
     return str(x)
 
@@ -348,11 +348,11 @@ def _length_range(uniques: Any) -> dict[str, int] | None:
 
 def _object_key(x: Any) -> Any:
     """A hashable key that keeps 1, 1.0, True and "1" apart, for mixed object cells."""
-    from mlnb.capture.fingerprints import _canon, _NotCanonical
+    from mlnb.capture.datahash import NotCanonical, canonical_text
 
     try:
-        return _canon(x)
-    except (_NotCanonical, RecursionError):
+        return canonical_text(x)
+    except (NotCanonical, RecursionError):
         return f"{type(x).__qualname__}:{x!s}"
 
 

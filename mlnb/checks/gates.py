@@ -2,7 +2,11 @@
 
 Each gated metric gets MLflow's ``MetricThreshold`` semantics: an absolute ``threshold``
 (``acc >= 0.9``; higher is better for ``>``/``>=``, lower for ``<``/``<=``), then, against a
-baseline run, a minimum absolute and/or relative improvement in the metric's direction::
+baseline run, a minimum absolute and/or relative improvement in the metric's direction.
+The direction is, first, what the caller says (a comparator, ``lower_is_better`` /
+``higher_is_better``), else what the metric's name says (``loss``, ``rmse``: lower;
+``acc``, ``f1``: higher; :func:`mlnb.conventions.metric_direction`), else higher (MLflow's
+default)::
 
     higher is better:  value >= baseline + min_abs    value >= baseline + |baseline| * min_rel
     lower is better:   value <= baseline - min_abs    value <= baseline - |baseline| * min_rel
@@ -28,6 +32,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
+from mlnb.conventions import EXIT_FAILED, EXIT_OK, metric_direction
 from mlnb.errors import InvalidInputError
 from mlnb.records import CheckRecord, RunRecord, is_system_metric
 from mlnb.store import Store
@@ -37,9 +42,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALIASES",
-    "EXIT_FAIL",
-    "EXIT_PASS",
-    "EXIT_USAGE",
     "GateResult",
     "MetricThreshold",
     "MetricVerdict",
@@ -51,9 +53,6 @@ __all__ = [
     "resolve_baseline",
 ]
 
-EXIT_PASS = 0
-EXIT_FAIL = 1
-EXIT_USAGE = 2
 ALIASES = ("latest", "best")
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -81,6 +80,16 @@ class MetricThreshold:
     @property
     def op(self) -> str:
         return self.comparator or (">=" if self.greater_is_better else "<=")
+
+
+def _greater_is_better(key: str, op: str | None, lower: set[str], higher: set[str]) -> bool:
+    """A gated key's direction: its comparator's, else the caller's, else its name's
+    (:func:`~mlnb.conventions.metric_direction`), else higher (MLflow's default)."""
+    if op in (">", ">=", "<", "<="):
+        return op in (">", ">=")
+    if key in lower or key in higher:
+        return key in higher
+    return metric_direction(key) != "lower"
 
 
 def parse_metric(text: str) -> tuple[str, str | None, float | None]:
@@ -210,7 +219,7 @@ class GateResult:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_PASS if self.passed else EXIT_FAIL
+        return EXIT_OK if self.passed else EXIT_FAILED
 
     def __bool__(self) -> bool:
         return self.passed
@@ -308,11 +317,18 @@ def thresholds(
     min_abs: float | Mapping[str, float] | None = None,
     min_rel: float | Mapping[str, float] | None = None,
     lower_is_better: Iterable[str] = (),
+    higher_is_better: Iterable[str] = (),
 ) -> dict[str, MetricThreshold]:
     """Metric expressions (or ``{key: MetricThreshold}``) and the options of ``mlnb gate``
     as one ``MetricThreshold`` per key. ``min_abs`` / ``min_rel`` are a number for every
-    metric or ``{key: number}`` (``"*"`` for the rest). Raises ``InvalidInputError``."""
-    lower = set(lower_is_better)
+    metric or ``{key: number}`` (``"*"`` for the rest). A key's direction is its
+    comparator's, else ``lower_is_better`` / ``higher_is_better``, else its name's, else
+    higher. Raises ``InvalidInputError``."""
+    lower, higher = set(lower_is_better), set(higher_is_better)
+    if lower & higher:
+        raise InvalidInputError(
+            f"{', '.join(sorted(lower & higher))} marked both lower- and higher-is-better; give one"
+        )
     out: dict[str, MetricThreshold] = {}
     if isinstance(metrics, Mapping):
         for key, spec in metrics.items():
@@ -331,15 +347,19 @@ def thresholds(
                 raise InvalidInputError(
                     f"{text!r} says higher is better but {key!r} is marked lower-is-better"
                 )
-            greater = op in (">", ">=") or (op not in ("<", "<=") and key not in lower)
+            if op in ("<", "<=") and key in higher:
+                raise InvalidInputError(
+                    f"{text!r} says lower is better but {key!r} is marked higher-is-better"
+                )
+            greater = _greater_is_better(key, op, lower, higher)
             out[key] = MetricThreshold(threshold=number, greater_is_better=greater, comparator=op)
     if not out:
         raise InvalidInputError("no metric to gate: give at least one, e.g. 'acc>=0.9'")
-    unknown = lower - set(out)
-    if unknown:
-        raise InvalidInputError(
-            f"lower-is-better names {', '.join(sorted(unknown))}, not a gated metric"
-        )
+    for option, marked in (("lower-is-better", lower), ("higher-is-better", higher)):
+        if marked - set(out):
+            raise InvalidInputError(
+                f"{option} names {', '.join(sorted(marked - set(out)))}, not a gated metric"
+            )
     keys = list(out)
     abs_by_key = _per_key(min_abs, keys, "min_abs")
     rel_by_key = _per_key(min_rel, keys, "min_rel")
@@ -580,6 +600,7 @@ def gate(
     min_abs: float | Mapping[str, float] | None = None,
     min_rel: float | Mapping[str, float] | None = None,
     lower_is_better: Iterable[str] = (),
+    higher_is_better: Iterable[str] = (),
     record: bool = True,
     store: StoreLike | None = None,
 ) -> GateResult:
@@ -588,13 +609,18 @@ def gate(
 
     ``metrics`` are expressions (``KEY OP NUMBER`` or just ``KEY``) or ``{key:
     MetricThreshold}``; ``vs`` a baseline run or ``latest`` / ``best``; ``min_abs`` /
-    ``min_rel`` a number or ``{key: number}``. The verdicts are stored in the ``checks``
+    ``min_rel`` a number or ``{key: number}``; ``lower_is_better`` / ``higher_is_better``
+    name keys whose direction neither a comparator nor the name gives (see
+    :func:`thresholds`). The verdicts are stored in the ``checks``
     table unless ``record=False``. A missing metric fails; a bad expression or unknown run
     raises an ``MlnbError``. The result is truthy when the gate passed.
     """
     from mlnb.tracking import fluent as tracking
 
-    specs = thresholds(metrics, min_abs=min_abs, min_rel=min_rel, lower_is_better=lower_is_better)
+    specs = thresholds(
+        metrics, min_abs=min_abs, min_rel=min_rel, lower_is_better=lower_is_better,
+        higher_is_better=higher_is_better,
+    )  # fmt: skip
     if vs is None and any(
         s.min_absolute_change is not None or s.min_relative_change is not None
         for s in specs.values()

@@ -11,13 +11,12 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mlnb.conventions import MISSING
 from mlnb.formatting import escape_html
 from mlnb.records import RunRecord, is_system_metric
 
 if TYPE_CHECKING:
     from mlnb.tracking.fluent import StoreLike
-
-_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -235,7 +234,7 @@ def _compare(
 ) -> list[Change]:
     rows = []
     for key in sorted(set(a) | set(b)):
-        change = Change(key, a.get(key, _MISSING), b.get(key, _MISSING))
+        change = Change(key, a.get(key, MISSING), b.get(key, MISSING))
         if all or (not change.same and key not in (always_differs or set())):
             rows.append(change)
     return rows
@@ -252,11 +251,11 @@ def _is_number(x: Any) -> bool:
 
 
 def _plain(x: Any) -> Any:
-    return None if x is _MISSING else x
+    return None if x is MISSING else x
 
 
 def _fmt(x: Any) -> str:
-    if x is _MISSING:
+    if x is MISSING:
         return "—"
     if isinstance(x, float):
         return f"{x:.6g}"

@@ -9,6 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from mlnb.conventions import MISSING
 from mlnb.formatting import escape_html
 from mlnb.records import format_duration
 
@@ -20,7 +21,6 @@ STATUS_COLORS = {
     "crashed": "#8e0000",
     "killed": "#ef6c00",
 }
-MISSING: Any = type("Missing", (), {"__repr__": lambda self: "—"})()  # a key a run lacks
 LINEARITY_COLORS = {"linear": "#2e7d32", "out-of-order": "#ef6c00", "unknown": "#757575"}
 
 STYLE = """<style>
@@ -157,7 +157,6 @@ def fmt_value(x: Any) -> str:
 
 
 __all__ = [
-    "MISSING",
     "STYLE",
     "as_number",
     "best_index",

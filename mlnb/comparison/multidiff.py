@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlnb.comparison.diff import run_sections
-from mlnb.comparison.html import MISSING, STYLE, as_number, best_index, fmt_value
-from mlnb.conventions import lower_is_better
+from mlnb.comparison.html import STYLE, as_number, best_index, fmt_value
+from mlnb.conventions import MISSING, lower_is_better
 from mlnb.errors import InvalidInputError
 from mlnb.formatting import escape_html
 from mlnb.records import RunRecord

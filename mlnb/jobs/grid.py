@@ -179,65 +179,105 @@ def expand_grid(
         raise InvalidInputError(f"random must be a positive number of points, got {random!r}")
     rng = random_module.Random(seed)
     if isinstance(grid, Sequence) and not isinstance(grid, str):
-        points = [dict(p) for p in grid]
-        if not points:
-            raise InvalidInputError("the grid has no points")
+        points = _listed_points(grid)
     else:
-        if not isinstance(grid, Mapping) or not grid:
-            raise InvalidInputError("the grid is empty: give at least one parameter with values")
-        axes = {
-            k: (v if isinstance(v, (list, tuple, Distribution)) else [v]) for k, v in grid.items()
-        }
-        for name, values in axes.items():
-            if not isinstance(values, Distribution) and len(values) == 0:
-                raise InvalidInputError(f"grid parameter {name!r} has no values")
+        axes = _axes(grid)
         ranges = [k for k, v in axes.items() if isinstance(v, Distribution)]
         if ranges:
-            if random is None:
-                raise InvalidInputError(
-                    f"{', '.join(ranges)} {'is a range' if len(ranges) == 1 else 'are ranges'}: "
-                    "sample from it with random=N (--random N)"
-                )
-            if mode == "zip":
-                raise InvalidInputError("ranges cannot be zipped; use mode='product'")
-            return [
-                {k: v.sample(rng) if isinstance(v, Distribution) else rng.choice(list(v))
-                 for k, v in axes.items()}
-                for _ in range(random)
-            ]  # fmt: skip
+            return _draws(axes, _range_draws(ranges, mode=mode, random=random), rng)
         lists = {k: list(v) for k, v in axes.items() if not isinstance(v, Distribution)}
         if mode == "zip":
-            lengths = {k: len(v) for k, v in lists.items()}
-            if len(set(lengths.values())) > 1:
-                shown = ", ".join(f"{k}: {n}" for k, n in lengths.items())
-                raise InvalidInputError(
-                    f"mode zip needs lists of equal length, got {shown}; use mode product "
-                    "for every combination"
-                )
-            points = [
-                dict(zip(lists, values, strict=True))
-                for values in zip(*lists.values(), strict=True)
-            ]
+            points = _zip_points(lists)
+        elif random is not None and _product_size(lists) > MAX_POINTS:
+            return _draws(lists, random, rng)  # too many to list: independent draws
         else:
-            size = math.prod(len(v) for v in lists.values())
-            if size > MAX_POINTS and random is None:
-                raise InvalidInputError(
-                    f"the grid has {size:,} points (more than {MAX_POINTS:,}); sample some "
-                    "with random=N"
-                )
-            if random is not None and size > MAX_POINTS:
-                return [{k: rng.choice(v) for k, v in lists.items()} for _ in range(random)]
-            points = [
-                dict(zip(lists, combo, strict=True)) for combo in itertools.product(*lists.values())
-            ]
+            points = _product_points(lists)
     if random is not None:
-        if random > len(points):
-            raise InvalidInputError(
-                f"random={random} is more than the grid's {len(points)} points; use at most "
-                f"{len(points)}, or drop random to run them all"
-            )
-        chosen = sorted(rng.sample(range(len(points)), random))
-        points = [points[i] for i in chosen]
+        points = _sample(points, random, rng)
     if len(points) > MAX_POINTS:
         raise InvalidInputError(f"{len(points):,} points is more than {MAX_POINTS:,}")
     return points
+
+
+def _listed_points(grid: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A grid given as its list of points (a grid file that lists them)."""
+    points = [dict(p) for p in grid]
+    if not points:
+        raise InvalidInputError("the grid has no points")
+    return points
+
+
+def _axes(grid: object) -> dict[str, Sequence[Any] | Distribution]:
+    """Each parameter's values: a list or tuple, a range, or one value as a list of one."""
+    if not isinstance(grid, Mapping) or not grid:
+        raise InvalidInputError("the grid is empty: give at least one parameter with values")
+    axes: dict[str, Sequence[Any] | Distribution] = {
+        k: (v if isinstance(v, (list, tuple, Distribution)) else [v]) for k, v in grid.items()
+    }
+    for name, values in axes.items():
+        if not isinstance(values, Distribution) and len(values) == 0:
+            raise InvalidInputError(f"grid parameter {name!r} has no values")
+    return axes
+
+
+def _range_draws(ranges: list[str], *, mode: str, random: int | None) -> int:
+    """How many points to draw when the grid has ranges: they are only sampled
+    (``random=N``), and never zipped."""
+    if random is None:
+        raise InvalidInputError(
+            f"{', '.join(ranges)} {'is a range' if len(ranges) == 1 else 'are ranges'}: "
+            "sample from it with random=N (--random N)"
+        )
+    if mode == "zip":
+        raise InvalidInputError("ranges cannot be zipped; use mode='product'")
+    return random
+
+
+def _draws(
+    axes: Mapping[str, Sequence[Any] | Distribution], n: int, rng: random_module.Random
+) -> list[dict[str, Any]]:
+    """``n`` independent points: each range sampled, each list chosen from uniformly."""
+    return [
+        {k: v.sample(rng) if isinstance(v, Distribution) else rng.choice(list(v))
+         for k, v in axes.items()}
+        for _ in range(n)
+    ]  # fmt: skip
+
+
+def _zip_points(lists: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """The i-th values together; the lists must be of equal length."""
+    lengths = {k: len(v) for k, v in lists.items()}
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"{k}: {n}" for k, n in lengths.items())
+        raise InvalidInputError(
+            f"mode zip needs lists of equal length, got {shown}; use mode product "
+            "for every combination"
+        )
+    return [dict(zip(lists, values, strict=True)) for values in zip(*lists.values(), strict=True)]
+
+
+def _product_size(lists: dict[str, list[Any]]) -> int:
+    return math.prod(len(v) for v in lists.values())
+
+
+def _product_points(lists: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination, the last parameter varying fastest; at most ``MAX_POINTS``."""
+    size = _product_size(lists)
+    if size > MAX_POINTS:
+        raise InvalidInputError(
+            f"the grid has {size:,} points (more than {MAX_POINTS:,}); sample some with random=N"
+        )
+    return [dict(zip(lists, combo, strict=True)) for combo in itertools.product(*lists.values())]
+
+
+def _sample(
+    points: list[dict[str, Any]], n: int, rng: random_module.Random
+) -> list[dict[str, Any]]:
+    """``n`` distinct points of ``points``, in grid order."""
+    if n > len(points):
+        raise InvalidInputError(
+            f"random={n} is more than the grid's {len(points)} points; use at most "
+            f"{len(points)}, or drop random to run them all"
+        )
+    chosen = sorted(rng.sample(range(len(points)), n))
+    return [points[i] for i in chosen]

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlnb.conventions import canonical_json
+from mlnb.conventions import UNKNOWN_PARAM_TAG, canonical_json
 from mlnb.errors import InvalidInputError
 
 __all__ = [
     "RUN_ID_PARAMETER",
-    "UNKNOWN_PARAM_TAG",
     "Param",
     "cell_tags",
     "check_parameters",
@@ -36,7 +35,6 @@ __all__ = [
 ]
 
 RUN_ID_PARAMETER = "mlnb_run_id"  # injected by mlnb into every job: never a user's
-UNKNOWN_PARAM_TAG = "mlnb.unknown_param"  # values injected for names the notebook lacks
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from mlnb.checks.gates import find_baseline
-from mlnb.comparison.diff import _MISSING, diff_runs, hidden_metrics_note
+from mlnb.comparison.diff import diff_runs, hidden_metrics_note
+from mlnb.conventions import MISSING
 from mlnb.errors import InvalidInputError
 from mlnb.formatting import escape_html, escape_markdown, escape_mathtext
 from mlnb.records import JobError, RunRecord, is_system_metric, iso
@@ -153,7 +154,7 @@ def _notebook_role(path: str) -> str:
 
 
 def _plain(x: Any) -> Any:
-    return None if x is _MISSING else x
+    return None if x is MISSING else x
 
 
 def _data_text(d: Any) -> str:

@@ -29,6 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from mlnb.comparison.diff import Change, diff_runs
+from mlnb.conventions import (
+    EXIT_NOT_REPRODUCED,
+    EXIT_OK,
+    REPRODUCE_OF_TAG,
+    REPRODUCE_VERDICT_TAG,
+)
 from mlnb.errors import InvalidInputError
 from mlnb.jobs.params import notebook_parameters
 from mlnb.jobs.runner import (
@@ -45,12 +51,10 @@ from mlnb.tracking.fluent import StoreLike
 __all__ = ["DIFFERS_BITS", "KINDS", "MetricCheck", "Reproduction", "reproduce"]
 
 KINDS = ("metrics", "data", "environment", "code")
-# Exit code of a reproduction that differs: 16 + the sum of the bits of what differs
-# (metrics 1, data 2, environment 4, code 8): 17 = metrics only, 20 = environment only...
-DIFFERS_BASE = 16
+# Exit code of a reproduction that differs: EXIT_NOT_REPRODUCED (16) + the sum of the bits
+# of what differs (metrics 1, data 2, environment 4, code 8): 17 = metrics only, 20 =
+# environment only...
 DIFFERS_BITS = {"metrics": 1, "data": 2, "environment": 4, "code": 8}
-OF_TAG = "mlnb.reproduce.of"
-VERDICT_TAG = "mlnb.reproduce.verdict"
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,7 @@ class Reproduction:
         if not self.job.ok:
             return self.job.exit_code
         bits = sum(DIFFERS_BITS[k] for k in self.differs if k not in self.ignored)
-        return DIFFERS_BASE + bits if bits else 0
+        return EXIT_NOT_REPRODUCED + bits if bits else EXIT_OK
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly summary."""
@@ -259,7 +263,7 @@ def _reproduce(
         params = {k: v for k, v in old.params.items() if k in known}
         job = run_notebook(
             path, output, parameters=params, name=repro_name(old), experiment=old.experiment,
-            tags={OF_TAG: old.run_id}, kernel=kernel, cwd=cwd, cell_timeout=cell_timeout,
+            tags={REPRODUCE_OF_TAG: old.run_id}, kernel=kernel, cwd=cwd, cell_timeout=cell_timeout,
             start_timeout=start_timeout, store=st,
         )  # fmt: skip
     # The job ran a temporary copy: its source and notebook point at what the old run came
@@ -275,7 +279,7 @@ def _reproduce(
     result = Reproduction(original=old, job=job, differs=[], notes=notes, ignored=ignore)
     if job.ok:
         _verify(st, old, new, result, rtol, atol, skip)
-    st.set_tags(job.run_id, {VERDICT_TAG: result.verdict}, check_state=False)
+    st.set_tags(job.run_id, {REPRODUCE_VERDICT_TAG: result.verdict}, check_state=False)
     st.log_checks(job.run_id, _check_rows(result, rtol, atol))
     return result
 

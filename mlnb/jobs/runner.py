@@ -26,6 +26,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlnb.conventions import (
+    ENV_JOB_EXPERIMENT,
+    ENV_NOTEBOOK,
+    ENV_RUN_ID,
+    ENV_STORE,
+    ENV_TEST,
+    EXIT_DEAD_KERNEL,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    JOB_TAG,
+    KERNEL_START_ERROR_TAG,
+    KERNEL_START_RETRIES_TAG,
+    NOTEBOOK_HASH_TAG,
+    WARNING_TAG,
+)
 from mlnb.errors import InvalidInputError, MlnbError
 from mlnb.jobs.params import (
     RUN_ID_PARAMETER,
@@ -40,34 +56,19 @@ from mlnb.jobs.params import (
     unknown_param_tags,
 )
 from mlnb.records import NO_MESSAGE, JobError
-from mlnb.store.core import ENV_STORE, Store
+from mlnb.store.core import Store
 from mlnb.store.hashing import hash_file
 from mlnb.store.liveness import acquire_run_lock, release_run_lock
-from mlnb.tracking.fluent import ENV_JOB_EXPERIMENT, ENV_RUN_ID, StoreLike, resolve_store
+from mlnb.tracking.fluent import StoreLike, resolve_store
 
 __all__ = [
-    "EXIT_CELL_ERROR",
-    "EXIT_DEAD_KERNEL",
-    "EXIT_OK",
-    "EXIT_TIMEOUT",
-    "EXIT_USAGE",
     "JobError",
     "JobResult",
     "check_kernel",
     "run_notebook",
 ]
 
-EXIT_OK = 0
-EXIT_CELL_ERROR = 1
-EXIT_USAGE = 2  # raised before anything runs: the CLI maps InvalidInputError to it
-EXIT_TIMEOUT = 124  # as timeout(1)
-EXIT_DEAD_KERNEL = 138
 
-ENV_NOTEBOOK = "MLNB_NOTEBOOK"
-
-WARNING_TAG = "mlnb.warning"
-JOB_TAG = "mlnb.job"
-HASH_TAG = "mlnb.notebook_hash"
 CELL_SECONDS = "job/cell_seconds"
 SNAPSHOT_DIR = "notebook"  # artifacts `notebook/<name>.ipynb`: the notebook as run
 ENGINE_NAME = "mlnb"
@@ -632,7 +633,7 @@ def _run(
     _register_engine()
     started = time.monotonic()
     notebook_hash = hash_file(nb_path)
-    run_tags = {**(tags or {}), JOB_TAG: "1", HASH_TAG: notebook_hash}
+    run_tags = {**(tags or {}), JOB_TAG: "1", NOTEBOOK_HASH_TAG: notebook_hash}
     import uuid
 
     run_id = job.run_id or uuid.uuid4().hex
@@ -648,7 +649,7 @@ def _run(
             raise
     status = "failed"
     error: JobError | None = None
-    exit_code = EXIT_CELL_ERROR
+    exit_code = EXIT_FAILED
     holder = _Holder()
     tmp: tempfile.TemporaryDirectory[str] | None = None
     out_path: Path | None = None
@@ -712,8 +713,8 @@ def _run(
                 except Exception as exc:
                     if attempt >= job.start_retries or not _kernel_start_failed(exc, holder):
                         raise
-                    st.set_tags(run_id, {"mlnb.kernel_start_retries": attempt + 1,
-                                         "mlnb.kernel_start_error": f"{type(exc).__name__}: "
+                    st.set_tags(run_id, {KERNEL_START_RETRIES_TAG: attempt + 1,
+                                         KERNEL_START_ERROR_TAG: f"{type(exc).__name__}: "
                                          f"{exc}"[:500]})  # fmt: skip
                     time.sleep(0.5 * (attempt + 1))
             status, exit_code = "finished", EXIT_OK
@@ -724,7 +725,7 @@ def _run(
             if ename == "CellExecutionError" and reply is not None:  # no error output: the
                 ename, evalue = str(reply.ename), str(reply.evalue)  # kernel's reply says
             error = _job_error(ename, evalue, exc.traceback or [], exc.cell_index, nb, final_nb)
-            status, exit_code = "failed", EXIT_CELL_ERROR
+            status, exit_code = "failed", EXIT_FAILED
             if holder.timed_out:  # the interrupt after the timeout: the traceback says where
                 message = f"cell {error.cell} did not finish within {cell_timeout:g} s"
                 error = dataclasses.replace(error, name="Timeout", message=message)
@@ -744,7 +745,7 @@ def _run(
             error = _job_error("DeadKernelError", message, [], holder.cell, nb, final_nb)
             _mark_stopped(final_nb, holder.cell, error)
             status, exit_code = "crashed", EXIT_DEAD_KERNEL
-        if final_nb is not None and status != "finished" and exit_code != EXIT_CELL_ERROR:
+        if final_nb is not None and status != "finished" and exit_code != EXIT_FAILED:
             with quiet_warnings():  # papermill wrote nothing after a timeout/dead kernel
                 writer: Any = nbformat.write
                 writer(final_nb, str(out_path))
@@ -861,8 +862,6 @@ def _record_lineage(st: Store, run_id: str, nb_path: Path, nb: Any, final_nb: An
 
 
 # -- notebook tests ---------------------------------------------------------------------
-
-ENV_TEST = "MLNB_TEST"
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,15 @@ from pathlib import Path
 from typing import Any
 
 from mlnb.checks.gates import record_checks
+from mlnb.conventions import (
+    EXIT_CHECK_FAILED,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    SWEEP_CANCELLED_TAG,
+    SWEEP_INDEX_TAG,
+    SWEEP_TAG,
+)
 from mlnb.errors import InvalidInputError, MlnbError, SweepFailedError
 from mlnb.jobs.grid import Distribution, expand_grid
 from mlnb.jobs.params import (
@@ -54,14 +63,6 @@ from mlnb.tracking.fluent import StoreLike
 
 __all__ = ["ChildResult", "SweepResult", "sweep"]
 
-SWEEP_TAG = "mlnb.sweep"
-INDEX_TAG = "mlnb.sweep.index"
-CANCELLED_TAG = "mlnb.sweep.cancelled"
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_CHECK = 3
-EXIT_INTERRUPTED = 130
 START_RETRIES = 2  # kernel starts retried per child (the port race of parallel kernels)
 STOP_GRACE_S = 20.0  # how long stopped workers get to mark their runs before SIGKILL
 DASK_CONNECT_TIMEOUT = "5s"
@@ -347,7 +348,7 @@ def _execute(
     if status != "finished":
         code = EXIT_FAILED
     elif any(r.failed_checks for r in results):
-        code = EXIT_CHECK
+        code = EXIT_CHECK_FAILED
     else:
         code = EXIT_OK
     swept = tuple(sorted({k for p in plan.points for k in p}))
@@ -388,7 +389,7 @@ def _create_children(st: Store, plan: _Plan, parent: str) -> list[dict[str, Any]
             "run_id": run_id,
             "name": f"{plan.name}-{i + 1:0{width}d}",
             "point": point,
-            "tags": {**plan.tags, INDEX_TAG: i},
+            "tags": {**plan.tags, SWEEP_INDEX_TAG: i},
         }
         st.create_run(
             run_id=run_id,
@@ -428,7 +429,7 @@ def _mark_left_over(st: Store, parent: str, status: str, reason: str) -> None:
     for (run_id,) in left:
         if st.set_status(run_id, status, only_from=("queued", "running")):
             with contextlib.suppress(MlnbError):
-                st.set_tags(run_id, {CANCELLED_TAG: reason}, check_state=False)
+                st.set_tags(run_id, {SWEEP_CANCELLED_TAG: reason}, check_state=False)
 
 
 def _apply_checks(

@@ -27,6 +27,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
 
+from mlnb.conventions import NOTE_TAG
 from mlnb.errors import MlnbError
 from mlnb.records import TERMINAL_STATUSES, run_html
 from mlnb.tracking import fluent as tracking
@@ -325,7 +326,7 @@ class TrackMagics(Magics):
         self._run().set_tags(dict(args.pairs))
 
     def _note(self, args: argparse.Namespace) -> None:
-        self._run().set_tags({"mlnb.note": " ".join(args.text)})
+        self._run().set_tags({NOTE_TAG: " ".join(args.text)})
 
     def _end(self, args: argparse.Namespace) -> None:
         run = tracking.active_run()
@@ -352,7 +353,7 @@ class TrackMagics(Magics):
     def _list(self, args: argparse.Namespace) -> Any:
         """The runs of this notebook: tracked from it (``%track``) or started in it by the
         Python API (which records it as the run's source), newest first."""
-        from mlnb.capture.notebook import NOTEBOOK_ENV
+        from mlnb.conventions import ENV_NOTEBOOK
         from mlnb.store.query import quote_string
         from mlnb.tracking.reading import runs
 
@@ -360,7 +361,7 @@ class TrackMagics(Magics):
         if notebook is None:
             raise UsageError(
                 "%track list shows the runs of this notebook, but mlnb cannot tell which "
-                f"notebook this kernel runs: set {NOTEBOOK_ENV}=path/to/notebook.ipynb in the "
+                f"notebook this kernel runs: set {ENV_NOTEBOOK}=path/to/notebook.ipynb in the "
                 "kernel's environment, or use mlnb.runs() to list every run"
             )
         path = quote_string(notebook)

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mlnb.conventions import ENV_STORE, ERROR_MESSAGE_TAG, ERROR_NAME_TAG
 from mlnb.errors import (
     AmbiguousRunIdError,
     ExperimentNotFoundError,
@@ -38,7 +39,6 @@ from mlnb.errors import (
     StoreNotFoundError,
 )
 from mlnb.records import (
-    ERROR_TAG,
     TERMINAL_STATUSES,
     Artifact,
     CheckRecord,
@@ -61,15 +61,12 @@ T = TypeVar("T")
 
 STORE_DIRNAME = ".mlnb"
 DB_FILENAME = "mlnb.db"
-ENV_STORE = "MLNB_STORE"
 DEFAULT_EXPERIMENT = "Default"
 # Kinds of rows in the checks table; checked here, not by an SQL CHECK, so that a new kind
 # (a reproduction verdict, say) needs no table rebuild.
 CHECK_KINDS = ("check", "gate", "validation", "reproduce")
 METRIC_ROWS_PER_STATEMENT = 6_000  # 30,000 bound values, under SQLite's 32,766 limit
 DOWNSAMPLE_POINTS = 2_000  # what a plot reads of one series at most (downsampled_history)
-ERROR_NAME_TAG = f"{ERROR_TAG}.name"  # why a run failed, as reports show it
-ERROR_MESSAGE_TAG = f"{ERROR_TAG}.message"
 
 
 def _metric_insert_sql(rows: int) -> str:

@@ -19,11 +19,10 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+from mlnb.conventions import ENV_CAPTURE, ENV_SYSTEM_METRICS
 from mlnb.errors import InvalidInputError, MlnbWarning
 from mlnb.store import Store
 
-ENV_CAPTURE = "MLNB_CAPTURE"
-ENV_SYSTEM_METRICS = "MLNB_SYSTEM_METRICS"
 ENVIRONMENT_PARTS = frozenset({"packages", "hardware", "gpu", "env_vars"})
 PARTS = frozenset({"environment", "git"}) | ENVIRONMENT_PARTS
 JOIN_TIMEOUT_S = 60.0

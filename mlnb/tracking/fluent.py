@@ -30,6 +30,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from mlnb.conventions import ENV_JOB_EXPERIMENT, ENV_RUN_ID, ENV_STORE
 from mlnb.errors import (
     InvalidInputError,
     MlnbError,
@@ -40,12 +41,9 @@ from mlnb.errors import (
 )
 from mlnb.records import TERMINAL_STATUSES, Artifact, DatasetRef, RunRecord
 from mlnb.store import inputs as validation
-from mlnb.store.core import DB_FILENAME, ENV_STORE, Store, find_store_dir, store_not_found
+from mlnb.store.core import DB_FILENAME, Store, find_store_dir, store_not_found
 from mlnb.store.liveness import HEARTBEAT_INTERVAL_S, acquire_run_lock, release_run_lock
 
-ENV_RUN_ID = "MLNB_RUN_ID"
-# Set by `mlnb run --experiment`: the job chose the experiment, the notebook may not.
-ENV_JOB_EXPERIMENT = "MLNB_JOB_EXPERIMENT"
 FLUSH_INTERVAL_S = 0.1
 QUEUE_LIMIT = 200_000
 BATCH_LIMIT = 50_000
