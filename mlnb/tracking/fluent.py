@@ -35,6 +35,7 @@ from mlnb.records import TERMINAL_STATUSES, Artifact, DatasetRef, RunRecord
 from mlnb.store import inputs as validation
 from mlnb.store.core import DB_FILENAME, ENV_STORE, Store, find_store_dir, store_not_found
 from mlnb.store.liveness import HEARTBEAT_INTERVAL_S, acquire_run_lock, release_run_lock
+from mlnb.tracking import collect
 
 ENV_RUN_ID = "MLNB_RUN_ID"
 # Set by `mlnb run --experiment`: the job chose the experiment, the notebook may not.
@@ -140,9 +141,7 @@ def flush(store: Store | None = None) -> None:
     started so far."""
     for hook in list(_flush_hooks):
         hook()
-    collect = sys.modules.get("mlnb.tracking.collect")
-    if collect is not None:
-        collect.wait_for_capture()
+    collect.wait_for_capture()
     if store is not None:
         _writer_for(store).flush()
         return
@@ -607,8 +606,6 @@ def start_run(
     ``system_metrics=True`` (or ``$MLNB_SYSTEM_METRICS=1``) samples CPU, memory and GPU
     use as ``system/*`` metrics every ``system_metrics_interval`` seconds.
     """
-    from mlnb.tracking import collect
-
     parts = collect.resolve_parts(capture)
     global _attached_env_run
     _install_hooks()
@@ -673,13 +670,7 @@ def _resume(st: Store, ref: str, *, name: str | None, tags: Mapping[str, Any] | 
     if st.db_path is not None:
         with contextlib.suppress(OSError):  # held by the process that runs it (mlnb run)
             fd = acquire_run_lock(st.locks_dir, run_id)
-    st.write(
-        lambda c: c.execute(
-            "UPDATE runs SET status = 'running', end_time = NULL, "
-            "name = coalesce(?, name) WHERE run_id = ?",
-            [name, run_id],
-        )
-    )
+    st.resume_run(run_id, name=name)
     if tags:
         st.set_tags(run_id, tags)
     return ActiveRun(st, run_id, owned_lock=fd)
