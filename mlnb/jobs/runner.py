@@ -213,14 +213,14 @@ def _register_engine() -> None:
         def papermill_execute_cells(self) -> None:
             self.holder.kernel_ready = True
             language = language_of(self.nb)
-            hooks = language in ("python", "unknown")
-            if not hooks:
+            hooks = language in ("python", "unknown")  # the hooks are Python
+            if hooks:
+                self.call_hook(start_job.__name__, _PRELUDE)
+            else:
                 self.holder.hook_problems.append(
                     f"the kernel runs {language}, not Python: the job's environment and git "
                     "state were not recorded"
                 )
-            if hooks:
-                self.call_hook(start_job.__name__, _PRELUDE)
             super().papermill_execute_cells()
             self.holder.cell = None
             if hooks:

@@ -1003,8 +1003,9 @@ class Store(ProvenanceStore):
                 conds.append(sql)
                 cond_args += keyset_args
             sql = f"SELECT r.run_id {base} WHERE {' AND '.join(conds)} ORDER BY {order}, r.id DESC"
-            bound = [*cond_args, *order_args, -1 if limit is None else limit]
-            return [r[0] for r in c.execute(sql + " LIMIT ?", bound)]
+            if limit is None:  # no LIMIT at all: `LIMIT -1` made SQLite's sort ~10x slower
+                return [r[0] for r in c.execute(sql, [*cond_args, *order_args])]
+            return [r[0] for r in c.execute(sql + " LIMIT ?", [*cond_args, *order_args, limit])]
 
         return self.read(fetch)
 
@@ -1023,8 +1024,8 @@ class Store(ProvenanceStore):
                     rows = c.execute(DISTINCT_KEYS.format(table=table)).fetchall()
                 else:
                     rows = c.execute(
-                        f"SELECT DISTINCT key FROM {table} WHERE run IN (SELECT id FROM runs "
-                        "WHERE run_id IN (SELECT value FROM json_each(?))) ORDER BY key",
+                        f"SELECT DISTINCT x.key FROM json_each(?) j JOIN runs r ON r.run_id = "
+                        f"j.value JOIN {table} x ON x.run = r.id ORDER BY x.key",
                         [ids],
                     ).fetchall()
                 out[kind] = [r[0] for r in rows if r[0] is not None]
