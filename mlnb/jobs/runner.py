@@ -212,7 +212,7 @@ def _register_engine() -> None:
 
         def papermill_execute_cells(self) -> None:
             self.holder.kernel_ready = True
-            language = language_of(self.nb)
+            language = self.kernel_language()
             hooks = language in ("python", "unknown")  # the hooks are Python
             if hooks:
                 self.call_hook(start_job.__name__, _PRELUDE)
@@ -225,6 +225,15 @@ def _register_engine() -> None:
             self.holder.cell = None
             if hooks:
                 self.call_hook(finish_job.__name__, _FINALIZE)
+
+        def kernel_language(self) -> str:
+            """The language the kernel runs, as it says itself (a notebook's metadata may
+            name another); ``unknown`` when it does not answer."""
+            try:
+                info = self.wait_for_reply(self.kc.kernel_info())
+                return str(info["content"]["language_info"]["name"]).lower()
+            except Exception:
+                return "unknown"
 
         def call_hook(self, hook: str, code: str) -> None:
             """Run one of the job hooks in the kernel; what it raised (or a kernel that
