@@ -1,9 +1,9 @@
 """All SQL lives in ``mlnb/store/`` (issue 12 item 2): every other package asks the store.
 
 The check reads the source (``ast``): a string literal outside ``mlnb/store/`` that is a
-SQL statement, or a ``.execute(...)`` / ``.executemany(...)`` whose first argument is one,
-fails it. Docstrings and comments are prose and are left alone; so are strings that only
-mention a keyword ("select runs", "UPDATE the docs")."""
+SQL statement, or a ``.read(lambda conn: ...)`` / ``.write(lambda conn: ...)`` handing a
+connection out of the store, fails it. Docstrings and comments are prose and are left
+alone; so are strings that only mention a keyword ("select runs", "UPDATE the docs")."""
 
 from __future__ import annotations
 
@@ -77,6 +77,15 @@ def sql_outside_store(root: Path = PACKAGE) -> list[str]:
         for node in ast.walk(tree):
             if id(node) in prose:
                 continue
+            if (  # `st.read(lambda c: ...)`: a connection handed out of the store
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("read", "write")
+                and node.args
+                and isinstance(node.args[0], ast.Lambda)
+            ):
+                rel = path.relative_to(root.parent)
+                hits.append(f"{rel}:{node.lineno}: .{node.func.attr}(lambda ...)")
             if isinstance(node, ast.JoinedStr) or (
                 isinstance(node, ast.Constant) and isinstance(node.value, str)
             ):
@@ -143,5 +152,6 @@ def test_sql_scan_flags_a_query_added_outside_the_store(tmp_path: Path) -> None:
         "    )\n"
     )
     assert sql_outside_store(pkg) == [
-        "mlnb/jobs/runner.py:5: SELECT status FROM runs WHERE run_id = ?"
+        "mlnb/jobs/runner.py:4: .read(lambda ...)",
+        "mlnb/jobs/runner.py:5: SELECT status FROM runs WHERE run_id = ?",
     ]
