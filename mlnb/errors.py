@@ -23,6 +23,8 @@ and exits non-zero, the magics raise ``UsageError``, the server answers a JSON e
     │   │                           with the run already in the store (nothing imported)
     │   └── InputLimitError         input over a size or complexity limit (names the limit)
     ├── QuerySyntaxError            a filter or order_by that does not parse (has .position)
+    ├── CaptureError                a job's kernel could not record its environment or git
+    │                               state (the run's mlnb.warning tag says why)
     └── SweepFailedError            no child of a sweep finished (has .result)
 
     UserWarning
@@ -38,6 +40,7 @@ from typing import Any
 __all__ = [
     "AmbiguousRunIdError",
     "BundleError",
+    "CaptureError",
     "ExperimentNotFoundError",
     "InputLimitError",
     "InvalidInputError",
@@ -141,6 +144,12 @@ class QuerySyntaxError(MlnbError, ValueError):
                 caret = position - start + (3 if start else 0)
             message = f"{message} at position {position}\n  {shown}\n  {' ' * caret}^"
         super().__init__(message)
+
+
+class CaptureError(MlnbError):
+    """A headless job's kernel could not record what a run records about itself (its
+    environment, its git state) or store what the notebook logged at its end; the job goes
+    on, and the run's ``mlnb.warning`` tag says why."""
 
 
 class SweepFailedError(MlnbError):

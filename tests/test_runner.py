@@ -259,6 +259,26 @@ def test_a_job_records_the_git_state_of_its_working_directory(
         rec = st.get_run(result.run_id)
         assert rec.git is not None and rec.git["commit"] == git("rev-parse", "HEAD")
         assert rec.environment is not None
+        assert "mlnb.warning" not in rec.tags  # the kernel's hooks ran without a problem
+
+
+@pytest.mark.slow
+def test_a_job_whose_kernel_cannot_capture_says_so_in_its_tags(
+    tmp_path: Path, store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12 item 5: the kernel prelude ran the capture inside `try: ... except: pass`,
+    so a job whose capture failed in the kernel (here `$MLNB_CAPTURE` misspelt; after a
+    module move, the import of the hook) recorded no environment and said nothing. The
+    run's `mlnb.warning` tag and the result's notes now say what went wrong."""
+    monkeypatch.setenv("MLNB_CAPTURE", "environmnet")
+    result = run_notebook(job("job_sleep", tmp_path), parameters={"seconds": 0})
+    assert result.status == "finished"
+    assert any("environmnet" in note for note in result.notes), result.notes
+    with Store(store_dir) as st:
+        rec = st.get_run(result.run_id)
+        assert rec.environment is None
+        assert "environmnet" in rec.tags["mlnb.warning"]
+        assert "not recorded" in rec.tags["mlnb.warning"]
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@ from mlnb.errors import InvalidInputError, QuerySyntaxError
 from mlnb.formatting import escape_html
 from mlnb.records import RunRecord, is_system_metric
 from mlnb.store import Store, notices
-from mlnb.store.query import Field, compile_filter, compile_order_by, quote_string
+from mlnb.store.query import Field, RunScope, quote_string
 from mlnb.tracking import fluent as tracking
 
 if TYPE_CHECKING:
@@ -53,12 +53,6 @@ MAX_PARALLEL_AXES = 10  # params shown as axes of the parallel plot
 SNAPSHOT_ROWS = 1_000
 FETCH_CHUNK = 500
 EXACT_KEYS_MAX = 2_000  # beyond this many runs in view, columns are the store's keys
-# Distinct keys by walking the (key, ...) index: one seek per key instead of a scan
-DISTINCT_KEYS = (
-    "WITH RECURSIVE k(key) AS (SELECT min(key) FROM {table} UNION ALL "
-    "SELECT (SELECT min(key) FROM {table} WHERE key > k.key) FROM k WHERE k.key IS NOT NULL) "
-    "SELECT key FROM k"
-)
 
 
 class RunsTable:
@@ -109,52 +103,25 @@ class RunsTable:
 
     # -- queries ------------------------------------------------------------------------
 
-    def _where(self, filter: str) -> tuple[str, list[Any]]:
-        where, args = compile_filter(filter or None, now=self._now)
-        conds = [f"({where})", "r.deleted_at IS NULL"]
-        if self.experiments is not None:
-            conds.append(f"e.name IN ({','.join('?' * len(self.experiments))})")
-            args = [*args, *self.experiments]
-        if self.run_ids is not None:
-            conds.append("r.run_id IN (SELECT value FROM json_each(?))")
-            args = [*args, json.dumps(self.run_ids)]
-        return " AND ".join(conds), args
+    def _scope(self) -> RunScope:
+        return RunScope(self.experiments, self.run_ids)
 
     def _query(self, filter: str, column: str, descending: bool) -> tuple[list[str], list[str]]:
         """The ordered ids and the columns (attributes, then metrics, params, tags keys
         present among those runs) for a filter and a sort."""
-        where, args = self._where(filter)
-        order, order_args = compile_order_by(_order_text(column, descending), now=self._now)
-        base = "FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE " + where
-
-        def fetch(c: Any) -> tuple[list[str], list[str]]:
-            found = c.execute(
-                f"SELECT r.run_id, r.id {base} ORDER BY {order}, r.id DESC", [*args, *order_args]
-            ).fetchall()
-            cols = list(ATTRIBUTES)
-            rowids = json.dumps([r[1] for r in found])
-            for prefix, table in (
-                ("metrics", "latest_metrics"),
-                ("params", "params"),
-                ("tags", "tags"),
-            ):
-                if len(found) <= EXACT_KEYS_MAX:  # the keys those runs have
-                    sql = (
-                        f"SELECT DISTINCT key FROM {table} "
-                        "WHERE run IN (SELECT value FROM json_each(?)) ORDER BY key"
-                    )
-                    keys = c.execute(sql, [rowids]).fetchall()
-                else:  # every key of the store: one index seek per key
-                    keys = c.execute(DISTINCT_KEYS.format(table=table)).fetchall()
-                hide = prefix == "metrics" and not self.system_metrics
-                cols += [
-                    f"{prefix}.{k[0]}"
-                    for k in keys
-                    if k[0] is not None and not (hide and is_system_metric(k[0]))
-                ]
-            return [r[0] for r in found], cols
-
-        return self.store.read(fetch)
+        ids = self.store.run_ids(
+            filter or None,
+            order_by=_order_text(column, descending),
+            scope=self._scope(),
+            now=self._now,
+        )
+        # the keys those runs have; beyond EXACT_KEYS_MAX runs, every key of the store
+        keys = self.store.run_keys(ids if len(ids) <= EXACT_KEYS_MAX else None)
+        cols = list(ATTRIBUTES)
+        for prefix in ("metrics", "params", "tags"):
+            hide = prefix == "metrics" and not self.system_metrics
+            cols += [f"{prefix}.{k}" for k in keys[prefix] if not (hide and is_system_metric(k))]
+        return ids, cols
 
     def _apply(self, filter: str, column: str, descending: bool) -> bool:
         try:
@@ -207,17 +174,7 @@ class RunsTable:
         self.selected = [i for i in self.selected if i in existing]
 
     def _all_ids(self) -> list[str]:
-        where, args = self._where("")
-        return [
-            r[0]
-            for r in self.store.read(
-                lambda c: c.execute(
-                    f"SELECT r.run_id FROM runs r JOIN experiments e ON e.id = r.experiment_id "
-                    f"WHERE {where}",
-                    args,
-                ).fetchall()
-            )
-        ]
+        return self.store.run_ids(scope=self._scope(), now=self._now)
 
     def sortable(self) -> list[str]:
         return [*ATTRIBUTES, "end_time", *(c for c in self.columns if "." in c)]
@@ -332,15 +289,7 @@ def resolve_scope(store: Store, runs: Any) -> tuple[str | None, list[str] | None
             "compare: runs must be a filter string, a list of run ids or a DataFrame from "
             f"mlnb.runs(), not {type(runs).__name__}"
         )
-    exact = set(
-        r[0]
-        for r in store.read(
-            lambda c: c.execute(
-                "SELECT run_id FROM runs WHERE run_id IN (SELECT value FROM json_each(?))",
-                [json.dumps(items)],
-            ).fetchall()
-        )
-    )
+    exact = set(store.run_ids(scope=RunScope(run_ids=items, include_deleted=True)))
     ids: list[str] = []
     for ref in items:
         rid = ref if ref in exact else store.resolve_run_id(ref)

@@ -268,13 +268,7 @@ def _reproduce(
         )  # fmt: skip
     # The job ran a temporary copy: its source and notebook point at what the old run came
     # from (a reproduction of this run then finds the original folder again).
-    st.write(
-        lambda c: c.execute(
-            "UPDATE runs SET source = ?, notebook = CASE WHEN notebook IS NULL THEN NULL "
-            "ELSE ? END WHERE run_id = ?",
-            [old.source, where, job.run_id],
-        )
-    )
+    st.set_source(job.run_id, old.source, notebook=where)
     new = st.get_run(job.run_id)
     result = Reproduction(original=old, job=job, differs=[], notes=notes, ignored=ignore)
     if job.ok:

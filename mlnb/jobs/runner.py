@@ -60,6 +60,7 @@ from mlnb.store.core import Store
 from mlnb.store.hashing import hash_file
 from mlnb.store.liveness import acquire_run_lock, release_run_lock
 from mlnb.tracking.fluent import StoreLike, resolve_store
+from mlnb.tracking.job import HOOKS_MODULE, finish_job, start_job
 
 __all__ = [
     "JobError",
@@ -73,36 +74,18 @@ CELL_SECONDS = "job/cell_seconds"
 SNAPSHOT_DIR = "notebook"  # artifacts `notebook/<name>.ipynb`: the notebook as run
 ENGINE_NAME = "mlnb"
 
-# Run in the kernel before the first cell: record the kernel's own environment (its
-# Python and packages, which may differ from the runner's) and the git state of its
-# working directory. A kernel that cannot import mlnb simply records nothing here.
-_PRELUDE = """\
-try:
-    import os as _mlnb_os
-    from mlnb.tracking import fluent as _mlnb_t
-    from mlnb.tracking import collect as _mlnb_c
-    _mlnb_c.start_capture(_mlnb_t.get_store(), _mlnb_os.environ["MLNB_RUN_ID"],
-                          _mlnb_c.resolve_parts(None), _mlnb_os.getcwd())
-except Exception:
-    pass
-"""
 
-# Run in the kernel after the last cell (when the kernel is still usable), because the
-# kernel is then shut down immediately, without its atexit handlers: write every queued
-# metric, and end the runs the notebook started itself (the job's run is the runner's).
-_FINALIZE = """\
-import os as _mlnb_os, sys as _mlnb_sys
-_mlnb_t = _mlnb_sys.modules.get("mlnb.tracking.fluent")
-if _mlnb_t is not None:
-    _mlnb_t.flush()
-    for _mlnb_r in reversed(_mlnb_t.state.live_runs()):
-        if _mlnb_r.run_id != _mlnb_os.environ.get("MLNB_RUN_ID"):
-            _mlnb_t.end_run("finished", run=_mlnb_r)
-    _mlnb_t.flush()
-_mlnb_c = _mlnb_sys.modules.get("mlnb.tracking.collect")
-if _mlnb_c is not None:
-    _mlnb_c.wait_for_capture()
-"""
+# The kernel side of a job is two hook functions (mlnb.tracking.job), called in the kernel
+# outside the notebook's cells and binding no name in its namespace: before the first cell
+# (the kernel's own environment and git state) and after the last (queued metrics, the
+# notebook's own runs; the kernel is then shut down without its atexit handlers). A hook
+# that fails is recorded in the run's `mlnb.warning` tag; the job goes on.
+def _hook_call(hook: str) -> str:
+    return f"__import__({HOOKS_MODULE!r}, fromlist=[{hook!r}]).{hook}()\n"
+
+
+_PRELUDE = _hook_call(start_job.__name__)
+_FINALIZE = _hook_call(finish_job.__name__)
 
 
 @dataclass(frozen=True)
@@ -163,6 +146,7 @@ class _Holder:
         self.kernel_ready = False  # False while the kernel starts: a failure may be retried
         self.cell_error: Any = None  # nbclient's CellExecutionError: the kernel's own reply
         self.timed_out = False  # a cell ran past the timeout and the kernel was interrupted
+        self.hook_problems: list[str] = []  # what the kernel's job hooks could not do
 
 
 _engine_registered = False
@@ -229,12 +213,40 @@ def _register_engine() -> None:
 
         def papermill_execute_cells(self) -> None:
             self.holder.kernel_ready = True
-            with contextlib.suppress(Exception):  # best effort: capture never fails a job
-                self.wait_for_reply(self.kc.execute(_PRELUDE, silent=True, store_history=False))
+            language = self.kernel_language()
+            hooks = language in ("python", "unknown")  # the hooks are Python
+            if hooks:
+                self.call_hook(start_job.__name__, _PRELUDE)
+            else:
+                self.holder.hook_problems.append(
+                    f"the kernel runs {language}, not Python: the job's environment and git "
+                    "state were not recorded"
+                )
             super().papermill_execute_cells()
             self.holder.cell = None
-            with contextlib.suppress(Exception):  # best effort: never fail a finished job
-                self.wait_for_reply(self.kc.execute(_FINALIZE, silent=True, store_history=False))
+            if hooks:
+                self.call_hook(finish_job.__name__, _FINALIZE)
+
+        def kernel_language(self) -> str:
+            """The language the kernel runs, as it says itself (a notebook's metadata may
+            name another); ``unknown`` when it does not answer."""
+            try:
+                info = self.wait_for_reply(self.kc.kernel_info())
+                return str(info["content"]["language_info"]["name"]).lower()
+            except Exception:
+                return "unknown"
+
+        def call_hook(self, hook: str, code: str) -> None:
+            """Run one of the job hooks in the kernel; what it raised (or a kernel that
+            does not answer) goes into ``holder.hook_problems``, never into the job."""
+            try:
+                reply = self.wait_for_reply(self.kc.execute(code, silent=True, store_history=False))
+            except Exception as exc:
+                self.holder.hook_problems.append(f"{hook}() got no answer from the kernel: {exc}")
+                return
+            problem = _hook_problem(hook, reply)
+            if problem:
+                self.holder.hook_problems.append(problem)
 
     class IpcKernelManager(AsyncKernelManager):  # type: ignore[misc]
         """Kernels talk over Unix sockets in a private folder, not TCP ports: no port race
@@ -284,6 +296,20 @@ def _register_engine() -> None:
 
     papermill_engines.register(ENGINE_NAME, Engine)
     _engine_registered = True
+
+
+def _hook_problem(hook: str, reply: Any) -> str | None:
+    """What a job hook's execute reply says went wrong, for the run's ``mlnb.warning``."""
+    content = reply.get("content", {}) if isinstance(reply, dict) else {}
+    if content.get("status") != "error":
+        return None
+    ename, evalue = str(content.get("ename", "Error")), _plain(str(content.get("evalue", "")))
+    if ename == "CaptureError":  # mlnb's own message says what was not recorded
+        return f"{hook}() in the kernel: {evalue}"
+    return (
+        f"{hook}() failed in the kernel ({ename}: {evalue}); is mlnb installed in the "
+        "kernel's environment? What the kernel records about the run may be missing"
+    )
 
 
 def _open_store(store: StoreLike | None, *, create: bool = True) -> Store:
@@ -531,7 +557,7 @@ def run_notebook(
         st, nb_path, nb, output, used, given, name, experiment, run_tags, kernel_name,
         work_dir, cell_timeout, start_timeout, log_output, job,
     )  # fmt: skip
-    return dataclasses.replace(result, notes=tuple(notes))
+    return dataclasses.replace(result, notes=(*notes, *result.notes))
 
 
 def _parameter_notes(
@@ -574,14 +600,12 @@ def _check_run_id(st: Store, run_id: str | None, parent_run_id: str | None) -> b
         return False
     if not isinstance(run_id, str) or not run_id.strip() or not run_id.isalnum():
         raise InvalidInputError(f"run_id must be letters and digits, got {run_id!r}")
-    row = st.read(
-        lambda c: c.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchone()
-    )
-    if row is None:
+    status = st.run_status(run_id)
+    if status is None:
         return False
-    if row[0] != "queued":
+    if status != "queued":
         raise InvalidInputError(
-            f"run {run_id[:8]} is {row[0]}; a job can only attach to a queued run"
+            f"run {run_id[:8]} is {status}; a job can only attach to a queued run"
         )
     return True
 
@@ -651,6 +675,7 @@ def _run(
     error: JobError | None = None
     exit_code = EXIT_FAILED
     holder = _Holder()
+    hook_notes: list[str] = []
     tmp: tempfile.TemporaryDirectory[str] | None = None
     out_path: Path | None = None
     final_nb: Any = None
@@ -749,12 +774,14 @@ def _run(
             with quiet_warnings():  # papermill wrote nothing after a timeout/dead kernel
                 writer: Any = nbformat.write
                 writer(final_nb, str(out_path))
+        if holder.hook_problems:
+            hook_notes = holder.hook_problems
+            warning = " ".join(filter(None, [(tags or {}).get(WARNING_TAG), *hook_notes]))
+            st.set_tags(run_id, {WARNING_TAG: warning}, check_state=False)
         _record(st, run_id, nb_path, out_path, final_nb, nb, error)
         _record_lineage(st, run_id, nb_path, nb, final_nb)
         if name is not None:  # `%track start` in the notebook renames the run it attaches to
-            st.write(
-                lambda c: c.execute("UPDATE runs SET name = ? WHERE run_id = ?", [name, run_id])
-            )
+            st.rename_run(run_id, name)
     except KeyboardInterrupt:
         status = "killed"
         raise
@@ -785,31 +812,14 @@ def _run(
         error=error,
         duration=time.monotonic() - started,
         exit_code=exit_code,
+        notes=tuple(hook_notes),
     )
 
 
 def _claim_queued(st: Store, run_id: str, source: str) -> None:
     """Move a queued run to ``running`` in this process (compare-and-set: two workers
     cannot both take it); its clock starts now."""
-    import getpass
-
-    from mlnb.store.liveness import HOST
-
-    now = time.time()
-    user: str | None = None
-    with contextlib.suppress(Exception):
-        user = getpass.getuser()
-    changed = st.write(
-        lambda c: (
-            c.execute(
-                "UPDATE runs SET status = 'running', start_time = ?, heartbeat = ?, "
-                "end_time = NULL, host = ?, pid = ?, user = coalesce(?, user), source = ? "
-                "WHERE run_id = ? AND status = 'queued'",
-                [now, now, HOST, os.getpid(), user, source, run_id],
-            ).rowcount
-        )
-    )
-    if not changed:
+    if not st.claim_queued_run(run_id, source=source):
         raise InvalidInputError(f"run {run_id[:8]} is no longer queued (another worker took it?)")
 
 

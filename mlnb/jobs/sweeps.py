@@ -59,6 +59,7 @@ from mlnb.jobs.params import (
 from mlnb.records import JobError
 from mlnb.store import Store
 from mlnb.store.liveness import acquire_run_lock, release_run_lock
+from mlnb.store.query import RunScope, quote_string
 from mlnb.tracking.fluent import StoreLike
 
 __all__ = ["ChildResult", "SweepResult", "sweep"]
@@ -420,13 +421,11 @@ def _no_interrupts() -> Iterator[None]:
 
 def _mark_left_over(st: Store, parent: str, status: str, reason: str) -> None:
     """No child of the sweep stays queued or running once the sweep is over."""
-    left = st.read(
-        lambda c: c.execute(
-            "SELECT run_id FROM runs WHERE parent_run_id = ? AND status IN ('queued', 'running')",
-            [parent],
-        ).fetchall()
+    left = st.run_ids(
+        f"parent_run_id = {quote_string(parent)} and status in ('queued', 'running')",
+        scope=RunScope(include_deleted=True),
     )
-    for (run_id,) in left:
+    for run_id in left:
         if st.set_status(run_id, status, only_from=("queued", "running")):
             with contextlib.suppress(MlnbError):
                 st.set_tags(run_id, {SWEEP_CANCELLED_TAG: reason}, check_state=False)
@@ -454,8 +453,11 @@ def _results(
     sort: str | None,
 ) -> list[ChildResult]:
     by_id = {o["run_id"]: o for o in outcomes}
-    table = st.search_runs(f"parent_run_id = '{parent}'", order_by=sort, include_deleted=True)
-    order = list(table["run_id"])
+    order = st.run_ids(
+        f"parent_run_id = {quote_string(parent)}",
+        order_by=sort,
+        scope=RunScope(include_deleted=True),
+    )
     if not sort:
         order.sort(key=lambda r: by_id[r]["index"] if r in by_id else 0)
     results = []
@@ -494,14 +496,7 @@ class _Progress:
         if not self.show or (not force and time.monotonic() - self.last < 0.5):
             return
         self.last = time.monotonic()
-        counts = dict(
-            self.st.read(
-                lambda c: c.execute(
-                    "SELECT status, count(*) FROM runs WHERE parent_run_id = ? GROUP BY status",
-                    [self.parent],
-                ).fetchall()
-            )
-        )
+        counts = self.st.child_status_counts(self.parent)
         done = self.total - counts.get("queued", 0) - counts.get("running", 0)
         failed = done - counts.get("finished", 0)
         width = 24
@@ -808,12 +803,8 @@ def _dask_child(task: dict[str, Any]) -> dict[str, Any]:
                 )
             except MlnbError as exc:
                 return {"outcome": _failed_outcome(child, exc, EXIT_FAILED), "bundle": None}
-            st.write(
-                lambda c: c.execute(
-                    "UPDATE runs SET source = ? WHERE run_id = ?",
-                    [task["notebook"], child["run_id"]],
-                )
-            )
+            # the notebook the user gave, not the copy this worker may have run
+            st.set_source(child["run_id"], task["notebook"], notebook=task["notebook"])
             bundle = export_run(st, child["run_id"])
     bundle["run"]["parent_run_id"] = task["parent_run_id"]
     return {"outcome": _outcome(child, result), "bundle": bundle}

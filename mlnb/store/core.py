@@ -56,6 +56,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from sqlite_utils import Database
 
+    from mlnb.store.query import OrderTerm, RunScope
+
 
 T = TypeVar("T")
 
@@ -249,10 +251,7 @@ class Store(ProvenanceStore):
         now = time.time() if start_time is None else start_time
         if parent_run_id is not None:
             parent_run_id = self.resolve_run_id(parent_run_id)
-        try:
-            user = getpass.getuser()
-        except Exception:
-            user = None
+        user = _current_user()
 
         def tx(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -805,26 +804,22 @@ class Store(ProvenanceStore):
         """Runs as a wide table, column by column (``{column: values}``): run attributes,
         then ``params.*`` (typed), ``metrics.*`` (latest value) and ``tags.*``; a run
         without a key has None there. ``mlnb.runs()`` wraps it in pandas."""
-        from mlnb.store.query import compile_filter, compile_order_by
+        from mlnb.store.query import RunScope, compile_filter, compile_order_by
 
         now = time.time() if now is None else now
         where, args = compile_filter(filter, now=now)
         order, order_args = compile_order_by(order_by, now=now)
-        conds = [f"({where})"]
-        if not include_deleted:
-            conds.append("r.deleted_at IS NULL")
-        if experiment is not None:
-            names = [experiment] if isinstance(experiment, str) else list(experiment)
+        names = [experiment] if isinstance(experiment, str) else experiment
+        if names is not None:
             self.check_experiments(names)
-            conds.append(f"e.name IN ({','.join('?' * len(names))})")
-            args = [*args, *names]
+        scope, scope_args = RunScope(names, None, include_deleted).where()
         if max_results is not None and (not isinstance(max_results, int) or max_results < 0):
             raise InvalidInputError(f"max_results must be a non-negative int: {max_results!r}")
         sql = (
             f"SELECT {RUN_COLUMNS} FROM runs r JOIN experiments e ON e.id = r.experiment_id "
-            f"WHERE {' AND '.join(conds)} ORDER BY {order}, r.id DESC LIMIT ?"
+            f"WHERE ({where}) AND {scope} ORDER BY {order}, r.id DESC LIMIT ?"
         )
-        args = [*args, *order_args, -1 if max_results is None else max_results]
+        args = [*args, *scope_args, *order_args, -1 if max_results is None else max_results]
         self.reap_crashed()
 
         def fetch(c: sqlite3.Connection) -> dict[str, list[Any]]:
@@ -900,6 +895,152 @@ class Store(ProvenanceStore):
             lambda c: c.execute("UPDATE runs SET deleted_at = NULL WHERE run_id = ?", [run_id])
         )
         return run_id
+
+    # -- jobs: queued runs, resuming, renaming -----------------------------------------
+
+    def run_status(self, run_id: str) -> str | None:
+        """The status of the run with exactly this id; None when the store has no such run."""
+        row = self.read(
+            lambda c: c.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    def claim_queued_run(self, run_id: str, *, source: str | None) -> bool:
+        """Move a ``queued`` run (a sweep's child) to ``running`` in this process: its
+        clock starts now, and host, pid, user and ``source`` become this process's. A
+        compare-and-set: of two workers claiming one run, exactly one gets True."""
+        now = time.time()
+        user = _current_user()
+        return self.write(
+            lambda c: (
+                c.execute(
+                    "UPDATE runs SET status = 'running', start_time = ?, heartbeat = ?, "
+                    "end_time = NULL, host = ?, pid = ?, user = coalesce(?, user), source = ? "
+                    "WHERE run_id = ? AND status = 'queued'",
+                    [now, now, HOST, os.getpid(), user, source, run_id],
+                ).rowcount
+                > 0
+            )
+        )
+
+    def resume_run(self, run_id: str, *, name: str | None = None) -> None:
+        """Mark an existing run ``running`` again, without an end time
+        (``start_run(run_id=...)``; a job's kernel attaching to the job's run); ``name``,
+        when given, renames it."""
+        if name is not None:
+            name = validation.check_text(name, "run name")
+        self.write(
+            lambda c: c.execute(
+                "UPDATE runs SET status = 'running', end_time = NULL, "
+                "name = coalesce(?, name) WHERE run_id = ?",
+                [name, run_id],
+            )
+        )
+
+    def rename_run(self, run_id: str, name: str) -> None:
+        """Give a run another name (whatever its status)."""
+        name = validation.check_text(name, "run name")
+        self.write(lambda c: c.execute("UPDATE runs SET name = ? WHERE run_id = ?", [name, run_id]))
+
+    def set_source(self, run_id: str, source: str | None, *, notebook: str | None = None) -> None:
+        """Record where a run came from: ``source`` (the script or notebook a job ran a
+        copy of), and ``notebook``, when given, as its notebook path if it records one."""
+        self.write(
+            lambda c: c.execute(
+                "UPDATE runs SET source = ?, notebook = CASE WHEN notebook IS NULL OR ? IS NULL "
+                "THEN notebook ELSE ? END WHERE run_id = ?",
+                [source, notebook, notebook, run_id],
+            )
+        )
+
+    def child_status_counts(self, parent_run_id: str) -> dict[str, int]:
+        """How many children of a run (a sweep's) are in each status."""
+        rows = self.read(
+            lambda c: c.execute(
+                "SELECT status, count(*) FROM runs WHERE parent_run_id = ? GROUP BY status",
+                [parent_run_id],
+            ).fetchall()
+        )
+        return {str(status): int(n) for status, n in rows}
+
+    # -- the runs table: ids by filter, order and scope, a page at a time ----------------
+
+    def run_ids(
+        self,
+        filter: str | None = None,
+        *,
+        order_by: str | Sequence[str] | None = None,
+        scope: RunScope | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+        now: float | None = None,
+    ) -> list[str]:
+        """The ids of the runs in ``scope`` (default: every run not deleted) that match
+        ``filter``, in ``order_by`` order (the query language of docs/query.md; default:
+        newest first; ties: newest row first). The one runs-table query: the compare view,
+        sweeps and the server page with it.
+
+        Paging is by keyset: ``after`` is the last run id of the previous page and the
+        page holds the next ``limit`` runs in that order, so a page costs the same however
+        deep it is and runs written meanwhile neither repeat nor skip a row. A cursor run
+        that no longer exists raises ``RunNotFoundError``."""
+        from mlnb.store.query import RunScope, compile_filter, compile_order_keys
+
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise InvalidInputError(f"limit must be a non-negative int: {limit!r}")
+        now = time.time() if now is None else now
+        where, args = compile_filter(filter, now=now)
+        terms = compile_order_keys(order_by, now=now)
+        scope_sql, scope_args = (scope or RunScope()).where()
+        base = "FROM runs r JOIN experiments e ON e.id = r.experiment_id"
+        order = ", ".join(f"{e} {'DESC' if d else 'ASC'} NULLS LAST" for e, _, d in terms)
+        order_args = [p for _, params, _ in terms for p in params]
+
+        def fetch(c: sqlite3.Connection) -> list[str]:
+            conds, cond_args = [f"({where})", scope_sql], [*args, *scope_args]
+            if after is not None:
+                keys = ", ".join(e for e, _, _ in terms)
+                cursor = c.execute(
+                    f"SELECT {keys}, r.id {base} WHERE r.run_id = ?", [*order_args, after]
+                ).fetchone()
+                if cursor is None:
+                    raise RunNotFoundError(
+                        f"cannot page after run {after!r}: {self.location} has no run with "
+                        "that id (purged meanwhile?); start again from the first page"
+                    )
+                sql, keyset_args = _after_row(terms, cursor)
+                conds.append(sql)
+                cond_args += keyset_args
+            sql = f"SELECT r.run_id {base} WHERE {' AND '.join(conds)} ORDER BY {order}, r.id DESC"
+            if limit is None:  # no LIMIT at all: `LIMIT -1` made SQLite's sort ~10x slower
+                return [r[0] for r in c.execute(sql, [*cond_args, *order_args])]
+            return [r[0] for r in c.execute(sql + " LIMIT ?", [*cond_args, *order_args, limit])]
+
+        return self.read(fetch)
+
+    def run_keys(self, run_ids: Sequence[str] | None = None) -> dict[str, list[str]]:
+        """The params, metrics and tags keys that the runs ``run_ids`` have, sorted, by kind
+        (``{"params": [...], "metrics": [...], "tags": [...]}``: the runs table's columns).
+        ``None``: every key of the store, read by walking each table's key index (one seek
+        per distinct key instead of a scan)."""
+        ids = None if run_ids is None else json.dumps(list(run_ids))
+
+        def fetch(c: sqlite3.Connection) -> dict[str, list[str]]:
+            out = {}
+            for kind, table in (("params", "params"), ("metrics", "latest_metrics"),
+                                ("tags", "tags")):  # fmt: skip
+                if ids is None:
+                    rows = c.execute(DISTINCT_KEYS.format(table=table)).fetchall()
+                else:
+                    rows = c.execute(
+                        f"SELECT DISTINCT x.key FROM json_each(?) j JOIN runs r ON r.run_id = "
+                        f"j.value JOIN {table} x ON x.run = r.id ORDER BY x.key",
+                        [ids],
+                    ).fetchall()
+                out[kind] = [r[0] for r in rows if r[0] is not None]
+            return out
+
+        return self.read(fetch)
 
     # -- maintenance ------------------------------------------------------------------
 
@@ -1007,6 +1148,41 @@ PARAM_VALUE_SQL = (
     "THEN char(1) || type || char(1) || value ELSE value END "
     "ELSE char(1) || type || char(1) || value END"
 )
+
+
+# Distinct keys by walking the (key, ...) index: one seek per key instead of a scan
+DISTINCT_KEYS = (
+    "WITH RECURSIVE k(key) AS (SELECT min(key) FROM {table} UNION ALL "
+    "SELECT (SELECT min(key) FROM {table} WHERE key > k.key) FROM k WHERE k.key IS NOT NULL) "
+    "SELECT key FROM k"
+)
+
+
+def _after_row(terms: Sequence[OrderTerm], cursor: Sequence[Any]) -> tuple[str, list[Any]]:
+    """The keyset condition "after the cursor row" for ``ORDER BY <terms> NULLS LAST, r.id
+    DESC``: equal on the first terms and after it on the next one, for some term (or the
+    row id last). Nothing sorts after a missing value but rows missing it too."""
+    ors: list[str] = []
+    args: list[Any] = []
+    equal: list[str] = []
+    equal_args: list[Any] = []
+    for (expr, params, descending), value in zip(terms, cursor[: len(terms)], strict=True):
+        if value is not None:
+            op = "<" if descending else ">"
+            ors.append("(" + " AND ".join([*equal, f"({expr} {op} ? OR {expr} IS NULL)"]) + ")")
+            args += [*equal_args, *params, value, *params]
+        equal.append(f"{expr} IS ?")
+        equal_args += [*params, value]
+    ors.append("(" + " AND ".join([*equal, "r.id < ?"]) + ")")
+    args += [*equal_args, cursor[len(terms)]]
+    return "(" + " OR ".join(ors) + ")", args
+
+
+def _current_user() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return None
 
 
 def _column_order(col: str) -> tuple[int, str]:

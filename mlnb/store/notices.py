@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from mlnb.errors import MlnbWarning
 from mlnb.store import Store
-from mlnb.store.query import KEYED_PREFIXES, referenced_keys
+from mlnb.store.query import KEYED_PREFIXES, RunScope, referenced_keys
 
 __all__ = ["KeyNotice", "column_key", "key_notices", "warn"]
 
@@ -79,7 +78,7 @@ def key_notices(
     keys += [k for k in map(column_key, columns) if k is not None and k not in keys]
     if not keys:
         return []
-    scope, args = _scope(experiments, run_ids, include_deleted)
+    scope, args = RunScope(experiments, run_ids, include_deleted).where()
     join = "JOIN runs r ON r.id = x.run JOIN experiments e ON e.id = r.experiment_id"
 
     def missing(c: Any) -> list[tuple[str, str]]:
@@ -126,22 +125,6 @@ def _notice(kind: str, key: str, present: dict[str, list[str]]) -> KeyNotice:
     if suggestions:
         return KeyNotice(kind, key, suggestions)
     return KeyNotice(kind, key, known=tuple(own[:MAX_LISTED]), more=max(0, len(own) - MAX_LISTED))
-
-
-def _scope(
-    experiments: str | Sequence[str] | None, run_ids: Sequence[str] | None, include_deleted: bool
-) -> tuple[str, list[Any]]:
-    conds, args = ["1"], []
-    if not include_deleted:
-        conds.append("r.deleted_at IS NULL")
-    if experiments is not None:
-        names = [experiments] if isinstance(experiments, str) else list(experiments)
-        conds.append(f"e.name IN ({','.join('?' * len(names))})")
-        args += names
-    if run_ids is not None:
-        conds.append("r.run_id IN (SELECT value FROM json_each(?))")
-        args.append(json.dumps(list(run_ids)))
-    return " AND ".join(conds), args
 
 
 def warn(notices: Iterable[KeyNotice], *, stacklevel: int = 2) -> None:

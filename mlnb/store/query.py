@@ -32,6 +32,7 @@ double-quoted segment arrives as one segment, dots included). A bare name such a
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 import time
@@ -54,10 +55,12 @@ __all__ = [
     "Not",
     "Or",
     "OrderKey",
+    "RunScope",
     "Target",
     "Value",
     "compile_filter",
     "compile_order_by",
+    "compile_order_keys",
     "field_key",
     "parse_filter",
     "parse_order_by",
@@ -776,20 +779,65 @@ def compile_order_by(
     NaN sort last in either direction. Params order by their number, then by their text.
     A list of keys (MLflow's ``order_by=[...]``) is joined with commas. No keys → newest
     first (``DEFAULT_ORDER``)."""
+    keys = compile_order_keys(text, now=now)
+    if keys == DEFAULT_ORDER_KEYS:
+        return DEFAULT_ORDER, []
+    parts = [f"{expr} {'DESC' if desc else 'ASC'} NULLS LAST" for expr, _, desc in keys]
+    return ", ".join(parts), [p for _, params, _ in keys for p in params]
+
+
+OrderTerm = tuple[str, list[object], bool]  # (SQL expression, its params, descending)
+DEFAULT_ORDER_KEYS: list[OrderTerm] = [("r.start_time", [], True)]
+
+
+def compile_order_keys(
+    text: str | Sequence[str] | None, *, now: float | None = None
+) -> list[OrderTerm]:
+    """The terms of :func:`compile_order_by` one by one, each with its own params (keyset
+    paging compares a row with the last row of the previous page term by term)."""
     if text is not None and not isinstance(text, str):
         text = ", ".join(text)
     keys = parse_order_by(text) if text else []
     if not keys:
-        return DEFAULT_ORDER, []
+        return list(DEFAULT_ORDER_KEYS)
     compiler = _Compiler(text or "", now)
-    parts = []
+    terms: list[OrderTerm] = []
     for key in keys:
         t = compiler.target(key.field)
-        direction = "DESC" if key.descending else "ASC"
         for expr in (t.number, t.text):
             if expr is not None:
-                parts.append(f"{compiler.scalar(t, expr)} {direction} NULLS LAST")
-    return ", ".join(parts), compiler.params
+                start = len(compiler.params)
+                sql = compiler.scalar(t, expr)
+                terms.append((sql, compiler.params[start:], key.descending))
+    return terms
+
+
+@dataclasses.dataclass(frozen=True)
+class RunScope:
+    """Which runs a query looks at, before any filter: the runs of ``experiments`` (None:
+    every experiment), only ``run_ids`` (None: any), deleted runs or not. The runs table,
+    ``search_runs`` and the typo notices share it, so "in scope" means one thing."""
+
+    experiments: Sequence[str] | None = None
+    run_ids: Sequence[str] | None = None
+    include_deleted: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.experiments, str):  # one name, not its letters
+            object.__setattr__(self, "experiments", (self.experiments,))
+
+    def where(self) -> tuple[str, list[object]]:
+        """The scope as a SQL condition on ``runs r JOIN experiments e``, with its params."""
+        conds, args = ["1"], list[object]()
+        if not self.include_deleted:
+            conds.append("r.deleted_at IS NULL")
+        if self.experiments is not None:
+            conds.append(f"e.name IN ({','.join('?' * len(self.experiments))})")
+            args += self.experiments
+        if self.run_ids is not None:
+            conds.append("r.run_id IN (SELECT value FROM json_each(?))")
+            args.append(json.dumps(list(self.run_ids)))
+        return " AND ".join(conds), args
 
 
 KEYED_PREFIXES = ("params", "metrics", "tags")  # fields that name a key runs may lack

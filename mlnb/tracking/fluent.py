@@ -43,6 +43,7 @@ from mlnb.records import TERMINAL_STATUSES, Artifact, DatasetRef, RunRecord
 from mlnb.store import inputs as validation
 from mlnb.store.core import DB_FILENAME, Store, find_store_dir, store_not_found
 from mlnb.store.liveness import HEARTBEAT_INTERVAL_S, acquire_run_lock, release_run_lock
+from mlnb.tracking import collect
 
 FLUSH_INTERVAL_S = 0.1
 QUEUE_LIMIT = 200_000
@@ -277,9 +278,7 @@ def flush(store: StoreLike | None = None) -> None:
     started so far."""
     for hook in list(state.flush_hooks):
         hook()
-    collect = sys.modules.get("mlnb.tracking.collect")
-    if collect is not None:
-        collect.wait_for_capture()
+    collect.wait_for_capture()
     if store is not None:
         _writer_for(resolve_store(store, create=False)).flush()
         return
@@ -746,8 +745,6 @@ def start_run(
     ``system_metrics=True`` (or ``$MLNB_SYSTEM_METRICS=1``) samples CPU, memory and GPU
     use as ``system/*`` metrics every ``system_metrics_interval`` seconds.
     """
-    from mlnb.tracking import collect
-
     parts = collect.resolve_parts(capture)
     _install_hooks()
     st = resolve_store(store, create=True)
@@ -816,13 +813,7 @@ def _resume(st: Store, ref: str, *, name: str | None, tags: Mapping[str, Any] | 
     if st.db_path is not None:
         with contextlib.suppress(OSError):  # held by the process that runs it (mlnb run)
             fd = acquire_run_lock(st.locks_dir, run_id)
-    st.write(
-        lambda c: c.execute(
-            "UPDATE runs SET status = 'running', end_time = NULL, "
-            "name = coalesce(?, name) WHERE run_id = ?",
-            [name, run_id],
-        )
-    )
+    st.resume_run(run_id, name=name)
     if tags:
         st.set_tags(run_id, tags)
     return ActiveRun(st, run_id, owned_lock=fd)
