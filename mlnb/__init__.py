@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from mlnb.notebook.liveplot import live
     from mlnb.notebook.widgets import compare
     from mlnb.store import Store
+    from mlnb.store.query import RunScope
     from mlnb.store.transfer import export_run, import_run
     from mlnb.tracking.autolog import autolog
     from mlnb.tracking.fluent import (
@@ -56,6 +57,7 @@ _LAZY = {
     "live": "mlnb.notebook.liveplot",
     "gate": "mlnb.checks.gates",
     "MetricThreshold": "mlnb.checks.gates",
+    "RunScope": "mlnb.store.query",
     **dict.fromkeys(
         ("Fingerprint", "hasher_kinds", "register_hasher"), "mlnb.capture.fingerprints"
     ),
@@ -127,6 +129,7 @@ __all__ = [
     "MetricThreshold",
     "MlnbError",
     "MlnbWarning",
+    "RunScope",
     "Store",
     "__version__",
     "active_run",

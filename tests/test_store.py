@@ -269,3 +269,19 @@ print(thread.is_alive(), errors)
 """
     proc = run_python(code)
     assert proc.stdout.strip() == "False ['this store has been closed']"
+
+
+def test_resolve_run_id_prefers_a_run_named_so_over_an_id_prefix(store: Store) -> None:
+    """Flaky test_compare found it: a run named 'a' was shadowed whenever another run's id
+    began with 'a' (a quarter of the time for two random ids), so `mlnb diff a b` could
+    compare b with itself. A full id wins, then an exact name (as git prefers a ref over
+    an abbreviated hash), then a unique id prefix."""
+    named = store.create_run(name="a", run_id="f" * 32)
+    other = store.create_run(name="other", run_id="a" + "0" * 31)
+    assert store.resolve_run_id("a") == named
+    assert store.resolve_run_id("a0") == other
+    assert store.resolve_run_id(other) == other
+    assert store.resolve_run_id("f" * 32) == named
+    store.create_run(name="a", run_id="b" * 32)
+    with pytest.raises(AmbiguousRunIdError, match="several runs"):
+        store.resolve_run_id("a")

@@ -304,25 +304,29 @@ class Store(ProvenanceStore):
         return row[0], row[1]
 
     def resolve_run_id(self, ref: str) -> str:
-        """The full id of the run that ``ref`` names: an id, a unique id prefix, or a unique
-        run name."""
+        """The full id of the run that ``ref`` names: an id, a unique run name, or a unique
+        id prefix, in that order (a run named ``a`` is not shadowed by another run whose id
+        happens to begin with ``a``, as git prefers a ref over an abbreviated hash)."""
         if not isinstance(ref, str) or not ref.strip():
             raise RunNotFoundError(f"a run id must be a non-empty string, got {ref!r}")
         ref = ref.strip()
         prefix = ref.lower()
 
         def lookup(c: sqlite3.Connection) -> list[str]:
+            exact = c.execute("SELECT run_id FROM runs WHERE run_id = ?", [ref]).fetchone()
+            if exact is not None:
+                return [exact[0]]
+            ids = [r[0] for r in c.execute("SELECT run_id FROM runs WHERE name = ?", [ref])]
+            if ids:
+                return ids
             hi = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-            ids = [
+            return [
                 r[0]
                 for r in c.execute(
                     "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? LIMIT 6",
                     [prefix, hi],
                 )
             ]
-            if not ids:
-                ids = [r[0] for r in c.execute("SELECT run_id FROM runs WHERE name = ?", [ref])]
-            return ids
 
         ids = self.read(lookup)
         if len(ids) == 1:
@@ -332,9 +336,13 @@ class Store(ProvenanceStore):
                 f"no run matches {ref!r} (by id prefix or name) in {self.location}"
             )
         shown = ", ".join(i[:12] for i in ids[:5])
+        hint = (
+            "use one of their ids"
+            if len(ids[0]) > len(ref) and not ids[0].startswith(prefix)
+            else "give more characters of the id"
+        )
         raise AmbiguousRunIdError(
-            f"{ref!r} matches several runs ({shown}{', ...' if len(ids) > 5 else ''}); "
-            "give more characters of the id"
+            f"{ref!r} matches several runs ({shown}{', ...' if len(ids) > 5 else ''}); {hint}"
         )
 
     def set_status(
