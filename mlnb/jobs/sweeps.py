@@ -230,7 +230,8 @@ def sweep(
     holding the same :class:`SweepResult`. It works from a script without an ``if
     __name__ == "__main__":`` guard: the workers never import ``__main__``.
     """
-    from mlnb.jobs.runner import _open_store, _progress_bar
+    from mlnb.jobs.engine import wants_progress_bar
+    from mlnb.jobs.runner import _open_store
     from mlnb.store.query import compile_filter, compile_order_by
 
     started = time.monotonic()
@@ -252,7 +253,7 @@ def sweep(
     client = None
     try:
         client = connect_dask(scheduler) if executor == "dask" else None
-        show = _progress_bar() if progress is None else progress
+        show = wants_progress_bar() if progress is None else progress
         return _execute(st, plan, workers, fail_fast, sort, checks, client, show, started)
     finally:
         if client is not None:
