@@ -75,7 +75,7 @@ def _tight_loop(cfg: dict) -> dict:
     (order reversed every repeat) so drift in the machine's load hits all of them."""
     import mlnb
     from mlnb.notebook.liveplot import LivePlot
-    from mlnb.tracking import fluent as tracking
+    from mlnb.tracking import active as tracking_active
 
     n = cfg["calls"]
 
@@ -91,7 +91,7 @@ def _tight_loop(cfg: dict) -> dict:
             run = mlnb.start_run(capture=False)
             plot = None
             if mode == "empty listener":
-                tracking.add_batch_listener(empty)
+                tracking_active.add_batch_listener(empty)
             elif mode == "live plot":
                 t0 = time.perf_counter()
                 plot = LivePlot(["loss"], every=0.5)
@@ -109,7 +109,7 @@ def _tight_loop(cfg: dict) -> dict:
                 frames.append(plot.frames - f0)
                 draw_s.append(plot.draw_seconds - d0)
                 plot.close()
-            tracking.remove_batch_listener(empty)
+            tracking_active.remove_batch_listener(empty)
             run.end()
     listener_ns = _listener_cost()
     return {
@@ -286,7 +286,8 @@ def render(res: dict, command: str) -> str:
     out = [TITLE, ""]
     out.append(
         "What attaching a live plot costs the loop that logs. The listener "
-        "(`tracking.add_batch_listener`) runs in the metric writer thread: it gets each batch "
+        "(`tracking.active.add_batch_listener`) runs in the metric writer thread: it gets each "
+        "batch "
         "of points after it is written and appends the watched run's to two lists; "
         "a daemon thread redraws at most every `every` s (0.5 here). Measured in fresh "
         f"processes of `{res['python']}`, after one plot was made and closed (numpy, "

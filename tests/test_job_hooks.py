@@ -7,7 +7,7 @@ import pytest
 
 import mlnb
 from mlnb.errors import CaptureError
-from mlnb.jobs import runner
+from mlnb.jobs import engine
 from mlnb.tracking import job
 
 
@@ -17,14 +17,14 @@ def test_job_hooks_are_called_by_their_import_path(monkeypatch: pytest.MonkeyPat
     hooks through the module that defines them, binds no name in the notebook's
     namespace, and an error in a hook reaches the caller."""
     monkeypatch.delenv("MLNB_RUN_ID", raising=False)
-    for code in (runner._PRELUDE, runner._FINALIZE):
+    for code in (engine.PRELUDE, engine.FINALIZE):
         assert "except" not in code and "sys.modules" not in code
     namespace: dict[str, object] = {}
     with pytest.raises(CaptureError, match="MLNB_RUN_ID"):  # start_job() ran
-        exec(runner._PRELUDE, namespace)
-    exec(runner._FINALIZE, namespace)  # finish_job() with nothing to do
+        exec(engine.PRELUDE, namespace)
+    exec(engine.FINALIZE, namespace)  # finish_job() with nothing to do
     assert set(namespace) == {"__builtins__"}
-    assert job.__name__ in runner._PRELUDE and "finish_job()" in runner._FINALIZE
+    assert job.__name__ in engine.PRELUDE and "finish_job()" in engine.FINALIZE
 
 
 def test_start_job_without_a_job_run_raises(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -39,7 +39,7 @@ def shell(
     for entry in magics._loaded.values():
         entry[1]._notebook_known = False  # each test has its own notebook path
     yield ip
-    tracking._end_all("finished")
+    tracking.end_all("finished")
     ip.run_line_magic("unload_ext", "mlnb")
     ip.reset()
 

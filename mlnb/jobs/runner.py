@@ -7,7 +7,8 @@ attach to that run instead of starting another. The run's final status comes fro
 papermill raised, never from the output notebook's metadata (which says ``exception:
 null`` after a dead kernel or a timeout); what stopped it is a :class:`JobError` (cell,
 first line, exception, last frames). The notebook's parameters are read and checked by
-:mod:`mlnb.jobs.params`. See docs/jobs.md.
+:mod:`mlnb.jobs.params`; the kernel is driven by the papermill engine of
+:mod:`mlnb.jobs.engine`, which also reads the output notebook. See docs/jobs.md.
 
 papermill, nbformat and nbclient are imported inside the functions that need them.
 """
@@ -17,11 +18,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
-import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,10 +42,21 @@ from mlnb.conventions import (
     WARNING_TAG,
 )
 from mlnb.errors import InvalidInputError, MlnbError
+from mlnb.jobs.engine import (
+    ENGINE_NAME,
+    Holder,
+    cell_timings,
+    input_index,
+    job_error,
+    kernel_start_failed,
+    mark_stopped,
+    quiet_papermill,
+    register_engine,
+    wants_progress_bar,
+)
 from mlnb.jobs.params import (
     RUN_ID_PARAMETER,
     Param,
-    cell_tags,
     check_parameters,
     has_parameters_cell,
     language_of,
@@ -55,12 +65,11 @@ from mlnb.jobs.params import (
     readable_parameters,
     unknown_param_tags,
 )
-from mlnb.records import NO_MESSAGE, JobError
+from mlnb.records import JobError
 from mlnb.store.core import Store
 from mlnb.store.hashing import hash_file
 from mlnb.store.liveness import acquire_run_lock, release_run_lock
 from mlnb.tracking.fluent import StoreLike, resolve_store
-from mlnb.tracking.job import HOOKS_MODULE, finish_job, start_job
 
 __all__ = [
     "JobError",
@@ -72,20 +81,6 @@ __all__ = [
 
 CELL_SECONDS = "job/cell_seconds"
 SNAPSHOT_DIR = "notebook"  # artifacts `notebook/<name>.ipynb`: the notebook as run
-ENGINE_NAME = "mlnb"
-
-
-# The kernel side of a job is two hook functions (mlnb.tracking.job), called in the kernel
-# outside the notebook's cells and binding no name in its namespace: before the first cell
-# (the kernel's own environment and git state) and after the last (queued metrics, the
-# notebook's own runs; the kernel is then shut down without its atexit handlers). A hook
-# that fails is recorded in the run's `mlnb.warning` tag; the job goes on.
-def _hook_call(hook: str) -> str:
-    return f"__import__({HOOKS_MODULE!r}, fromlist=[{hook!r}]).{hook}()\n"
-
-
-_PRELUDE = _hook_call(start_job.__name__)
-_FINALIZE = _hook_call(finish_job.__name__)
 
 
 @dataclass(frozen=True)
@@ -136,182 +131,6 @@ def check_kernel(name: str | None) -> str:
 # -- running -----------------------------------------------------------------------------
 
 
-class _Holder:
-    """What the engine shares with run_notebook: the notebook being executed (for a
-    partial output after a timeout or a dead kernel) and the cell being run."""
-
-    def __init__(self) -> None:
-        self.nb: Any = None
-        self.cell: int | None = None
-        self.kernel_ready = False  # False while the kernel starts: a failure may be retried
-        self.cell_error: Any = None  # nbclient's CellExecutionError: the kernel's own reply
-        self.timed_out = False  # a cell ran past the timeout and the kernel was interrupted
-        self.hook_problems: list[str] = []  # what the kernel's job hooks could not do
-
-
-_engine_registered = False
-_ipc_folder: tuple[int, str] | None = None  # (pid, folder): a fork makes its own
-
-
-def _ipc_dir() -> str:
-    """One private folder per process for the kernels' Unix sockets (jupyter_client removes
-    the socket files at kernel shutdown; the folder goes at exit)."""
-    global _ipc_folder
-    if _ipc_folder is None or _ipc_folder[0] != os.getpid() or not os.path.isdir(_ipc_folder[1]):
-        import atexit
-
-        folder = tempfile.mkdtemp(prefix="mlnb-kernels-")
-        pid = os.getpid()
-        _ipc_folder = (pid, folder)
-
-        def remove() -> None:
-            if os.getpid() == pid:  # not from a forked child's exit
-                shutil.rmtree(folder, ignore_errors=True)
-
-        atexit.register(remove)
-    return _ipc_folder[1]
-
-
-def _register_engine() -> None:
-    """papermill's nbclient engine, plus: the kernel's environment, the current cell, the
-    notebook kept on failure, and a final flush in the kernel."""
-    global _engine_registered
-    if _engine_registered:
-        return
-    from jupyter_client.manager import AsyncKernelManager
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError
-    from nbclient.util import ensure_async
-    from papermill.clientwrap import PapermillNotebookClient
-    from papermill.engines import NBClientEngine, papermill_engines
-    from papermill.log import logger
-    from papermill.utils import merge_kwargs, remove_args
-
-    class Client(PapermillNotebookClient):  # type: ignore[misc]
-        holder: _Holder
-
-        def execute_cell(self, cell: Any, cell_index: int, *args: Any, **kwargs: Any) -> Any:
-            self.holder.cell = cell_index
-            try:
-                done = super().execute_cell(cell, cell_index, *args, **kwargs)
-            except CellExecutionError as exc:  # papermill keeps ename and evalue only when
-                self.holder.cell_error = exc  # the cell has an error output; this has them
-                raise
-            if self.holder.timed_out:  # the cell caught the interrupt: the job stops anyway
-                raise CellTimeoutError(f"cell {cell_index} timed out")
-            return done
-
-        async def _async_handle_timeout(self, timeout: int, cell: Any = None) -> None:
-            """A cell ran past the timeout: interrupt the kernel, as a person would, so
-            the cell shows its KeyboardInterrupt where it stopped and the kernel lives on
-            for the final flush. A cell still running one timeout later (it ignores
-            interrupts) ends the job with CellTimeoutError."""
-            if cell is None or self.holder.timed_out:
-                raise CellTimeoutError(f"no reply from the kernel within {timeout} s")
-            self.holder.timed_out = True
-            logger.warning(f"cell timed out after {timeout} s: interrupting the kernel")
-            await ensure_async(self.km.interrupt_kernel())
-
-        def papermill_execute_cells(self) -> None:
-            self.holder.kernel_ready = True
-            language = self.kernel_language()
-            hooks = language in ("python", "unknown")  # the hooks are Python
-            if hooks:
-                self.call_hook(start_job.__name__, _PRELUDE)
-            else:
-                self.holder.hook_problems.append(
-                    f"the kernel runs {language}, not Python: the job's environment and git "
-                    "state were not recorded"
-                )
-            super().papermill_execute_cells()
-            self.holder.cell = None
-            if hooks:
-                self.call_hook(finish_job.__name__, _FINALIZE)
-
-        def kernel_language(self) -> str:
-            """The language the kernel runs, as it says itself (a notebook's metadata may
-            name another); ``unknown`` when it does not answer."""
-            try:
-                info = self.wait_for_reply(self.kc.kernel_info())
-                return str(info["content"]["language_info"]["name"]).lower()
-            except Exception:
-                return "unknown"
-
-        def call_hook(self, hook: str, code: str) -> None:
-            """Run one of the job hooks in the kernel; what it raised (or a kernel that
-            does not answer) goes into ``holder.hook_problems``, never into the job."""
-            try:
-                reply = self.wait_for_reply(self.kc.execute(code, silent=True, store_history=False))
-            except Exception as exc:
-                self.holder.hook_problems.append(f"{hook}() got no answer from the kernel: {exc}")
-                return
-            problem = _hook_problem(hook, reply)
-            if problem:
-                self.holder.hook_problems.append(problem)
-
-    class IpcKernelManager(AsyncKernelManager):  # type: ignore[misc]
-        """Kernels talk over Unix sockets in a private folder, not TCP ports: no port race
-        between the kernels of a parallel sweep, and no "running over TCP without
-        encryption" warning from ipykernel on every job."""
-
-        def __init__(self, **kwargs: Any) -> None:
-            kwargs.setdefault("transport", "ipc")
-            super().__init__(**kwargs)
-            import uuid
-
-            self.ip = os.path.join(_ipc_dir(), uuid.uuid4().hex[:12])
-
-    class Engine(NBClientEngine):  # type: ignore[misc]
-        @classmethod
-        def execute_managed_notebook(
-            cls,
-            nb_man: Any,
-            kernel_name: str,
-            log_output: bool = False,
-            stdout_file: Any = None,
-            stderr_file: Any = None,
-            start_timeout: int = 60,
-            execution_timeout: float | None = None,
-            mlnb_holder: _Holder | None = None,
-            mlnb_env: dict[str, str] | None = None,
-            **kwargs: Any,
-        ) -> Any:
-            holder = mlnb_holder or _Holder()
-            holder.nb = nb_man.nb
-            kwargs = remove_args(["input_path"], **kwargs)
-            safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
-            final_kwargs = merge_kwargs(
-                safe_kwargs,
-                timeout=execution_timeout if execution_timeout else kwargs.get("timeout"),
-                startup_timeout=start_timeout,
-                kernel_name=kernel_name,
-                log=logger,
-                log_output=log_output,
-                stdout_file=stdout_file,
-                stderr_file=stderr_file,
-            )
-            final_kwargs.setdefault("kernel_manager_class", IpcKernelManager)
-            client = Client(nb_man, **final_kwargs)
-            client.holder = holder
-            return client.execute(**({"env": mlnb_env} if mlnb_env is not None else {}))
-
-    papermill_engines.register(ENGINE_NAME, Engine)
-    _engine_registered = True
-
-
-def _hook_problem(hook: str, reply: Any) -> str | None:
-    """What a job hook's execute reply says went wrong, for the run's ``mlnb.warning``."""
-    content = reply.get("content", {}) if isinstance(reply, dict) else {}
-    if content.get("status") != "error":
-        return None
-    ename, evalue = str(content.get("ename", "Error")), _plain(str(content.get("evalue", "")))
-    if ename == "CaptureError":  # mlnb's own message says what was not recorded
-        return f"{hook}() in the kernel: {evalue}"
-    return (
-        f"{hook}() failed in the kernel ({ename}: {evalue}); is mlnb installed in the "
-        "kernel's environment? What the kernel records about the run may be missing"
-    )
-
-
 def _open_store(store: StoreLike | None, *, create: bool = True) -> Store:
     """The store of a job, by the rule of every ``store=`` (``resolve_store``): it must be
     on disk, since the job's kernel is another process."""
@@ -322,161 +141,6 @@ def _open_store(store: StoreLike | None, *, create: bool = True) -> Store:
             "an in-memory store cannot be used"
         )
     return st
-
-
-@contextlib.contextmanager
-def _quiet_papermill(injected: bool) -> Iterator[None]:
-    """papermill logs "Passed unknown parameter: mlnb_run_id" for every job whose notebook
-    does not declare it, and, when the notebook has no ``parameters`` cell, "Input notebook
-    does not contain a cell with tag 'parameters'" — noise unless the user ``injected``
-    values of their own (``mlnb test`` passes none)."""
-    import logging
-
-    def keep(record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        if text.endswith(f"unknown parameter: {RUN_ID_PARAMETER}"):
-            return False
-        return injected or "does not contain a cell with tag 'parameters'" not in text
-
-    log = logging.getLogger("papermill")
-    log.addFilter(keep)
-    try:
-        yield
-    finally:
-        log.removeFilter(keep)
-
-
-def _progress_bar() -> bool:
-    return sys.stderr.isatty() and not os.environ.get("CI")
-
-
-_ERROR_MARKER = "papermill-error-cell-tag"  # the cells papermill adds after a failure
-
-
-def _executed_cells(output_nb: Any) -> list[Any]:
-    """The executed notebook's cells as they were run: without the two markdown cells
-    papermill adds after a failure (the indices it reports and nbclient's predate them)."""
-    return [c for c in output_nb.cells if _ERROR_MARKER not in cell_tags(c)]
-
-
-def _input_index(index: int | None, nb: Any, output_nb: Any) -> int | None:
-    """The index in the input notebook ``nb`` (as the file holds it) of cell ``index`` of
-    the executed notebook (as run: see :func:`_executed_cells`), which papermill ran
-    without the input's own error-marker cells (a papermill output used as input) and with
-    one cell more, the one it injected; None for that injected cell."""
-    if index is None or output_nb is None:
-        return index
-    positions = [i for i, c in enumerate(nb.cells) if _ERROR_MARKER not in cell_tags(c)]
-    cells = _executed_cells(output_nb)
-    own = index
-    if len(cells) != len(positions):  # else the input had an injected cell, now replaced
-        tags = (cell_tags(c) for c in cells)
-        injected = next((i for i, t in enumerate(tags) if "injected-parameters" in t), None)
-        if injected == index:
-            return None
-        if injected is not None and index > injected:
-            own = index - 1
-    return positions[own] if 0 <= own < len(positions) else None
-
-
-def _cell_timings(output_nb: Any, nb: Any) -> list[tuple[int, float]]:
-    out = []
-    for i, cell in enumerate(_executed_cells(output_nb)):
-        duration = cell.get("metadata", {}).get("papermill", {}).get("duration")
-        if cell.get("cell_type") == "code" and isinstance(duration, (int, float)):
-            src = _input_index(i, nb, output_nb)
-            if src is not None:
-                out.append((src, float(duration)))
-    return out
-
-
-def _plain(text: str) -> str:
-    """``text`` without terminal colours."""
-    import re
-
-    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
-
-
-MAX_FRAMES = 3
-MAX_TRACEBACK_CHARS = 3000
-
-
-def _last_frames(traceback: Sequence[str], name: str) -> str:
-    """The last frames of a kernel's traceback, as plain text: for IPython's, each frame's
-    location and its ``---->`` line; for any other, its last lines."""
-    entries = [_plain(t).rstrip() for t in traceback if t and t.strip()]
-    frames = []
-    for entry in entries:
-        lines = entry.splitlines()
-        if not lines or set(lines[0]) <= {"-"} or "Traceback (most recent call last)" in entry:
-            continue
-        if len(lines) == 1 and lines[0].startswith(f"{name}:"):
-            continue  # the exception's own line: the headline says it
-        arrows = [ln for ln in lines[1:] if ln.lstrip().startswith("---->")]
-        frames.append("\n".join([lines[0], *arrows]) if arrows else "\n".join(lines[-6:]))
-    text = "\n".join(frames[-MAX_FRAMES:])
-    return text if len(text) <= MAX_TRACEBACK_CHARS else "..." + text[-MAX_TRACEBACK_CHARS:]
-
-
-def _first_line(source: Any) -> str:
-    text = "".join(source) if isinstance(source, list) else str(source or "")
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    return line if len(line) <= 120 else line[:119] + "…"
-
-
-def _stderr_of(cell: Any) -> str:
-    """The last line a cell wrote to stderr (IPython prints a UsageError there)."""
-    for output in reversed(cell.get("outputs", []) if cell is not None else []):
-        if output.get("output_type") == "stream" and output.get("name") == "stderr":
-            text = "".join(output.get("text", ""))
-            lines = [ln for ln in _plain(text).splitlines() if ln.strip()]
-            if lines:
-                return lines[-1].strip()
-    return ""
-
-
-def _job_error(
-    name: str,
-    message: str,
-    traceback: Sequence[str],
-    index: int | None,
-    nb: Any,
-    output_nb: Any,
-) -> JobError:
-    """A JobError for cell ``index`` of the executed notebook, with the input cell's index
-    and first line, the last frames, and a message that is never empty."""
-    cell = _input_index(index, nb, output_nb)
-    executed = None
-    if index is not None and output_nb is not None:
-        cells = _executed_cells(output_nb)
-        executed = cells[index] if 0 <= index < len(cells) else None
-    source = _first_line(nb.cells[cell].source) if cell is not None and cell < len(nb.cells) else ""
-    if not message:
-        said = _stderr_of(executed)
-        prefix = f"{name}: "
-        message = said[len(prefix) :] if said.startswith(prefix) else said
-    return JobError(name, message or NO_MESSAGE, cell, source, _last_frames(traceback, name))
-
-
-def _mark_stopped(output_nb: Any, index: int | None, error: JobError) -> None:
-    """Show in the executed notebook where the job stopped when nothing else does (a cell
-    past its timeout that ignored the interrupt, a dead kernel): an error output on the
-    cell, as a failing cell has."""
-    if output_nb is None or index is None:
-        return
-    cells = _executed_cells(output_nb)
-    if not 0 <= index < len(cells) or cells[index].get("cell_type") != "code":
-        return
-    cell = cells[index]
-    if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
-        return
-    import nbformat
-
-    new_output: Any = nbformat.v4.new_output
-    text = f"{error.name}: {error.message} (mlnb stopped the job here)"
-    cell.setdefault("outputs", []).append(
-        new_output("error", ename=error.name, evalue=error.message, traceback=[text])
-    )
 
 
 def run_notebook(
@@ -552,7 +216,7 @@ def run_notebook(
     st = _open_store(store)
     exists = _check_run_id(st, run_id, parent_run_id)
     job = _Job(run_id, exists, parent_run_id, start_retries,
-               _progress_bar() if progress_bar is None else progress_bar)  # fmt: skip
+               wants_progress_bar() if progress_bar is None else progress_bar)  # fmt: skip
     result = _run(
         st, nb_path, nb, output, used, given, name, experiment, run_tags, kernel_name,
         work_dir, cell_timeout, start_timeout, log_output, job,
@@ -610,25 +274,6 @@ def _check_run_id(st: Store, run_id: str | None, parent_run_id: str | None) -> b
     return True
 
 
-_START_FAILURES = (
-    "kernel died before replying",
-    "didn't respond",
-    "address already in use",
-    "timed out",
-    "timeout",
-)
-
-
-def _kernel_start_failed(exc: BaseException, holder: _Holder) -> bool:
-    """A failure while the kernel started (no cell ran): worth starting it again."""
-    if holder.kernel_ready or not isinstance(exc, Exception):
-        return False
-    text = f"{type(exc).__name__}: {exc}".lower()
-    return isinstance(exc, (RuntimeError, TimeoutError, OSError)) or any(
-        s in text for s in _START_FAILURES
-    )
-
-
 def _is_literal(p: Param) -> bool:
     return bool(p.type) and (p.default is not None or p.source == "None")
 
@@ -654,7 +299,7 @@ def _run(
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-    _register_engine()
+    register_engine()
     started = time.monotonic()
     notebook_hash = hash_file(nb_path)
     run_tags = {**(tags or {}), JOB_TAG: "1", NOTEBOOK_HASH_TAG: notebook_hash}
@@ -674,7 +319,7 @@ def _run(
     status = "failed"
     error: JobError | None = None
     exit_code = EXIT_FAILED
-    holder = _Holder()
+    holder = Holder()
     hook_notes: list[str] = []
     tmp: tempfile.TemporaryDirectory[str] | None = None
     out_path: Path | None = None
@@ -715,9 +360,9 @@ def _run(
             env.pop(ENV_JOB_EXPERIMENT, None)
         try:
             for attempt in range(job.start_retries + 1):
-                holder = _Holder()
+                holder = Holder()
                 try:
-                    with _quiet_papermill(bool(given)):
+                    with quiet_papermill(bool(given)):
                         final_nb = papermill.execute_notebook(
                             str(nb_path),
                             str(out_path),
@@ -736,7 +381,7 @@ def _run(
                         )
                     break
                 except Exception as exc:
-                    if attempt >= job.start_retries or not _kernel_start_failed(exc, holder):
+                    if attempt >= job.start_retries or not kernel_start_failed(exc, holder):
                         raise
                     st.set_tags(run_id, {KERNEL_START_RETRIES_TAG: attempt + 1,
                                          KERNEL_START_ERROR_TAG: f"{type(exc).__name__}: "
@@ -749,7 +394,7 @@ def _run(
             reply = holder.cell_error
             if ename == "CellExecutionError" and reply is not None:  # no error output: the
                 ename, evalue = str(reply.ename), str(reply.evalue)  # kernel's reply says
-            error = _job_error(ename, evalue, exc.traceback or [], exc.cell_index, nb, final_nb)
+            error = job_error(ename, evalue, exc.traceback or [], exc.cell_index, nb, final_nb)
             status, exit_code = "failed", EXIT_FAILED
             if holder.timed_out:  # the interrupt after the timeout: the traceback says where
                 message = f"cell {error.cell} did not finish within {cell_timeout:g} s"
@@ -757,18 +402,18 @@ def _run(
                 exit_code = EXIT_TIMEOUT
         except CellTimeoutError:
             final_nb = holder.nb
-            where = _input_index(holder.cell, nb, final_nb)
+            where = input_index(holder.cell, nb, final_nb)
             message = f"cell {where} did not finish within {cell_timeout:g} s" + (
                 " and went on after the interrupt" if holder.timed_out else ""
             )
-            error = _job_error("Timeout", message, [], holder.cell, nb, final_nb)
-            _mark_stopped(final_nb, holder.cell, error)
+            error = job_error("Timeout", message, [], holder.cell, nb, final_nb)
+            mark_stopped(final_nb, holder.cell, error)
             status, exit_code = "failed", EXIT_TIMEOUT
         except DeadKernelError as exc:
             final_nb = holder.nb
             message = f"the kernel died: {exc}".strip()
-            error = _job_error("DeadKernelError", message, [], holder.cell, nb, final_nb)
-            _mark_stopped(final_nb, holder.cell, error)
+            error = job_error("DeadKernelError", message, [], holder.cell, nb, final_nb)
+            mark_stopped(final_nb, holder.cell, error)
             status, exit_code = "crashed", EXIT_DEAD_KERNEL
         if final_nb is not None and status != "finished" and exit_code != EXIT_FAILED:
             with quiet_warnings():  # papermill wrote nothing after a timeout/dead kernel
@@ -841,7 +486,7 @@ def _record(
         st.insert_metrics(
             [
                 (rowid, CELL_SECONDS, cell, seconds, now)
-                for cell, seconds in _cell_timings(final_nb, nb)
+                for cell, seconds in cell_timings(final_nb, nb)
             ]
         )
     if out_path is not None and out_path.is_file():

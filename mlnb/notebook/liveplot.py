@@ -2,7 +2,7 @@
 
 How it works, and what each part costs:
 
-- A batch listener (``tracking.add_batch_listener``) gets every batch of points the
+- A batch listener (``tracking.active.add_batch_listener``) gets every batch of points the
   metric writer thread has just stored (every ~0.1 s, or every 8,192 points) and appends
   the watched run's ``step`` and ``value`` to a pair of plain lists per key. It runs in the
   writer thread, so ``log_metric`` pays nothing for a plot.
@@ -40,6 +40,7 @@ from mlnb.errors import InvalidInputError, MlnbError, MlnbWarning
 from mlnb.formatting import escape_html, escape_mathtext
 from mlnb.records import is_system_metric
 from mlnb.store import inputs as validation
+from mlnb.tracking import active as tracking_active
 from mlnb.tracking import fluent as tracking
 from mlnb.tracking.fluent import ActiveRun
 
@@ -190,13 +191,13 @@ class LivePlot:
             return
         self._listener = self._make_listener()
         self._since = time.time()
-        tracking.add_batch_listener(self._listener)
+        tracking_active.add_batch_listener(self._listener)
         try:
             if self.run is not None and not self.run.ended:
                 self._load_history(self.run)
             self._draw()
         except BaseException:
-            tracking.remove_batch_listener(self._listener)
+            tracking_active.remove_batch_listener(self._listener)
             raise
         with _open_lock:
             _open.append(self)
@@ -297,7 +298,7 @@ class LivePlot:
                 run = self.run
                 ending = stopping or (self._bound and run is not None and run.ended)
                 if ending and self._listener is not None:
-                    tracking.remove_batch_listener(self._listener)
+                    tracking_active.remove_batch_listener(self._listener)
                 changed = False
                 if self._reload and run is not None:
                     self._reload = False
@@ -321,7 +322,7 @@ class LivePlot:
 
     def _finish(self) -> None:
         if self._listener is not None:
-            tracking.remove_batch_listener(self._listener)
+            tracking_active.remove_batch_listener(self._listener)
         self.closed = True
         with _open_lock:
             if self in _open:
@@ -504,7 +505,7 @@ class LivePlot:
         if thread is not None and thread is not threading.current_thread():
             thread.join(JOIN_TIMEOUT_S)
         elif self._listener is not None:
-            tracking.remove_batch_listener(self._listener)
+            tracking_active.remove_batch_listener(self._listener)
         self.closed = True
 
     def __enter__(self) -> LivePlot:

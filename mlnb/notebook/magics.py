@@ -30,6 +30,7 @@ from IPython.core.magic_arguments import MagicArgumentParser
 from mlnb.conventions import NOTE_TAG
 from mlnb.errors import MlnbError
 from mlnb.records import TERMINAL_STATUSES, run_html
+from mlnb.tracking import active as tracking_active
 from mlnb.tracking import fluent as tracking
 
 SUBCOMMANDS = (
@@ -597,8 +598,8 @@ def load(shell: Any) -> None:
     shell.register_magics(TrackMagics(shell, lineage))
     shell.events.register("pre_run_cell", lineage.pre_run_cell)
     shell.events.register("post_run_cell", lineage.post_run_cell)
-    tracking.add_end_hook(lineage.on_run_end)
-    tracking.add_flush_hook(lineage.flush)
+    tracking_active.add_end_hook(lineage.on_run_end)
+    tracking_active.add_flush_hook(lineage.flush)
     _loaded[id(shell)] = (shell, lineage)
 
 
@@ -611,6 +612,6 @@ def unload(shell: Any) -> None:
     _, lineage = entry
     shell.events.unregister("pre_run_cell", lineage.pre_run_cell)
     shell.events.unregister("post_run_cell", lineage.post_run_cell)
-    tracking.remove_end_hook(lineage.on_run_end)
-    tracking.remove_flush_hook(lineage.flush)
+    tracking_active.remove_end_hook(lineage.on_run_end)
+    tracking_active.remove_flush_hook(lineage.flush)
     lineage.close()

@@ -17,6 +17,7 @@ import mlnb
 from mlnb.errors import StoreError, StoreFullError
 from mlnb.store import Store
 from mlnb.tracking import fluent as tracking
+from mlnb.tracking import writer as metric_writer
 from tests.reliability.conftest import integrity_ok, make_bystander, row_counts, small_tmpfs
 
 
@@ -43,8 +44,8 @@ def test_a_full_disk_refuses_log_metric_within_seconds_and_keeps_the_queue(
     space; ``end()`` reports what could not be stored and the run is not ``finished``."""
     # A queue (and batch) that 2 MB can hold once the filler is gone: the default bound,
     # 200,000 points plus a batch of 50,000, needs some 20 MB. The code path is the same.
-    monkeypatch.setattr(tracking, "QUEUE_LIMIT", 5_000)
-    monkeypatch.setattr(tracking, "BATCH_LIMIT", 2_000)
+    monkeypatch.setattr(metric_writer, "QUEUE_LIMIT", 5_000)
+    monkeypatch.setattr(metric_writer, "BATCH_LIMIT", 2_000)
     with small_tmpfs(tmp_path / "small", "2m") as small:
         store = Store(small / "store")
         tracking.set_store(store)
@@ -55,7 +56,7 @@ def test_a_full_disk_refuses_log_metric_within_seconds_and_keeps_the_queue(
         run = mlnb.start_run("victim", capture=False)
         run.log_metric("loss", 0.0)
         mlnb.flush()
-        writer = tracking._writer_for(store)
+        writer = tracking.writer_for(store)
         _fill(small / "filler")
         with pytest.raises(StoreFullError, match="artifact 'big.bin' was not stored"):
             run.log_artifact(b"x" * 100_000, name="big.bin")  # was a raw OSError
@@ -64,7 +65,7 @@ def test_a_full_disk_refuses_log_metric_within_seconds_and_keeps_the_queue(
         accepted = 1
         started = time.monotonic()
         with pytest.raises(StoreFullError, match="disk holding the store .* is full") as caught:
-            for step in range(1, 10 * tracking.QUEUE_LIMIT):
+            for step in range(1, 10 * metric_writer.QUEUE_LIMIT):
                 run.log_metric("loss", float(step))
                 accepted += 1
         took = time.monotonic() - started
@@ -72,12 +73,12 @@ def test_a_full_disk_refuses_log_metric_within_seconds_and_keeps_the_queue(
         assert "queued" in str(caught.value)
         started = time.monotonic()
         with pytest.raises(StoreError, match="full"):  # still full: refused again, promptly
-            for _ in range(tracking.BATCH_LIMIT + 1):  # (room for the batch in flight)
+            for _ in range(metric_writer.BATCH_LIMIT + 1):  # (room for the batch in flight)
                 run.log_metric("loss", -1.0)
                 accepted += 1
         assert time.monotonic() - started < 20
         # bounded: the limit, plus at most the batch the writer had taken out to write
-        assert len(writer.queue) <= tracking.QUEUE_LIMIT + tracking.BATCH_LIMIT
+        assert len(writer.queue) <= metric_writer.QUEUE_LIMIT + metric_writer.BATCH_LIMIT
 
         with pytest.raises(StoreError, match="still queued") as ended:
             run.end()
