@@ -399,6 +399,17 @@ def machine_table(info: dict) -> str:
 # --------------------------------------------------------------------------- markdown
 
 
+def machine_sentence(res: dict[str, Any]) -> str:
+    """The one line that says where and when a section was measured (cores, Python, the
+    source measured, the date and the load average at start and end)."""
+    return (
+        f"Machine: {res['cores']} cores, Python {res['python']}, {res['source']}, "
+        f"{res['date']}; load average {res['load'][0]} at start, {res['load'][1]} at end"
+        + (" (quick run)" if res["quick"] else "")
+        + "."
+    )
+
+
 def command_block(command: str, label: str = "Command (from the repository root):") -> list[str]:
     """The lines that show how a section was measured: a label, then the command fenced."""
     return [label, "", "```", command, "```"]

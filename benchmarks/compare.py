@@ -24,6 +24,7 @@ from _common import (
     fmt_time,
     load_average,
     log,
+    machine_sentence,
     run_section_worker,
     section_facts,
     section_main,
@@ -241,9 +242,7 @@ def render(res: dict, command: str) -> str:
         f"{fmt_time(r['import_widgets_s'])}. Writing the {cfg['runs']:,} runs took "
         f"{res['populate']['seconds']:.1f} s.",
         "",
-        f"Machine: {res['cores']} cores, Python {res['python']}, {res['source']}, "
-        f"{res['date']}; load average {res['load'][0]} at start, {res['load'][1]} at end"
-        + (" (quick run)" if res["quick"] else "") + ".",
+        machine_sentence(res),
         "",
         *command_block(command),
     ]  # fmt: skip

@@ -33,6 +33,7 @@ from _common import (
     fmt_time,
     load_average,
     log,
+    machine_sentence,
     run_section_worker,
     section_facts,
     section_main,
@@ -222,9 +223,7 @@ def render(res: dict, command: str) -> str:
         f"its plot: {verdict(res['report_has_plot'])}; the snapshot its curves: "
         f"{verdict(res['snapshot_has_plots'])}.",
         "",
-        f"Machine: {res['cores']} cores, Python {res['python']}, {res['source']}, "
-        f"{res['date']}; load average {res['load'][0]} at start, {res['load'][1]} at end"
-        + (" (quick run)" if res["quick"] else "") + ".",
+        machine_sentence(res),
         "",
         *command_block(command),
     ]  # fmt: skip
