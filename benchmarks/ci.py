@@ -30,6 +30,9 @@ from _common import (
     table,
 )
 
+from mlnb.store import metrics as store_metrics
+from mlnb.store import runs as store_runs
+
 NAME = "ci"
 METRICS = 10
 STEPS = 20
@@ -44,14 +47,15 @@ def build_store(root: Path, runs: int) -> str:
         for i in range(runs):
             last = st.create_run(experiment="bench", name=f"run-{i}")
             st.log_params(last, {f"p{k}": i * k for k in range(5)})
-            rowid, _ = st.run_rowid(last)
+            rowid, _ = store_runs.run_rowid(st.file, last)
             now = time.time()
-            st.insert_metrics(
+            store_metrics.insert_metrics(
+                st.file,
                 [
                     (rowid, f"m{k}", s, (i % 97) / 97 + k + s / STEPS, now)
                     for k in range(METRICS)
                     for s in range(STEPS)
-                ]
+                ],
             )
             st.set_status(last, "finished")
     return last

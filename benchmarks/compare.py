@@ -32,6 +32,9 @@ from _common import (
     verdict,
 )
 
+from mlnb.store import metrics as store_metrics
+from mlnb.store import runs as store_runs
+
 NAME = "compare"
 BUILD_BUDGET_S = 1.0
 INTERACTION_BUDGET_S = 0.200
@@ -56,13 +59,13 @@ def _populate(cfg: dict) -> dict:
         params, metrics = run_data(i)
         rid = store.create_run(name=f"r{i}", experiment="compare", start_time=base + i)
         store.log_params(rid, params)
-        rowid, _ = store.run_rowid(rid)
+        rowid, _ = store_runs.run_rowid(store.file, rid)
         points = [(rowid, k, 0, v, base + i) for k, v in metrics.items()]
         if i >= cfg["runs"] - cfg["history_runs"]:  # the newest runs (selected at first)
             steps = cfg["history_steps"]
             points = [(rowid, k, s, v / (1 + s), base + i + s)
                       for k, v in metrics.items() for s in range(steps)]  # fmt: skip
-        store.insert_metrics(points)
+        store_metrics.insert_metrics(store.file, points)
         store.set_status(rid, "finished", end_time=base + i + 30)
     store.close()
     return {"seconds": time.perf_counter() - t0}

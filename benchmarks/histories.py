@@ -42,6 +42,8 @@ from _common import (
     verdict,
 )
 
+from mlnb.store import runs as store_runs
+
 NAME = "histories"
 TIME_BUDGET_S = 3.0
 RSS_BUDGET_MB = 400
@@ -66,7 +68,7 @@ def _populate(cfg: dict) -> dict:
     n = cfg["steps"]
     store = mlnb.Store(cfg["store"])
     run = store.create_run(name="long", experiment="histories", start_time=1.7e9)
-    rowid, _ = store.run_rowid(run)
+    rowid, _ = store_runs.run_rowid(store.file, run)
 
     def write(conn):  # type: ignore[no-untyped-def]
         sql = "INSERT INTO metrics (run, key, step, value, timestamp) VALUES (?, 'loss', ?, ?, ?)"
@@ -80,7 +82,7 @@ def _populate(cfg: dict) -> dict:
             [rowid],
         )
 
-    store.write(write)
+    store.file.write(write)
     store.set_status(run, "finished", end_time=1.7e9 + n * 1e-3)
     store.close()  # checkpoints the WAL into the database file and removes it
     seconds = time.perf_counter() - t0
@@ -95,7 +97,7 @@ def _sample(cfg: dict) -> dict:
     t0 = time.perf_counter()
     sample = store.downsampled_history(cfg["run"], "loss")
     seconds = time.perf_counter() - t0
-    lo, hi = store.read(
+    lo, hi = store.file.read(
         lambda c: c.execute("SELECT min(value), max(value) FROM metrics").fetchone()
     )
     values = [p[1] for p in sample.points]

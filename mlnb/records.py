@@ -14,7 +14,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from mlnb.conventions import ERROR_TAG
 from mlnb.formatting import escape_html
@@ -38,6 +38,58 @@ def is_system_metric(key: str) -> bool:
     """Whether metric ``key`` describes the run's machinery (``job/*``, ``system/*``)
     rather than its model. The one test of it: comparisons hide these by default."""
     return key.startswith(SYSTEM_METRIC_PREFIXES)
+
+
+class PythonInfo(TypedDict, total=False):
+    """The ``python`` part of an environment snapshot."""
+
+    version: str
+    implementation: str
+    executable: str
+    prefix: str
+    virtualenv: dict[str, str] | None  # {"path", "name"}
+    conda_env: str | None
+
+
+class OsInfo(TypedDict, total=False):
+    """The ``os`` part of an environment snapshot."""
+
+    system: str
+    platform: str
+    release: str
+    machine: str
+
+
+class Environment(TypedDict, total=False):
+    """An environment snapshot (format 1), as captured and as stored (docs/capture.md
+    "Environment"); the parts switched off are absent."""
+
+    format: int
+    captured_at: float
+    parts: list[str]
+    python: PythonInfo
+    os: OsInfo
+    hardware: dict[str, Any]  # cpu_model, cpu_count_{logical,physical,usable}, memory_total_bytes
+    gpus: list[dict[str, Any]]  # index, name, memory_total_mb, driver_version, source
+    packages: dict[str, str]  # normalized distribution name → version
+    package_sources: dict[str, dict[str, Any]]  # PEP 610: url, kind, editable, path, vcs, …
+    env_vars: dict[str, str]
+
+
+class GitState(TypedDict):
+    """A run's git state as stored (docs/capture.md "Git state"); the diff itself is the
+    artifact ``mlnb/git.diff`` whose hash is ``diff_hash``."""
+
+    root: str | None
+    commit: str | None
+    branch: str | None
+    remote: str | None
+    dirty: bool
+    diff_hash: str | None
+    diff_bytes: int | None
+    diff_truncated: bool
+    untracked: list[str]
+    untracked_count: int | None
 
 
 class RunSource(Protocol):
@@ -390,9 +442,9 @@ class RunRecord:
     metric_steps: dict[str, int] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     artifacts: list[Artifact] = field(default_factory=list)
-    environment: dict[str, Any] | None = field(default=None, repr=False)
+    environment: Environment | None = field(default=None, repr=False)
     environment_hash: str | None = None
-    git: dict[str, Any] | None = None
+    git: GitState | None = None
     datasets: list[DatasetRef] = field(default_factory=list)
     checks: list[CheckRecord] = field(default_factory=list)
     _store: RunSource | None = field(default=None, repr=False, compare=False)

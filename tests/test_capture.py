@@ -89,6 +89,28 @@ def test_a_run_in_a_git_repository_records_commit_dirty_flag_and_diff(
     assert "s3cret" not in out
 
 
+def test_stored_environment_and_git_have_the_documented_typed_shapes(
+    store: Store, repo: Path
+) -> None:
+    """Issue 12 item 6: ``environment`` and ``git`` were ``dict[str, Any]`` dug into with
+    ``.get`` chains; they are the TypedDicts ``Environment`` and ``GitState`` of
+    mlnb.records (the formats of docs/capture.md), and what a run stores has exactly
+    those keys, so the type checker sees a misspelt or missing key."""
+    from typing import get_type_hints
+
+    from mlnb.records import Environment, GitState
+
+    with mlnb.start_run("shapes") as run:
+        pass
+    mlnb.flush()
+    rec = mlnb.get_run(run.run_id)
+    assert rec.git is not None and rec.environment is not None
+    assert set(rec.git) == set(get_type_hints(GitState))
+    assert set(rec.environment) <= set(get_type_hints(Environment))
+    assert {"format", "python", "os", "packages"} <= set(rec.environment)
+    assert isinstance(rec.git["dirty"], bool) and isinstance(rec.git["untracked"], list)
+
+
 def test_outside_a_repository_runs_work_and_record_no_git(store: Store) -> None:
     with mlnb.start_run("plain") as run:
         mlnb.log_metric("x", 1)

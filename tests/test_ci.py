@@ -76,7 +76,7 @@ def test_checks_are_written_read_back_and_deleted_with_their_run(store: mlnb.Sto
         store.log_checks(run_id, [CheckRecord("nonsense", "x", True)])
     store.delete_run(run_id)
     store.gc(purge_deleted=True)
-    assert store.read(lambda c: c.execute("SELECT count(*) FROM checks").fetchone()[0]) == 0
+    assert store.file.read(lambda c: c.execute("SELECT count(*) FROM checks").fetchone()[0]) == 0
 
 
 # -- parsing --------------------------------------------------------------------------------

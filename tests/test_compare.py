@@ -28,6 +28,8 @@ from mlnb.errors import (
 )
 from mlnb.notebook.widgets import CompareWidget, compare
 from mlnb.records import format_duration
+from mlnb.store import metrics as store_metrics
+from mlnb.store import runs as store_runs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -47,10 +49,10 @@ def add_run(
     """A run written through the store's API: params, a loss (and acc) history."""
     rid = store.create_run(name=name, experiment=experiment, tags=tags, start_time=start)
     store.log_params(rid, params)
-    rowid, _ = store.run_rowid(rid)
+    rowid, _ = store_runs.run_rowid(store.file, rid)
     points = [(rowid, "loss", i, v, start + i) for i, v in enumerate(loss)]
     points += [(rowid, "acc", i, v, start + i) for i, v in enumerate(acc or [])]
-    store.insert_metrics(points)
+    store_metrics.insert_metrics(store.file, points)
     if status != "running":
         store.set_status(rid, status, end_time=start + 60)
     return rid
@@ -261,9 +263,11 @@ def test_diff_many_best_follows_lower_or_higher_is_better(
 
 def add_system_series(store: mlnb.Store, rid: str, cell_seconds: list[float], cpu: float) -> None:
     """What a job and the system sampler record on a run: job/* and system/* series."""
-    rowid, _ = store.run_rowid(rid)
+    rowid, _ = store_runs.run_rowid(store.file, rid)
     points = [(rowid, "job/cell_seconds", i, v, 1.7e9 + i) for i, v in enumerate(cell_seconds)]
-    store.insert_metrics([*points, (rowid, "system/cpu_percent", 0, cpu, 1.7e9)])
+    store_metrics.insert_metrics(
+        store.file, [*points, (rowid, "system/cpu_percent", 0, cpu, 1.7e9)]
+    )
 
 
 def test_job_and_system_metrics_are_hidden_from_diffs_and_compare_unless_asked(

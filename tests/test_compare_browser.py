@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 
 import mlnb
+from mlnb.store import metrics as store_metrics
+from mlnb.store import runs as store_runs
 from tests.conftest import REPO
 
 CHROMIUM = "/usr/bin/chromium"
@@ -52,7 +54,7 @@ def _populate(path: Path) -> None:
         for i, (name, model, lr) in enumerate(RUNS):
             rid = store.create_run(name=name, experiment="browser", start_time=1.7e9 + 100 * i)
             store.log_params(rid, {"model": model, "lr": lr, "depth": 3 + i})
-            rowid, _ = store.run_rowid(rid)
+            rowid, _ = store_runs.run_rowid(store.file, rid)
             points = []
             for step in range(20):
                 loss = (1.0 + i * 0.3) / (1 + step * (0.3 + 0.1 * i))
@@ -62,7 +64,7 @@ def _populate(path: Path) -> None:
                 if model == "tree":
                     points.append((rowid, "f1", step, 1 - loss / 3, t))
             points.append((rowid, "test_accuracy", 0, 0.9 + 0.01 * i, 1.7e9 + 100 * i + 30))
-            store.insert_metrics(points)
+            store_metrics.insert_metrics(store.file, points)
             store.set_status(rid, "finished", end_time=1.7e9 + 100 * i + 42 + i)
 
 

@@ -100,7 +100,7 @@ def test_every_table_and_column_of_the_store_is_documented_in_order(tmp_path: Pa
     """docs/store-schema.md has a section per table (and view) of a fresh store, listing
     every column in the order SQLite has them."""
     with mlnb.Store(tmp_path / "s") as st:
-        tables = st.read(
+        tables = st.file.read(
             lambda c: [
                 r[0]
                 for r in c.execute(
@@ -112,7 +112,9 @@ def test_every_table_and_column_of_the_store_is_documented_in_order(tmp_path: Pa
         columns = {
             t: [
                 r[1]
-                for r in st.read(lambda c, t=t: c.execute(f"PRAGMA table_info({t})").fetchall())
+                for r in st.file.read(
+                    lambda c, t=t: c.execute(f"PRAGMA table_info({t})").fetchall()
+                )
             ]
             for t in tables
         }

@@ -178,14 +178,14 @@ def test_a_paused_process_is_not_called_dead(tmp_path: Path) -> None:
 def test_a_dead_run_on_another_host_is_reaped_by_heartbeat(tmp_path: Path) -> None:
     with Store(tmp_path / "s") as st:
         run_id = st.create_run(name="remote")
-        st.write(
+        st.file.write(
             lambda c: c.execute(
                 "UPDATE runs SET host = 'elsewhere', heartbeat = ? WHERE run_id = ?",
                 [time.time() - 3600, run_id],
             )
         )
         fresh = st.create_run(name="remote-alive")
-        st.write(
+        st.file.write(
             lambda c: c.execute("UPDATE runs SET host = 'elsewhere' WHERE run_id = ?", [fresh])
         )
         assert st.reap_crashed(force=True) == [run_id]

@@ -11,6 +11,8 @@ import pytest
 import mlnb
 from mlnb.capture.fingerprints import Fingerprint
 from mlnb.records import Artifact, CheckRecord, DatasetRef, Metric, RunRecord
+from mlnb.store import metrics as store_metrics
+from mlnb.store import runs as store_runs
 
 HASH = "3f2a91c0d4e5b6a7" * 2
 SCHEMA = [{"name": f"col{i}", "dtype": "int64"} for i in range(40)]
@@ -33,8 +35,10 @@ def stored_run(store: mlnb.Store, name: str = "train") -> RunRecord:
     """A run read back from a real store, with the many fields a real run has."""
     rid = store.create_run(name=name, experiment="churn", tags={"team": "vision"})
     store.log_params(rid, {f"p{i}": i for i in range(30)})
-    rowid, _ = store.run_rowid(rid)
-    store.insert_metrics([(rowid, "acc", s, 0.5 + s / 10, 1.7e9 + s) for s in range(4)])
+    rowid, _ = store_runs.run_rowid(store.file, rid)
+    store_metrics.insert_metrics(
+        store.file, [(rowid, "acc", s, 0.5 + s / 10, 1.7e9 + s) for s in range(4)]
+    )
     fp = Fingerprint(hash=HASH, kind="dataframe", rows=12_000, columns=40, schema=SCHEMA)
     store.log_dataset(rid, fp, name="train_df", role="input")
     store.set_status(rid, "finished")

@@ -165,7 +165,7 @@ def test_eight_processes_open_a_fresh_store_at_once(tmp_path: Path) -> None:
     assert results == ["ok"] * 8
     with Store(tmp_path / "fresh") as st:
         assert st.info()["counts"]["runs"] == 8
-        applied = st.read(st.file.applied_migrations)
+        applied = st.file.read(st.file.applied_migrations)
         assert applied == migrations.known_names()
 
 

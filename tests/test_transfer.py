@@ -13,6 +13,8 @@ from mlnb.capture.fingerprints import Fingerprint
 from mlnb.errors import InvalidInputError, ParamConflictError
 from mlnb.records import CheckRecord
 from mlnb.store import Store
+from mlnb.store import metrics as store_metrics
+from mlnb.store import runs as store_runs
 from mlnb.store.transfer import export_run, import_run
 from tests.reliability.conftest import run_linked_tables
 
@@ -30,10 +32,11 @@ def rich_run(st: Store, tmp_path: Path) -> str:
     run_id = st.create_run(name="rich", experiment="exp", parent_run_id=parent, source="nb.py",
                            tags={"team": "a"})  # fmt: skip
     st.log_params(run_id, {"lr": 0.1, "depth": 3, "model": "rf", "layers": [64, 32], "x": None})
-    rowid, _ = st.run_rowid(run_id)
-    st.insert_metrics(
+    rowid, _ = store_runs.run_rowid(st.file, run_id)
+    store_metrics.insert_metrics(
+        st.file,
         [(rowid, "loss", step, 1.0 / (step + 1), 1000.0 + step) for step in range(50)]
-        + [(rowid, "weird", 0, math.nan, 5.0), (rowid, "weird", 1, math.inf, 6.0)]
+        + [(rowid, "weird", 0, math.nan, 5.0), (rowid, "weird", 1, math.inf, 6.0)],
     )
     (tmp_path / "model.bin").write_bytes(b"\x00weights" * 100)
     st.log_artifact(run_id, tmp_path / "model.bin")
@@ -167,7 +170,7 @@ def test_every_declared_rule_and_blob_column_names_a_real_column(tmp_path: Path)
     from mlnb.store import transfer
 
     with Store(tmp_path / "s") as st:
-        layout = st.read(transfer._layout)
+        layout = st.file.read(transfer._layout)
     columns = {
         f"{t.name}.{col}" for t in (layout.run, *layout.linked, *layout.shared) for col in t.columns
     }

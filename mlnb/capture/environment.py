@@ -46,6 +46,7 @@ from urllib.parse import unquote, urlsplit
 from mlnb.capture.git import redact_url
 from mlnb.conventions import canonical_json
 from mlnb.errors import InvalidInputError
+from mlnb.records import Environment, OsInfo, PythonInfo
 
 __all__ = [
     "ENV_VARS",
@@ -121,7 +122,7 @@ _NVIDIA_QUERY = [
 _NORMALIZE = re.compile(r"[-_.]+")
 
 
-def capture_environment(*, parts: Collection[str] | None = None) -> dict[str, Any]:
+def capture_environment(*, parts: Collection[str] | None = None) -> Environment:
     """A snapshot of the running environment (see the module docstring for its keys).
 
     ``parts`` chooses the optional parts from :data:`PARTS` (default: all of them); an
@@ -136,7 +137,7 @@ def capture_environment(*, parts: Collection[str] | None = None) -> dict[str, An
             f"unknown environment part(s) {', '.join(sorted(unknown))}; "
             f"known: {', '.join(sorted(PARTS))}"
         )
-    env: dict[str, Any] = {
+    env: Environment = {
         "format": FORMAT,
         "captured_at": time.time(),
         "parts": sorted(chosen),
@@ -145,18 +146,18 @@ def capture_environment(*, parts: Collection[str] | None = None) -> dict[str, An
     }
     for name, collect in _COLLECTORS.items():
         if name in chosen:
-            env.update(collect())
+            env.update(collect())  # type: ignore[typeddict-item]  # each part's keys
     return env
 
 
-def environment_hash(env: dict[str, Any]) -> str:
+def environment_hash(env: Environment) -> str:
     """The sha256 hex digest of the snapshot's canonical JSON, volatile keys left out:
     two captures of the same environment have the same hash."""
     stable = {k: v for k, v in env.items() if k not in VOLATILE_KEYS}
     return hashlib.sha256(canonical_json(stable).encode()).hexdigest()
 
 
-def summarize_environment(env: dict[str, Any]) -> dict[str, Any]:
+def summarize_environment(env: Environment) -> dict[str, Any]:
     """``{"python": "3.11.7", "platform": "Linux-6.1-x86_64-with-glibc2.36",
     "packages": 132}``; a value is None when its part was not captured."""
     packages = env.get("packages")
@@ -167,7 +168,7 @@ def summarize_environment(env: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def diff_environments(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+def diff_environments(a: Environment, b: Environment) -> dict[str, Any]:
     """What changed from snapshot ``a`` to snapshot ``b``.
 
     ::
@@ -223,7 +224,7 @@ def _flatten(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 # --------------------------------------------------------------------- python and os
 
 
-def _python() -> dict[str, Any]:
+def _python() -> PythonInfo:
     in_venv = sys.prefix != getattr(sys, "base_prefix", sys.prefix)
     return {
         "version": platform.python_version(),
@@ -235,7 +236,7 @@ def _python() -> dict[str, Any]:
     }
 
 
-def _os() -> dict[str, Any]:
+def _os() -> OsInfo:
     uname = platform.uname()
     return {
         "system": uname.system,

@@ -225,8 +225,11 @@ def _env_view(rec: RunRecord) -> dict[str, Any]:
 
 
 def _git_view(rec: RunRecord) -> dict[str, Any]:
-    git = rec.git or {}
-    return {k: git.get(k) for k in ("commit", "branch", "dirty", "remote") if k in git}
+    git = rec.git
+    if git is None:
+        return {}
+    return {"commit": git["commit"], "branch": git["branch"], "dirty": git["dirty"],
+            "remote": git["remote"]}  # fmt: skip
 
 
 def _compare(

@@ -51,7 +51,7 @@ def _json_safe(x: Any) -> Any:
 
 
 def _run_summary(rec: RunRecord) -> dict[str, Any]:
-    git = rec.git or {}
+    git = rec.git
     # why a failed job failed, as its tags say: cell 3 `fit(X)`: ValueError: ..., and where
     error = JobError.from_tags(rec.tags) if rec.status != "finished" else None
     return {
@@ -61,8 +61,8 @@ def _run_summary(rec: RunRecord) -> dict[str, Any]:
         "status": rec.status,
         "start_time": iso(rec.start_time),
         "duration": rec.duration,
-        "git_commit": git.get("commit"),
-        "git_dirty": git.get("dirty"),
+        "git_commit": git["commit"] if git else None,
+        "git_dirty": git["dirty"] if git else None,
         "source": rec.source,
         "error": error.headline() if error else None,
         "error_traceback": error.traceback or None if error else None,

@@ -66,6 +66,8 @@ from mlnb.jobs.params import (
     unknown_param_tags,
 )
 from mlnb.records import JobError
+from mlnb.store import metrics as store_metrics
+from mlnb.store import runs as store_runs
 from mlnb.store.core import Store
 from mlnb.store.hashing import hash_file
 from mlnb.store.liveness import acquire_run_lock, release_run_lock
@@ -482,12 +484,13 @@ def _record(
         st.set_tags(run_id, error.to_tags(), check_state=False)
     if final_nb is not None:
         now = time.time()
-        rowid, _ = st.run_rowid(run_id)
-        st.insert_metrics(
+        rowid, _ = store_runs.run_rowid(st.file, run_id)
+        store_metrics.insert_metrics(
+            st.file,
             [
                 (rowid, CELL_SECONDS, cell, seconds, now)
                 for cell, seconds in cell_timings(final_nb, nb)
-            ]
+            ],
         )
     if out_path is not None and out_path.is_file():
         st.log_artifact(

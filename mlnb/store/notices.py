@@ -97,7 +97,7 @@ def key_notices(
             ).fetchone()
         ]
 
-    absent = store.read(missing)
+    absent = store.file.read(missing)
     if not absent:
         return []
 
@@ -113,7 +113,7 @@ def key_notices(
             for kind, table in _TABLES.items()
         }
 
-    present = store.read(existing)
+    present = store.file.read(existing)
     return [_notice(kind, key, present) for kind, key in absent]
 
 

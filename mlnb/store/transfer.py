@@ -45,7 +45,9 @@ from mlnb.errors import BundleError, InvalidInputError, ParamConflictError, RunN
 from mlnb.records import STATUSES
 from mlnb.store import hashing, migrations
 from mlnb.store import inputs as validation
-from mlnb.store.core import CHECK_KINDS, LATEST_REFRESH, Store
+from mlnb.store.checks import CHECK_KINDS
+from mlnb.store.core import Store
+from mlnb.store.metrics import LATEST_REFRESH
 
 __all__ = ["BUNDLE_FORMAT", "export_run", "import_run"]
 
@@ -173,7 +175,7 @@ def export_run(store: Store, ref: str) -> dict[str, Any]:
         hashes = c.execute(" UNION ".join(map(_of_run, BLOB_REFS)), [rid] * len(BLOB_REFS))
         return bundle, sorted(r[0] for r in hashes)
 
-    bundle, hashes = store.read(read)
+    bundle, hashes = store.file.read(read)
     blobs: dict[str, bytes] = {}
     for digest in hashes:
         path = store.artifact_file(digest)  # refuses a hash that is not a digest
@@ -549,7 +551,7 @@ def import_run(store: Store, bundle: dict[str, Any]) -> str:
     problem raises :class:`BundleError` (:class:`ParamConflictError` for a param) naming
     it, with nothing written: no row, no artifact file. Importing the same bundle again
     changes nothing."""
-    layout = store.read(_layout)
+    layout = store.file.read(_layout)
     plan = _check_bundle(layout, bundle)
 
     def tx(c: sqlite3.Connection) -> None:
@@ -562,7 +564,7 @@ def import_run(store: Store, bundle: dict[str, Any]) -> str:
                 store.contents.put(data)
         write(c)
 
-    store.write(tx)
+    store.file.write(tx)
     return str(plan.run["run_id"])
 
 

@@ -25,6 +25,7 @@ from mlnb.conventions import ENV_STORE
 from mlnb.errors import InvalidInputError, MlnbError, MlnbWarning, RunNotFoundError, RunStateError
 from mlnb.records import TERMINAL_STATUSES, Artifact, DatasetRef, RunRecord
 from mlnb.store import inputs as validation
+from mlnb.store import runs as store_runs
 from mlnb.store.core import DB_FILENAME, Store, find_store_dir, store_not_found
 from mlnb.store.liveness import release_run_lock
 from mlnb.tracking import writer as metric_writer
@@ -234,7 +235,7 @@ class ActiveRun:
     def __init__(self, store: Store, run_id: str, *, owned_lock: int | None) -> None:
         self.store = store
         self.run_id = run_id
-        self._rowid, _ = store.run_rowid(run_id)
+        self._rowid, _ = store_runs.run_rowid(store.file, run_id)
         self._writer = writer_for(store)
         self._next_step: dict[str, int] = store.max_steps(run_id)
         for key in self._next_step:

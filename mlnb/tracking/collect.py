@@ -21,13 +21,14 @@ from typing import Any
 
 from mlnb.conventions import ENV_CAPTURE, ENV_SYSTEM_METRICS
 from mlnb.errors import InvalidInputError, MlnbWarning
+from mlnb.records import Environment
 from mlnb.store import Store
 
 ENVIRONMENT_PARTS = frozenset({"packages", "hardware", "gpu", "env_vars"})
 PARTS = frozenset({"environment", "git"}) | ENVIRONMENT_PARTS
 JOIN_TIMEOUT_S = 60.0
 
-_env_cache: dict[tuple[Any, ...], tuple[dict[str, Any], str]] = {}
+_env_cache: dict[tuple[Any, ...], tuple[Environment, str]] = {}
 _env_lock = threading.Lock()
 
 
@@ -63,7 +64,7 @@ def resolve_parts(capture: bool | str | Collection[str] | None) -> frozenset[str
     return chosen
 
 
-def _environment(parts: frozenset[str]) -> tuple[dict[str, Any], str]:
+def _environment(parts: frozenset[str]) -> tuple[Environment, str]:
     """The environment snapshot and its hash, cached while nothing on sys.path changes
     (installing a package changes its site-packages folder's mtime)."""
     from mlnb.capture.environment import capture_environment, environment_hash

@@ -31,6 +31,7 @@ from mlnb.errors import (
     StoreError,
 )
 from mlnb.records import DatasetRef
+from mlnb.store import runs as store_runs
 from mlnb.store.core import Store
 from mlnb.store.liveness import HEARTBEAT_INTERVAL_S, acquire_run_lock, release_run_lock
 from mlnb.tracking import collect
@@ -314,7 +315,7 @@ def _heartbeat_loop() -> None:
                 by_store.setdefault(id(run.store), (run.store, []))[1].append(run.run_id)
         for st, ids in by_store.values():
             with contextlib.suppress(Exception):
-                st.heartbeat(ids)
+                store_runs.heartbeat(st.file, ids)
 
 
 def _at_exit() -> None:

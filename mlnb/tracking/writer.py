@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from mlnb.errors import MlnbError, RunNotFoundError, StoreError
 from mlnb.store.core import Store
+from mlnb.store.metrics import insert_metrics
 
 FLUSH_INTERVAL_S = 0.1
 QUEUE_LIMIT = 200_000
@@ -25,7 +26,7 @@ BatchListener = Callable[[Store, Sequence[tuple[int, str, int, float, float]]], 
 
 @dataclasses.dataclass
 class Refusal:
-    """Points of one run that the store refused (see ``Store.insert_metrics``)."""
+    """Points of one run that the store refused (see ``mlnb.store.metrics.insert_metrics``)."""
 
     points: int
     error: MlnbError
@@ -107,7 +108,7 @@ class MetricWriter:
                 pop = queue.popleft  # only the drain lock holder pops: len() items are there
                 batch = [pop() for _ in range(min(len(queue), BATCH_LIMIT))]
                 try:
-                    refused = self.store.insert_metrics(batch)
+                    refused = insert_metrics(self.store.file, batch)
                 except BaseException as exc:
                     queue.extendleft(reversed(batch))
                     if isinstance(exc, Exception):

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from mlnb.store import Store
+from mlnb.store import metrics as store_metrics
+from mlnb.store import runs as store_runs
 
 
 def integrity_ok(db_path: str | Path) -> bool:
@@ -60,8 +62,10 @@ def make_bystander(store: Store) -> str:
     run_id = store.create_run(name="bystander", experiment="bystanders")
     store.log_params(run_id, {"lr": 0.1, "model": "forest"})
     store.set_tags(run_id, {"team": "reliability"})
-    rowid, _ = store.run_rowid(run_id)
-    store.insert_metrics([(rowid, "loss", step, 1.0 / (step + 1), 0.0) for step in range(5)])
+    rowid, _ = store_runs.run_rowid(store.file, run_id)
+    store_metrics.insert_metrics(
+        store.file, [(rowid, "loss", step, 1.0 / (step + 1), 0.0) for step in range(5)]
+    )
     store.log_artifact(run_id, b"bystander bytes", name="notes.txt")
     store.set_status(run_id, "finished")
     return run_id

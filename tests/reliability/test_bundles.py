@@ -18,6 +18,8 @@ import pytest
 
 from mlnb.errors import InvalidInputError, ParamConflictError
 from mlnb.store import Store
+from mlnb.store import metrics as store_metrics
+from mlnb.store import runs as store_runs
 from mlnb.store.transfer import export_run, import_run
 from tests.reliability.conftest import (
     artifact_files,
@@ -33,8 +35,10 @@ Bundle = dict[str, Any]
 def source_run(st: Store) -> str:
     run_id = st.create_run(name="src", experiment="exp", tags={"team": "a"})
     st.log_params(run_id, {"lr": 0.1, "depth": 3})
-    rowid, _ = st.run_rowid(run_id)
-    st.insert_metrics([(rowid, "loss", step, 1.0 / (step + 1), 100.0 + step) for step in range(10)])
+    rowid, _ = store_runs.run_rowid(st.file, run_id)
+    store_metrics.insert_metrics(
+        st.file, [(rowid, "loss", step, 1.0 / (step + 1), 100.0 + step) for step in range(10)]
+    )
     st.log_artifact(run_id, b"model weights", name="model.bin")
     st.set_status(run_id, "finished")
     return run_id
@@ -43,8 +47,10 @@ def source_run(st: Store) -> str:
 def unrelated_run(st: Store) -> str:
     run_id = st.create_run(name="other", experiment="elsewhere", tags={"keep": "me"})
     st.log_params(run_id, {"lr": 0.5})
-    rowid, _ = st.run_rowid(run_id)
-    st.insert_metrics([(rowid, "loss", step, 0.5, 50.0 + step) for step in range(5)])
+    rowid, _ = store_runs.run_rowid(st.file, run_id)
+    store_metrics.insert_metrics(
+        st.file, [(rowid, "loss", step, 0.5, 50.0 + step) for step in range(5)]
+    )
     st.log_artifact(run_id, b"other content", name="other.bin")
     return run_id
 
@@ -291,8 +297,10 @@ def test_import_run_adds_only_new_points_and_tags_and_twice_is_a_no_op(a: Store,
     """Issue 10 item 6: what an existing run may gain is strictly additive."""
     run_id = source_run(a)
     import_run(b.st, export_run(a, run_id))
-    rowid, _ = a.run_rowid(run_id)
-    a.insert_metrics([(rowid, "loss", step, 0.01, 200.0 + step) for step in (10, 11)])
+    rowid, _ = store_runs.run_rowid(a.file, run_id)
+    store_metrics.insert_metrics(
+        a.file, [(rowid, "loss", step, 0.01, 200.0 + step) for step in (10, 11)]
+    )
     a.set_tags(run_id, {"reviewed": "yes"}, check_state=False)
     a.log_artifact(run_id, b"a report", name="report.md", check_state=False)
     bundle = export_run(a, run_id)

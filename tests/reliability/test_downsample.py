@@ -16,6 +16,8 @@ import pytest
 
 import mlnb
 from mlnb.errors import InvalidInputError
+from mlnb.store import metrics as store_metrics
+from mlnb.store import runs as store_runs
 from tests.reliability.conftest import integrity_ok, row_counts
 
 N = 50_000
@@ -36,9 +38,9 @@ def value(step: int) -> float:
 def long_run(store: mlnb.Store, n: int = N, *, every: int = 1, name: str = "long") -> str:
     """A finished run whose `loss` has a point every `every` steps (written in bulk)."""
     run = store.create_run(name=name, experiment="long")
-    rowid, _ = store.run_rowid(run)
-    store.insert_metrics(
-        [(rowid, "loss", s, value(s), 1.7e9 + s) for s in range(0, n * every, every)]
+    rowid, _ = store_runs.run_rowid(store.file, run)
+    store_metrics.insert_metrics(
+        store.file, [(rowid, "loss", s, value(s), 1.7e9 + s) for s in range(0, n * every, every)]
     )
     store.set_status(run, "finished", end_time=1.7e9 + n * every)
     return run

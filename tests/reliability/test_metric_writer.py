@@ -72,7 +72,7 @@ def test_metric_writer_stores_other_runs_when_the_database_refuses_one_runs_poin
     assert db is not None
     bystander = make_bystander(store)
     before = row_counts(db, bystander)
-    store.write(
+    store.file.write(
         lambda c: c.execute(
             "CREATE TRIGGER refuse_poison BEFORE INSERT ON metrics WHEN NEW.key = 'poison' "
             "BEGIN SELECT RAISE(ABORT, 'poison is not allowed here'); END"

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from mlnb.store import Store, migrations
+from mlnb.store import runs as store_runs
 from tests.conftest import REPO
 from tests.reliability.conftest import integrity_ok, make_bystander, row_counts
 
@@ -95,7 +96,7 @@ def test_purged_run_id_is_never_reused_and_its_writer_gets_run_not_found(tmp_pat
         assert forced.returncode == 0, forced.stderr
         with Store(where) as st:  # this process creates the next run
             newcomer = st.create_run(name="newcomer")
-            new_rowid, _ = st.run_rowid(newcomer)
+            new_rowid, _ = store_runs.run_rowid(st.file, newcomer)
         assert new_rowid > old_rowid
 
         said, _ = writer.communicate("go\n", timeout=120)
@@ -141,11 +142,11 @@ def test_an_upgraded_store_does_not_reuse_the_highest_purged_id(tmp_path: Path) 
     before = row_counts(db, kept)
     with Store(where) as st:
         assert st.schema_version() == migrations.known_names()[-1]
-        assert st.run_rowid(kept)[0] == 1
+        assert store_runs.run_rowid(st.file, kept)[0] == 1
         assert st.get_run(kept).params == {"lr": 0.1}
         st.delete_run(f"{2:032x}")
         assert st.gc(purge_deleted=True)["runs_purged"] == 1
-        later_rowid, _ = st.run_rowid(st.create_run(name="later"))
+        later_rowid, _ = store_runs.run_rowid(st.file, st.create_run(name="later"))
     assert later_rowid == 3
     assert integrity_ok(db)
     assert row_counts(db, kept) == before
