@@ -4,7 +4,7 @@ makes, in a real JupyterLab in Debian's Chromium.
     make quickstart          # once: fills .mlnb (git-ignored)
     .venv/bin/python -m tests.screenshot_compare [--store .mlnb] [--out docs/img/compare.png]
 
-JupyterLab and Chromium are started and driven as tests/test_compare_browser.py does
+JupyterLab and Chromium are started and driven as tests/e2e/test_compare_browser.py does
 (its helpers are imported from there). The notebook compares every run of the
 ``quickstart`` experiment; the widget's selection is then set, by clicking the rows'
 checkboxes as a user would, to the sweep's forest and sgd children: the runs that log
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tests.conftest import REPO
-from tests.test_compare_browser import CHROMIUM, QUIET_FLAGS, _notebook, run_lab
+from tests.e2e.test_compare_browser import CHROMIUM, QUIET_FLAGS, _notebook, run_lab
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page

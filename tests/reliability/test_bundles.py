@@ -27,7 +27,7 @@ from tests.reliability.conftest import (
     row_counts,
     run_linked_tables,
 )
-from tests.test_transfer import rich_run
+from tests.store.test_transfer import rich_run
 
 Bundle = dict[str, Any]
 

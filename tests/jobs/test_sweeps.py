@@ -20,8 +20,9 @@ from mlnb.errors import InvalidInputError
 from mlnb.jobs.grid import Distribution, expand_grid, load_grid_file, parse_grid_arg
 from mlnb.jobs.runner import run_notebook
 from mlnb.store import Store
+from tests.conftest import REPO
 
-NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
+NOTEBOOKS = REPO / "tests" / "notebooks"
 TRAIN = str(NOTEBOOKS / "job_train.ipynb")
 STEP = str(NOTEBOOKS / "sweep_step.ipynb")
 MLNB = [sys.executable, "-m", "mlnb"]

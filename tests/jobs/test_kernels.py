@@ -13,8 +13,9 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
 from mlnb.store import Store
+from tests.conftest import REPO
 
-NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
+NOTEBOOKS = REPO / "tests" / "notebooks"
 pytestmark = pytest.mark.slow
 
 

@@ -32,8 +32,7 @@ from mlnb.capture.git import capture_git, redact_url
 from mlnb.capture.system import SystemSampler
 from mlnb.conventions import canonical_json
 from mlnb.errors import InvalidInputError
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from mlnb.errors import (
     StoreVersionError,
 )
 from mlnb.store import Store, find_store_dir, migrations
-from tests.conftest import run_python
+from tests.conftest import REPO, run_python
 
 
 def test_store_is_created_on_first_use_in_the_working_directory(tmp_path: Path) -> None:
@@ -139,7 +139,7 @@ def test_read_only_store_directory_gives_a_clear_error(tmp_path: Path) -> None:
         f"try:\n    mlnb.Store({str(ro / 'store')!r})\n"
         "except StoreReadOnlyError as exc:\n    print('REFUSED', exc)\n"
     )
-    env = {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {"PYTHONPATH": str(REPO)}
     proc = run_python(code, env=env)
     assert proc.stdout.startswith("REFUSED"), proc.stdout + proc.stderr
     assert "MLNB_STORE" in proc.stdout

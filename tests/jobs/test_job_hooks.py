@@ -1,5 +1,5 @@
 """The kernel side of a headless job (mlnb.tracking.job), called in this process as the
-runner calls it in a job's kernel; tests/test_runner.py runs them in real kernels."""
+runner calls it in a job's kernel; tests/jobs/test_runner.py runs them in real kernels."""
 
 from __future__ import annotations
 

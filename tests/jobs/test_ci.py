@@ -21,9 +21,10 @@ from mlnb.formatting import escape_markdown
 from mlnb.jobs.reports import build_report
 from mlnb.jobs.workflows import github_workflow
 from mlnb.records import CheckRecord
+from tests.conftest import REPO
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
-NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
+DOCS = REPO / "docs"
+NOTEBOOKS = REPO / "tests" / "notebooks"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

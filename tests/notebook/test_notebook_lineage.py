@@ -30,8 +30,7 @@ from mlnb.capture.notebook import (
     saved_code_cells,
 )
 from mlnb.errors import InvalidInputError
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO
 
 SAVED = [
     "import numpy as np",

@@ -16,8 +16,9 @@ from mlnb.errors import InvalidInputError
 from mlnb.jobs.params import Param, notebook_parameters
 from mlnb.jobs.runner import JobError, check_kernel, run_notebook
 from mlnb.store import Store
+from tests.conftest import REPO
 
-NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
+NOTEBOOKS = REPO / "tests" / "notebooks"
 
 
 @pytest.fixture

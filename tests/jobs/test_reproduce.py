@@ -15,8 +15,9 @@ from mlnb.errors import InvalidInputError, RunNotFoundError
 from mlnb.jobs.reproduce import reproduce
 from mlnb.jobs.runner import run_notebook
 from mlnb.store import Store
+from tests.conftest import REPO
 
-NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
+NOTEBOOKS = REPO / "tests" / "notebooks"
 
 pytestmark = pytest.mark.slow
 

@@ -33,6 +33,7 @@ from mlnb.store.query import (
     quote_string,
     register_field,
 )
+from tests.conftest import REPO
 
 UNKNOWN_FOO_BAR = (
     "unknown field 'foo.bar' (known prefixes: attributes, data, env, git, metrics, params, tags)"
@@ -839,7 +840,7 @@ def test_target_needs_an_expression() -> None:
 # -- docs/query.md stays true
 
 
-DOCS = Path(__file__).parent.parent / "docs" / "query.md"
+DOCS = REPO / "docs" / "query.md"
 
 
 def doc_examples() -> list[str]:

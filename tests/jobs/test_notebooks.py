@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import mlnb
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 pytestmark = pytest.mark.slow

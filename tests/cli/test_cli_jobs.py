@@ -12,8 +12,9 @@ import pytest
 
 from mlnb.formatting import escape_markdown
 from mlnb.store import Store
+from tests.conftest import REPO
 
-NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
+NOTEBOOKS = REPO / "tests" / "notebooks"
 MLNB = [sys.executable, "-m", "mlnb"]
 
 
