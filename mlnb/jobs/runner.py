@@ -217,12 +217,16 @@ def run_notebook(
         run_tags[WARNING_TAG] = " ".join(notes)
     st = _open_store(store)
     exists = _check_run_id(st, run_id, parent_run_id)
-    job = _Job(run_id, exists, parent_run_id, start_retries,
-               wants_progress_bar() if progress_bar is None else progress_bar)  # fmt: skip
-    result = _run(
-        st, nb_path, nb, output, used, given, name, experiment, run_tags, kernel_name,
-        work_dir, cell_timeout, start_timeout, log_output, job,
+    spec = JobSpec(
+        nb_path=nb_path, nb=nb,
+        output=Path(output).expanduser().absolute() if output is not None else None,
+        used=used, given=given, name=name, experiment=experiment, tags=run_tags,
+        kernel_name=kernel_name, work_dir=work_dir, cell_timeout=cell_timeout,
+        start_timeout=start_timeout, log_output=log_output, run_id=run_id, exists=exists,
+        parent_run_id=parent_run_id, start_retries=start_retries,
+        progress_bar=wants_progress_bar() if progress_bar is None else progress_bar,
     )  # fmt: skip
+    result = _run(st, spec)
     return dataclasses.replace(result, notes=(*notes, *result.notes))
 
 
@@ -247,11 +251,25 @@ def _parameter_notes(
 
 
 @dataclass(frozen=True)
-class _Job:
-    """How run_notebook was asked to attach the job: to which run, retried how often."""
+class JobSpec:
+    """One notebook job as ``run_notebook`` checked it: what to run, with which values,
+    as which run, and how. Everything in it has been validated; ``_run`` only runs it."""
 
-    run_id: str | None
-    exists: bool
+    nb_path: Path  # the notebook, absolute
+    nb: Any  # the notebook as read (nbformat), for cell numbers and lineage
+    output: Path | None  # where the executed notebook goes (None: a temporary file)
+    used: dict[str, Any]  # the params the run records: the values the notebook used
+    given: dict[str, Any]  # the values passed, injected by papermill
+    name: str | None
+    experiment: str | None
+    tags: dict[str, Any]
+    kernel_name: str
+    work_dir: Path
+    cell_timeout: float | None
+    start_timeout: float
+    log_output: bool
+    run_id: str | None  # the run to attach to (None: a new one)
+    exists: bool  # whether run_id names a queued run of the store
     parent_run_id: str | None
     start_retries: int
     progress_bar: bool
@@ -280,41 +298,25 @@ def _is_literal(p: Param) -> bool:
     return bool(p.type) and (p.default is not None or p.source == "None")
 
 
-def _run(
-    st: Store,
-    nb_path: Path,
-    nb: Any,
-    output: str | os.PathLike[str] | None,
-    used: dict[str, Any],
-    given: dict[str, Any],
-    name: str | None,
-    experiment: str | None,
-    tags: Mapping[str, Any] | None,
-    kernel_name: str,
-    work_dir: Path,
-    cell_timeout: float | None,
-    start_timeout: float,
-    log_output: bool,
-    job: _Job,
-) -> JobResult:
+def _run(st: Store, spec: JobSpec) -> JobResult:
     import nbformat
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     register_engine()
     started = time.monotonic()
-    notebook_hash = hash_file(nb_path)
-    run_tags = {**(tags or {}), JOB_TAG: "1", NOTEBOOK_HASH_TAG: notebook_hash}
+    notebook_hash = hash_file(spec.nb_path)
+    run_tags = {**spec.tags, JOB_TAG: "1", NOTEBOOK_HASH_TAG: notebook_hash}
     import uuid
 
-    run_id = job.run_id or uuid.uuid4().hex
+    run_id = spec.run_id or uuid.uuid4().hex
     try:
         lock = acquire_run_lock(st.locks_dir, run_id)  # the runner keeps the run alive
     except OSError:
         raise InvalidInputError(f"run {run_id[:8]} is being run by another process") from None
-    if job.exists:  # before the try below: a run we did not take is not ours to end
+    if spec.exists:  # before the try below: a run we did not take is not ours to end
         try:
-            _claim_queued(st, run_id, str(nb_path))
+            _claim_queued(st, run_id, str(spec.nb_path))
         except BaseException:
             release_run_lock(st.locks_dir, run_id, lock)
             raise
@@ -327,55 +329,57 @@ def _run(
     out_path: Path | None = None
     final_nb: Any = None
     try:
-        if job.exists:
+        if spec.exists:
             st.set_tags(run_id, run_tags)
         else:
             st.create_run(
                 run_id=run_id,
-                name=name or nb_path.stem,
-                experiment=experiment,
+                name=spec.name or spec.nb_path.stem,
+                experiment=spec.experiment,
                 tags=run_tags,
-                source=str(nb_path),
-                parent_run_id=job.parent_run_id,
+                source=str(spec.nb_path),
+                parent_run_id=spec.parent_run_id,
             )
-        st.log_params(run_id, used)
+        st.log_params(run_id, spec.used)
         # The notebook as it was run: `mlnb reproduce` re-executes this, not today's file.
-        st.log_artifact(run_id, nb_path, name=f"{SNAPSHOT_DIR}/{nb_path.name}", kind="notebook")
-        if output is None:
+        st.log_artifact(
+            run_id, spec.nb_path, name=f"{SNAPSHOT_DIR}/{spec.nb_path.name}", kind="notebook"
+        )
+        if spec.output is None:
             tmp = tempfile.TemporaryDirectory(prefix="mlnb-job-")
-            out_path = Path(tmp.name) / nb_path.name
+            out_path = Path(tmp.name) / spec.nb_path.name
         else:
-            out_path = Path(output).expanduser().absolute()
+            out_path = spec.output
             out_path.parent.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
             ENV_RUN_ID: run_id,
-            ENV_NOTEBOOK: str(nb_path),
+            ENV_NOTEBOOK: str(spec.nb_path),
             ENV_STORE: str(st.root.absolute()),
         }
         # A run created beforehand (a sweep's child) keeps the experiment it was created in,
         # with its parent; otherwise `--experiment` wins over the notebook's own choice.
-        chosen = st.get_run(run_id).experiment if job.exists else experiment
+        chosen = st.get_run(run_id).experiment if spec.exists else spec.experiment
         if chosen is not None:
             env[ENV_JOB_EXPERIMENT] = chosen
         else:
             env.pop(ENV_JOB_EXPERIMENT, None)
         try:
-            for attempt in range(job.start_retries + 1):
+            for attempt in range(spec.start_retries + 1):
                 holder = Holder()
                 try:
-                    with quiet_papermill(bool(given)):
+                    with quiet_papermill(bool(spec.given)):
                         final_nb = papermill.execute_notebook(
-                            str(nb_path),
+                            str(spec.nb_path),
                             str(out_path),
-                            parameters={**given, RUN_ID_PARAMETER: run_id},
+                            parameters={**spec.given, RUN_ID_PARAMETER: run_id},
                             engine_name=ENGINE_NAME,
-                            kernel_name=kernel_name,
-                            cwd=str(work_dir),
-                            execution_timeout=cell_timeout,
-                            start_timeout=start_timeout,
-                            log_output=log_output,
-                            progress_bar=job.progress_bar,
+                            kernel_name=spec.kernel_name,
+                            cwd=str(spec.work_dir),
+                            execution_timeout=spec.cell_timeout,
+                            start_timeout=spec.start_timeout,
+                            log_output=spec.log_output,
+                            progress_bar=spec.progress_bar,
                             request_save_on_cell_execute=False,
                             shutdown_kernel="immediate",
                             mlnb_holder=holder,
@@ -383,7 +387,7 @@ def _run(
                         )
                     break
                 except Exception as exc:
-                    if attempt >= job.start_retries or not kernel_start_failed(exc, holder):
+                    if attempt >= spec.start_retries or not kernel_start_failed(exc, holder):
                         raise
                     st.set_tags(run_id, {KERNEL_START_RETRIES_TAG: attempt + 1,
                                          KERNEL_START_ERROR_TAG: f"{type(exc).__name__}: "
@@ -396,25 +400,25 @@ def _run(
             reply = holder.cell_error
             if ename == "CellExecutionError" and reply is not None:  # no error output: the
                 ename, evalue = str(reply.ename), str(reply.evalue)  # kernel's reply says
-            error = job_error(ename, evalue, exc.traceback or [], exc.cell_index, nb, final_nb)
+            error = job_error(ename, evalue, exc.traceback or [], exc.cell_index, spec.nb, final_nb)
             status, exit_code = "failed", EXIT_FAILED
             if holder.timed_out:  # the interrupt after the timeout: the traceback says where
-                message = f"cell {error.cell} did not finish within {cell_timeout:g} s"
+                message = f"cell {error.cell} did not finish within {spec.cell_timeout:g} s"
                 error = dataclasses.replace(error, name="Timeout", message=message)
                 exit_code = EXIT_TIMEOUT
         except CellTimeoutError:
             final_nb = holder.nb
-            where = input_index(holder.cell, nb, final_nb)
-            message = f"cell {where} did not finish within {cell_timeout:g} s" + (
+            where = input_index(holder.cell, spec.nb, final_nb)
+            message = f"cell {where} did not finish within {spec.cell_timeout:g} s" + (
                 " and went on after the interrupt" if holder.timed_out else ""
             )
-            error = job_error("Timeout", message, [], holder.cell, nb, final_nb)
+            error = job_error("Timeout", message, [], holder.cell, spec.nb, final_nb)
             mark_stopped(final_nb, holder.cell, error)
             status, exit_code = "failed", EXIT_TIMEOUT
         except DeadKernelError as exc:
             final_nb = holder.nb
             message = f"the kernel died: {exc}".strip()
-            error = job_error("DeadKernelError", message, [], holder.cell, nb, final_nb)
+            error = job_error("DeadKernelError", message, [], holder.cell, spec.nb, final_nb)
             mark_stopped(final_nb, holder.cell, error)
             status, exit_code = "crashed", EXIT_DEAD_KERNEL
         if final_nb is not None and status != "finished" and exit_code != EXIT_FAILED:
@@ -423,12 +427,12 @@ def _run(
                 writer(final_nb, str(out_path))
         if holder.hook_problems:
             hook_notes = holder.hook_problems
-            warning = " ".join(filter(None, [(tags or {}).get(WARNING_TAG), *hook_notes]))
+            warning = " ".join(filter(None, [spec.tags.get(WARNING_TAG), *hook_notes]))
             st.set_tags(run_id, {WARNING_TAG: warning}, check_state=False)
-        _record(st, run_id, nb_path, out_path, final_nb, nb, error)
-        _record_lineage(st, run_id, nb_path, nb, final_nb)
-        if name is not None:  # `%track start` in the notebook renames the run it attaches to
-            st.rename_run(run_id, name)
+        _record(st, run_id, spec.nb_path, out_path, final_nb, spec.nb, error)
+        _record_lineage(st, run_id, spec.nb_path, spec.nb, final_nb)
+        if spec.name is not None:  # `%track start` in the notebook renames the run it attaches to
+            st.rename_run(run_id, spec.name)
     except KeyboardInterrupt:
         status = "killed"
         raise
@@ -448,8 +452,8 @@ def _run(
         if tmp is not None:
             tmp.cleanup()
     stored = st.get_run(run_id)
-    artifact = f"job/{nb_path.stem}.ipynb"
-    final_output: Path | None = out_path if output is not None else None
+    artifact = f"job/{spec.nb_path.stem}.ipynb"
+    final_output: Path | None = out_path if spec.output is not None else None
     if final_output is None and artifact in {a.path for a in stored.artifacts}:
         final_output = Path(stored.artifact_path(artifact))
     return JobResult(
