@@ -251,6 +251,11 @@ class Store:
         with a different value it is a ``ParamConflictError`` naming both values."""
         runs.log_params(self.file, run_id, params)
 
+    def log_param(self, run_id: str, key: str, value: Any) -> None:
+        """Log one param (the same value again is a no-op; another value is a
+        ``ParamConflictError``). On disk when it returns."""
+        runs.log_param(self.file, run_id, key, value)
+
     def set_tags(self, run_id: str, tags: Mapping[str, Any], *, check_state: bool = True) -> None:
         """Set tags (mutable, last write wins) all-or-nothing. ``check_state=False`` lets
         tools annotate a finished run (gate results); users' runs refuse it once ended."""

@@ -307,23 +307,34 @@ def set_deleted(db: StoreFile, run_id: str, deleted: bool) -> None:
 # -- params and tags --------------------------------------------------------------------
 
 
+def log_param(db: StoreFile, run_id: str, key: str, value: Any) -> None:
+    """Log one param. The common case, a new key of a running run, is one INSERT that is
+    its own transaction (~1.5x cheaper than the checks of ``log_params``); when it inserts
+    nothing (the run is missing or ended, or the key exists) ``log_params`` says why."""
+    text, type_, number = validation.encode_param(validation.check_key(key, "param key"), value)
+    if not db.write_statement(_INSERT_PARAM, (key, text, type_, number, run_id)):
+        _write_params(db, run_id, {key: (text, type_, number)})
+
+
 def log_params(db: StoreFile, run_id: str, params: Mapping[str, Any]) -> None:
     """Log params all-or-nothing; the same value again is a no-op, another value a
     ``ParamConflictError`` naming both."""
     if len(params) == 1:
-        # The common case, one new key of a running run, is one INSERT that is its own
-        # transaction (~1.5x cheaper than the checks below). When it inserts nothing
-        # (the run is missing or ended, or the key exists) the transaction below says why.
         ((key, value),) = params.items()
-        text, type_, number = validation.encode_param(validation.check_key(key, "param key"), value)
-        if db.write_statement(_INSERT_PARAM, (key, text, type_, number, run_id)):
-            return
-        rows = {key: (text, type_, number)}
-    else:
-        rows = {}
-        for key, value in params.items():
-            validation.check_key(key, "param key")
-            rows[key] = validation.encode_param(key, value)
+        log_param(db, run_id, key, value)
+        return
+    rows: dict[str, tuple[str, str, float | None]] = {}
+    for key, value in params.items():
+        validation.check_key(key, "param key")
+        rows[key] = validation.encode_param(key, value)
+    _write_params(db, run_id, rows)
+
+
+def _write_params(
+    db: StoreFile, run_id: str, rows: dict[str, tuple[str, str, float | None]]
+) -> None:
+    """The checked write of params: refused whole when the run cannot be logged to or
+    when a key already has another value."""
 
     def tx(conn: sqlite3.Connection) -> None:
         rowid = writable_run(db, conn, run_id)

@@ -289,7 +289,9 @@ class ActiveRun:
     # logging
     def log_param(self, key: str, value: Any) -> None:
         """Log one param (immutable: the same value again is a no-op)."""
-        self.log_params({key: value})
+        if self.ended:
+            self._check_open()
+        self.store.log_param(self.run_id, key, value)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log several params, all or nothing."""

@@ -238,7 +238,7 @@ def _active_or_start() -> ActiveRun:
 
 def log_param(key: str, value: Any) -> None:
     """Log a param to the active run (starting one if there is none)."""
-    _active_or_start().log_params({key: value})
+    _active_or_start().log_param(key, value)
 
 
 def log_params(params: Mapping[str, Any]) -> None:

@@ -292,7 +292,7 @@ def test_autolog_subclass_of_an_estimator_is_logged_under_its_own_name(
     MyLogistic(max_iter=1000).fit(IRIS_X, IRIS_Y)
     rec = only_autolog_run()
     assert rec.name == "MyLogistic"
-    assert rec.tags["estimator_class"] == "tests.test_autolog.MyLogistic"
+    assert rec.tags["estimator_class"] == "tests.tracking.test_autolog.MyLogistic"
     assert isinstance(load_model(rec), MyLogistic)
 
 
