@@ -39,7 +39,7 @@ class Job:
     process: subprocess.Popen[bytes]
     folder: Path  # the job's progress file and output log
     started: float = field(default_factory=time.time)
-    exit_code: int | None = None
+    final: dict[str, Any] | None = None  # the report once the process ended (folder removed)
 
     @property
     def progress_file(self) -> Path:
@@ -108,19 +108,21 @@ class JobManager:
             return self._jobs.get(job_id)
 
     def status(self, job: Job) -> dict[str, Any]:
-        """The job as ``GET jobs/{id}`` reports it (see docs/jupyterlab.md)."""
+        """The job as ``GET jobs/{id}`` reports it (see docs/jupyterlab.md). Once the
+        process has ended, the report is kept and the job's folder removed."""
+        if job.final is not None:
+            return dict(job.final)
         code = job.process.poll()
         progress = _read_json(job.progress_file)
         run_id = progress.get("run_id")
         if code is None:
             status = "running" if run_id else "starting"
         else:
-            job.exit_code = code
             status = "finished" if code == EXIT_OK else "failed"
         error = None
         if status == "failed":
             error = _tail(job.log_file) or f"mlnb run exited with code {code}"
-        return {
+        report = {
             "job_id": job.job_id,
             "path": job.path,
             "status": status,
@@ -132,6 +134,10 @@ class JobManager:
             "error": error,
             "output_path": None,
         }
+        if code is not None:
+            job.final = dict(report)
+            shutil.rmtree(job.folder, ignore_errors=True)
+        return report
 
     def stop_all(self) -> None:
         """Terminate the jobs still running (server shutdown) and remove their folders."""

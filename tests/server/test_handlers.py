@@ -8,6 +8,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -441,6 +442,9 @@ async def test_post_jobs_runs_a_notebook_to_a_finished_run_with_progress(
     running = [s for s in states if s["status"] == "running" and s["current_cell"] is not None]
     assert running and running[0]["run_id"] == final["run_id"]
     assert any(s["current_cell"] == 2 and s["cells_done"] == 2 for s in running)
+    folders = Path(tempfile.gettempdir()).glob(f"mlnb-server-job-{job_id[:8]}-*")
+    assert list(folders) == []  # the job's progress file and log went with it
+    assert (await get_json(jp_fetch, "jobs", job_id))["cells_done"] == 4  # the report stays
     rec = store.get_run(final["run_id"])
     assert rec.status == "finished" and rec.experiment == "lab"
     assert rec.params["seconds"] == 1.5
