@@ -48,6 +48,9 @@ class ServerState:
     def __init__(self, *, root_dir: str, store_path: str | None, api_version: int) -> None:
         self.api_version = api_version
         self.root_dir = Path(root_dir).expanduser().resolve()
+        # the root as given too: runs record their notebook's absolute path unresolved
+        given = Path(os.path.abspath(Path(root_dir).expanduser()))
+        self.roots = tuple(dict.fromkeys([self.root_dir, given]))
         target = Path(store_path).expanduser() if store_path else find_store_dir(self.root_dir)
         self.store_path = target.absolute()
         self._store: Store | None = None

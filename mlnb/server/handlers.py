@@ -181,8 +181,8 @@ class RunsHandler(MlnbHandler):
             rel = self.text_arg("notebook")
             if not rel:
                 raise RequestError(400, "BadRequest", "scope=notebook needs notebook=PATH")
-            absolute = os.path.abspath(self.state.root_dir / rel)
-            paths = sorted({rel, absolute, os.path.realpath(absolute)})
+            absolute = [os.path.abspath(root / rel) for root in self.state.roots]
+            paths = sorted({rel, *absolute, os.path.realpath(absolute[0])})
             scope = RunScope(notebooks=paths)
         elif scope_name == "experiment":
             name = self.text_arg("experiment")
@@ -232,7 +232,7 @@ class RunsHandler(MlnbHandler):
         )
         rows = pages.page_rows(st, ids[:limit], columns=columns)
         return {
-            "runs": views.run_rows(rows, self.state.root_dir),
+            "runs": views.run_rows(rows, self.state.roots),
             "next_cursor": ids[limit - 1] if len(ids) > limit else None,
             "total": pages.count_runs(st, filter, scope=scope, now=now),
         }
@@ -247,7 +247,7 @@ class RunHandler(MlnbHandler):
             st = self.state.store()
             rec = st.get_run(run_id)
             metrics = pages.latest_metric_points(st, rec.run_id)
-            return views.run_detail(rec, metrics, self.state.root_dir)
+            return views.run_detail(rec, metrics, self.state.roots)
 
         await self.respond(detail)
 

@@ -33,6 +33,23 @@ def mlnb_store_path(store: mlnb.Store) -> str:
 
 
 @pytest.fixture
+def root_via_link() -> bool:
+    """Whether the server's root is given through a symbolic link (a test may parametrize)."""
+    return False
+
+
+@pytest.fixture
+def jp_root_dir(tmp_path: Path, root_via_link: bool) -> Path:
+    real = tmp_path / "root_dir"
+    real.mkdir()
+    if not root_via_link:
+        return real
+    link = tmp_path / "linked_root"
+    link.symlink_to(real)
+    return link
+
+
+@pytest.fixture
 def jp_server_config(mlnb_store_path: str) -> dict[str, Any]:
     return {
         "ServerApp": {"jpserver_extensions": {"mlnb": True}},
@@ -231,6 +248,20 @@ async def test_runs_scope_notebook_matches_paths_relative_to_the_root(
     body = await get_json(jp_fetch, "runs", scope="notebook", notebook="sub/train.ipynb")
     assert [r["run_id"] for r in body["runs"]] == [inside]
     assert body["runs"][0]["notebook"] == "sub/train.ipynb"
+
+
+@pytest.mark.parametrize("root_via_link", [True])
+async def test_runs_scope_notebook_with_a_root_given_through_a_symlink(
+    jp_fetch: Any, store: mlnb.Store, jp_root_dir: Path, root_via_link: bool
+) -> None:
+    """Issue 13: a kernel records its notebook's absolute path unresolved (under the root as
+    the server was given it); "this notebook" still finds its runs."""
+    assert jp_root_dir.is_symlink()
+    inside = make_run(store, "inside")
+    store.set_notebook(inside, notebook=os.path.join(jp_root_dir, "train.ipynb"))
+    body = await get_json(jp_fetch, "runs", scope="notebook", notebook="train.ipynb")
+    assert [r["run_id"] for r in body["runs"]] == [inside]
+    assert body["runs"][0]["notebook"] == "train.ipynb"
 
 
 async def test_runs_with_a_bad_filter_is_a_400_with_the_caret_message(
