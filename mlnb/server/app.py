@@ -1,5 +1,5 @@
-"""What the extension holds while the server runs (its options, the store, the jobs) and its
-one route table."""
+"""What the extension holds while the server runs (its options, the store, the jobs) and
+how it is loaded: the routes of ``handlers.ROUTES`` under ``{base_url}/mlnb/api/``."""
 
 from __future__ import annotations
 

@@ -355,6 +355,13 @@ class JobsHandler(MlnbHandler):
             return
 
         def start() -> dict[str, Any]:
+            from mlnb.jobs.params import (
+                check_parameters,
+                has_parameters_cell,
+                read_notebook,
+                readable_parameters,
+            )
+
             if not isinstance(body, dict):
                 raise RequestError(400, "BadRequest", "the body must be a JSON object")
             path = body.get("path")
@@ -363,10 +370,21 @@ class JobsHandler(MlnbHandler):
             notebook = self.inside_root(path, "jobs")
             if notebook.suffix != ".ipynb":
                 raise RequestError(400, "BadRequest", f"{path!r} is not a notebook (.ipynb)")
+            parameters = body.get("parameters") or {}
+            if not isinstance(parameters, dict):
+                raise RequestError(400, "BadRequest", "parameters must be an object")
+            # refused here as `mlnb run` would refuse them: a 400 now, not a failed job later
+            nb = read_notebook(notebook)
+            check_parameters(
+                parameters,
+                readable_parameters(nb),
+                where=notebook,
+                has_cell=has_parameters_cell(nb),
+            )
             job = self.state.jobs.start(
                 notebook,
                 shown_path=path,
-                parameters=body.get("parameters") or {},
+                parameters=parameters,
                 experiment=body.get("experiment"),
             )
             return {"job_id": job.job_id, "status": "starting"}

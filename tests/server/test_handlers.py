@@ -509,6 +509,14 @@ async def test_post_jobs_checks_its_body(jp_fetch: Any, jp_root_dir: Path) -> No
     ):
         code, _ = await error_of(jp_fetch, "jobs", method="POST", body=body)
         assert code == status, body
+    code, error = await error_of(
+        jp_fetch,
+        "jobs",
+        method="POST",
+        body=json.dumps({"path": "sleepy.ipynb", "parameters": {"second": 1}}),
+    )
+    assert code == 400 and error["type"] == "InvalidInputError"
+    assert "'seconds'" in error["message"]  # the close name the parameters cell assigns
     code, _ = await error_of(jp_fetch, "jobs", "0123abcd")
     assert code == 404
 
