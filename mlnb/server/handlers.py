@@ -479,6 +479,6 @@ ROUTES: list[tuple[str, type[MlnbHandler]]] = [
     ("compare", CompareHandler),
     ("notebooks/params", NotebookParamsHandler),
     ("jobs", JobsHandler),
-    ("jobs/(?P<job_id>[0-9a-f]+)", JobHandler),
+    ("jobs/(?P<job_id>[^/]+)", JobHandler),
     (f"artifacts/{RUN}/(?P<name>.+)", ArtifactHandler),
 ]

@@ -517,8 +517,9 @@ async def test_post_jobs_checks_its_body(jp_fetch: Any, jp_root_dir: Path) -> No
     )
     assert code == 400 and error["type"] == "InvalidInputError"
     assert "'seconds'" in error["message"]  # the close name the parameters cell assigns
-    code, _ = await error_of(jp_fetch, "jobs", "0123abcd")
-    assert code == 404
+    for job_id in ("0123abcd", "not-a-job"):
+        code, error = await error_of(jp_fetch, "jobs", job_id)
+        assert code == 404 and error["type"] == "NotFound"
 
 
 async def test_post_jobs_needs_the_xsrf_token_when_logged_in_by_cookie(
