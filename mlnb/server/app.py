@@ -77,13 +77,6 @@ class ServerState:
         except StoreNotFoundError:
             return None
 
-    def close(self) -> None:
-        self.executor.shutdown(wait=False)
-        with self._lock:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
-
 
 def load(serverapp: Any, routes: Sequence[tuple[str, Any]], *, api_version: int) -> None:
     """Read the options, build the state and register ``routes`` (patterns relative to

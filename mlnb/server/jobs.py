@@ -9,7 +9,6 @@ store). Nothing here touches the store; the handlers read runs.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -138,16 +137,6 @@ class JobManager:
             job.final = dict(report)
             shutil.rmtree(job.folder, ignore_errors=True)
         return report
-
-    def stop_all(self) -> None:
-        """Terminate the jobs still running (server shutdown) and remove their folders."""
-        with self._lock:
-            jobs = list(self._jobs.values())
-        for job in jobs:
-            if job.process.poll() is None:
-                with contextlib.suppress(OSError):
-                    job.process.terminate()
-            shutil.rmtree(job.folder, ignore_errors=True)
 
     def _forget_old(self) -> None:
         done = [j for j in self._jobs.values() if j.process.poll() is not None]
