@@ -4,9 +4,9 @@
     python benchmarks/run.py --section server
 
 A fresh process of the dev venv builds a store through the store API: 10,000 finished runs
-with 20 params and 10 metrics of 100 steps each (10 M points, written with
-``Store.insert_metrics`` 100 runs at a time), plus one run whose metric ``loss`` has 100,000
-steps. Then a real ``jupyter server`` starts on 127.0.0.1 with the mlnb extension on that
+with 20 params and 10 metrics of 100 steps each (10 M points, written with the metric
+writer's ``insert_metrics`` 100 runs at a time), plus one run whose metric ``loss`` has
+100,000 steps. Then a real ``jupyter server`` starts on 127.0.0.1 with the mlnb extension on that
 store (by PID, a random token; stopped at the end), and one client on a kept-alive
 connection times whole requests (send to the last byte of the body, JSON parsed):
 ``GET runs`` pages of 50 with six columns (the first page, pages deep in the list through
@@ -57,6 +57,8 @@ COLUMNS = "params.p0,params.p1,params.p2,metrics.m0,metrics.m1,metrics.m2"
 
 def _populate(cfg: dict) -> dict:
     import mlnb
+    from mlnb.store import metrics as store_metrics
+    from mlnb.store import runs as store_runs
 
     t0 = time.perf_counter()
     store = mlnb.Store(cfg["store"])
@@ -67,7 +69,7 @@ def _populate(cfg: dict) -> dict:
     for i in range(cfg["runs"]):
         run_id = store.create_run(name=f"run-{i}", experiment=f"exp{i % 5}", start_time=base + i)
         store.log_params(run_id, {f"p{k}": rng.random() for k in range(cfg["params"])})
-        rowid, _ = store.run_rowid(run_id)
+        rowid, _ = store_runs.run_rowid(store.file, run_id)
         for m in range(cfg["metrics"]):
             level = rng.random()
             pending += [
@@ -75,18 +77,19 @@ def _populate(cfg: dict) -> dict:
             ]
         run_ids.append(run_id)
         if len(run_ids) % BATCH == 0:
-            store.insert_metrics(pending)
+            store_metrics.insert_metrics(store.file, pending)
             pending = []
-    store.insert_metrics(pending)
+    store_metrics.insert_metrics(store.file, pending)
     for run_id in run_ids:
         store.set_status(run_id, "finished", end_time=base + 1e6)
     long_run = store.create_run(name="long", experiment="long", start_time=base + cfg["runs"])
-    rowid, _ = store.run_rowid(long_run)
-    store.insert_metrics(
+    rowid, _ = store_runs.run_rowid(store.file, long_run)
+    store_metrics.insert_metrics(
+        store.file,
         [
             (rowid, "loss", s, 1 / (1 + s) + 0.01 * ((s * 7919) % 100) / 100, base + s)
             for s in range(cfg["long"])
-        ]
+        ],
     )
     store.set_status(long_run, "finished", end_time=base + cfg["long"])
     store.close()

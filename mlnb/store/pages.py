@@ -72,7 +72,7 @@ def count_runs(
         "SELECT count(*) FROM runs r JOIN experiments e ON e.id = r.experiment_id "
         f"WHERE ({where}) AND {scope_sql}"
     )
-    return int(store.read(lambda c: c.execute(sql, [*args, *scope_args]).fetchone()[0]))
+    return int(store.file.read(lambda c: c.execute(sql, [*args, *scope_args]).fetchone()[0]))
 
 
 def page_rows(
@@ -114,13 +114,13 @@ def page_rows(
                 rows[rid][kind][key] = value
         return [rows[rid] for rid in order]
 
-    return store.read(fetch)
+    return store.file.read(fetch)
 
 
 def latest_metric_points(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
     """The latest point of each metric of the run with exactly this id:
     ``{key: {"value", "step", "timestamp"}}`` (NaN for a stored NaN)."""
-    rows = store.read(
+    rows = store.file.read(
         lambda c: c.execute(
             "SELECT key, value, step, timestamp FROM latest_metrics WHERE run = "
             "(SELECT id FROM runs WHERE run_id = ?) ORDER BY key",

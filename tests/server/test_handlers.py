@@ -18,6 +18,8 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPResponse
 
 import mlnb
+from mlnb.store import metrics as store_metrics
+from mlnb.store import runs as store_runs
 from tests.conftest import REPO, run_python
 
 NOTEBOOKS = REPO / "tests" / "notebooks"
@@ -65,9 +67,11 @@ def make_run(
 ) -> str:
     run_id = store.create_run(name=name, experiment=experiment, start_time=start_time)
     store.log_params(run_id, params or {})
-    rowid, _ = store.run_rowid(run_id)
+    rowid, _ = store_runs.run_rowid(store.file, run_id)
     now = time.time()
-    store.insert_metrics([(rowid, k, 0, v, now) for k, v in (metrics or {}).items()])
+    store_metrics.insert_metrics(
+        store.file, [(rowid, k, 0, v, now) for k, v in (metrics or {}).items()]
+    )
     store.set_status(run_id, "finished")
     return run_id
 
@@ -348,8 +352,10 @@ async def test_metric_history_is_downsampled_in_sql(jp_fetch: Any, store: mlnb.S
     """Issue 13: a long series comes back as at most max_points points, first and last
     kept, with the true count."""
     run_id = make_run(store, "long")
-    rowid, _ = store.run_rowid(run_id)
-    store.insert_metrics([(rowid, "loss", s, 1.0 / (s + 1), 1e9 + s) for s in range(5_000)])
+    rowid, _ = store_runs.run_rowid(store.file, run_id)
+    store_metrics.insert_metrics(
+        store.file, [(rowid, "loss", s, 1.0 / (s + 1), 1e9 + s) for s in range(5_000)]
+    )
     body = await get_json(jp_fetch, "runs", run_id, "metrics", "loss", max_points=100)
     assert body["key"] == "loss" and body["count"] == 5_000
     assert 50 <= len(body["points"]) <= 100
