@@ -433,6 +433,10 @@ def _examples(values: Any) -> list[Any]:
     return out
 
 
+def _n(count: int) -> str:
+    return f"{count:,} value{'' if count == 1 else 's'}"
+
+
 def _apply(rule: str, value: Any, s: Any) -> tuple[int, int, list[Any], str]:
     """(failed, total, examples, why) of one rule on one column."""
     import pandas as pd
@@ -445,7 +449,7 @@ def _apply(rule: str, value: Any, s: Any) -> tuple[int, int, list[Any], str]:
     if rule == "nullable":
         if value:
             return 0, len(s), [], ""
-        return int(nulls.sum()), len(s), [], f"{int(nulls.sum()):,} null values"
+        return int(nulls.sum()), len(s), [], f"{_n(int(nulls.sum()))} null"
     kept = s[~nulls]
     total = len(kept)
     if rule in ("min", "max"):
@@ -454,12 +458,12 @@ def _apply(rule: str, value: Any, s: Any) -> tuple[int, int, list[Any], str]:
         bad = kept[kept < value] if rule == "min" else kept[kept > value]
         order = bad.sort_values(ascending=rule == "min")
         word = "below" if rule == "min" else "above"
-        return len(bad), total, _examples(order.tolist()), f"{len(bad):,} values {word} {value}"
+        return len(bad), total, _examples(order.tolist()), f"{_n(len(bad))} {word} {value}"
     if rule == "categories":
         bad = kept[~kept.isin(value)]
         counts = bad.value_counts()
         return (len(bad), total, list(counts.index[:EXAMPLES]),
-                f"{len(bad):,} values outside the {len(value)} categories")  # fmt: skip
+                f"{_n(len(bad))} outside the {len(value)} categories")  # fmt: skip
     if rule == "length":
         lengths = kept.astype(str).str.len()
         bad_mask = pd.Series(False, index=kept.index)
@@ -470,16 +474,16 @@ def _apply(rule: str, value: Any, s: Any) -> tuple[int, int, list[Any], str]:
         bad = kept[bad_mask]
         span = f"{value.get('min', 0)}–{value.get('max', '∞')}"
         return (len(bad), total, _examples(bad.tolist()),
-                f"{len(bad):,} values not {span} characters long")  # fmt: skip
+                f"{_n(len(bad))} not {span} characters long")  # fmt: skip
     if rule == "unique":
         if not value:
             return 0, total, [], ""
         dup = kept[kept.duplicated(keep=False)]
         counts = dup.value_counts()
         return (len(dup), total, list(counts.index[:EXAMPLES]),
-                f"{len(dup):,} values occur more than once ({len(counts):,} distinct)")  # fmt: skip
+                f"{_n(len(dup))} repeated ({len(counts):,} distinct)")  # fmt: skip
     if rule == "pattern":
         text = kept.astype(str)
         bad = kept[~text.str.fullmatch(value)]
-        return len(bad), total, _examples(bad.tolist()), f"{len(bad):,} values do not match"
+        return len(bad), total, _examples(bad.tolist()), f"{_n(len(bad))} not matching {value!r}"
     raise SchemaError(f"unknown rule {rule!r}")  # the parser refuses it first

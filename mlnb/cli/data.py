@@ -155,12 +155,21 @@ def _per_column(values: tuple[str, ...], option: str, cast: Callable[[str], Any]
     metavar="NAME",
     help="Compare only these columns (repeatable; default: all in common).",
 )
+@click.option("--row-tolerance", type=float, default=0.1, show_default=True,
+              help="The row count may differ from the reference's by this share.")  # fmt: skip
+@click.option(
+    "--drift-share",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="The dataset drifts when at least this share of its columns drift.",
+)
 @click.option("--run", metavar="RUN", help="Record the verdicts as checks on this run.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.pass_context
 def drift_cmd(ctx: click.Context, ref: str, cur: str, methods: tuple[str, ...],
-              thresholds: tuple[str, ...], columns: tuple[str, ...], run: str | None,
-              fmt: str) -> None:  # fmt: skip
+              thresholds: tuple[str, ...], columns: tuple[str, ...], row_tolerance: float,
+              drift_share: float, run: str | None, fmt: str) -> None:  # fmt: skip
     """Compare --cur with --ref, column by column, and check its integrity (rows, columns,
     dtypes, missing shares, unseen categories). Either side may be a stored profile: no
     raw reference data is needed. Exit 1 when the dataset drifts or an integrity check
@@ -178,6 +187,8 @@ def drift_cmd(ctx: click.Context, ref: str, cur: str, methods: tuple[str, ...],
             methods=method_map,
             thresholds=threshold_map,
             columns=list(columns) or None,
+            row_tolerance=row_tolerance,
+            drift_share=drift_share,
             run=run,
             record=run is not None,
             store=store,

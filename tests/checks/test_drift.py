@@ -135,8 +135,8 @@ def test_profiles_stored_before_percentiles_still_compare_and_say_so() -> None:
 def test_categorical_drift_gives_js_and_the_value_that_moved_most() -> None:
     a = frame(5000, seed=1)
     b = frame(5000, seed=2, p=(0.2, 0.3, 0.5))
-    col = {c.column: c for c in compare(Source("a", stored=profile(a)),
-                                        Source("b", stored=profile(b))).columns}["plan"]  # fmt: skip
+    result = compare(Source("a", stored=profile(a)), Source("b", stored=profile(b)))
+    col = {c.column: c for c in result.columns}["plan"]
     ra = a["plan"].value_counts().reindex(["basic", "plus", "pro"]).to_numpy()
     rb = b["plan"].value_counts().reindex(["basic", "plus", "pro"]).to_numpy()
     assert col.method == "js" and col.statistic == pytest.approx(jensenshannon(ra, rb))
@@ -252,3 +252,16 @@ def test_cli_data_drift_json_markdown_and_exit_codes(store: mlnb.Store, tmp_path
     out = runner.invoke(cli, [*base, "data", "drift", "--ref", "train-run:nope", "--cur", "today"])
     assert out.exit_code == 2 and "name one as train-run:NAME with NAME one of data" in out.output
     assert math.isfinite(data["drifted_share"])
+
+
+def test_report_shows_a_runs_schema_and_drift_checks_together(store: mlnb.Store) -> None:
+    """Issue 14 item 7: both write checks of kind ``validation``; the report kept only the
+    newest batch per kind, so a drift check hid the schema check run before it."""
+    _two_runs(store)
+    data = frame(500, seed=3)
+    mlnb.validate(data, mlnb.Schema.infer(data), run="today", store=store)
+    mlnb.drift("train-run", "today", run="today", store=store)
+    report = mlnb.report(["today"], plots=False, store=store)
+    assert "schema:x:min" in report and "drift:x" in report
+    mlnb.drift("train-run", "today", run="today", store=store)  # a newer drift replaces
+    assert mlnb.report(["today"], plots=False, store=store).count("drift:x") == 1
