@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlnb.capture.fingerprints import Fingerprint, hasher_kinds, register_hasher
+    from mlnb.checks.drift import drift
     from mlnb.checks.gates import MetricThreshold, gate
+    from mlnb.checks.schema import Schema, validate
     from mlnb.comparison.diff import diff
     from mlnb.errors import MlnbError, MlnbWarning
     from mlnb.jobs.params import notebook_parameters
@@ -57,6 +59,8 @@ _LAZY = {
     "live": "mlnb.notebook.liveplot",
     "gate": "mlnb.checks.gates",
     "MetricThreshold": "mlnb.checks.gates",
+    "drift": "mlnb.checks.drift",
+    **dict.fromkeys(("Schema", "validate"), "mlnb.checks.schema"),
     "RunScope": "mlnb.store.query",
     **dict.fromkeys(
         ("Fingerprint", "hasher_kinds", "register_hasher"), "mlnb.capture.fingerprints"
@@ -130,6 +134,7 @@ __all__ = [
     "MlnbError",
     "MlnbWarning",
     "RunScope",
+    "Schema",
     "Store",
     "__version__",
     "active_run",
@@ -137,6 +142,7 @@ __all__ = [
     "compare",
     "delete_run",
     "diff",
+    "drift",
     "end_run",
     "export_run",
     "flush",
@@ -168,4 +174,5 @@ __all__ = [
     "sweep",
     "unload_ipython_extension",
     "use_run",
+    "validate",
 ]

@@ -21,7 +21,9 @@ and exits non-zero, the magics raise ``UsageError``, the server answers a JSON e
     │   ├── ParamConflictError      a param logged again with a different value
     │   ├── BundleError             a run bundle that is malformed, damaged, or conflicts
     │   │                           with the run already in the store (nothing imported)
-    │   └── InputLimitError         input over a size or complexity limit (names the limit)
+    │   ├── InputLimitError         input over a size or complexity limit (names the limit)
+    │   └── SchemaError             a data schema file that does not parse or holds an
+    │                               unknown rule (has .line and .column when known)
     ├── QuerySyntaxError            a filter or order_by that does not parse (has .position)
     ├── CaptureError                a job's kernel could not record its environment or git
     │                               state (the run's mlnb.warning tag says why)
@@ -50,6 +52,7 @@ __all__ = [
     "QuerySyntaxError",
     "RunNotFoundError",
     "RunStateError",
+    "SchemaError",
     "StoreCorruptError",
     "StoreError",
     "StoreFullError",
@@ -122,6 +125,16 @@ class BundleError(InvalidInputError):
 class InputLimitError(InvalidInputError):
     """Input over one of mlnb's limits on size or complexity (a YAML file that expands to
     too many values, say); the message names the limit. Nothing was read or written."""
+
+
+class SchemaError(InvalidInputError):
+    """A data schema (docs/validation.md) that does not parse or holds a rule mlnb does not
+    know. ``line`` and ``column`` (1-based) say where in the file, when known."""
+
+    def __init__(self, message: str, *, line: int | None = None, column: int | None = None):
+        self.line = line
+        self.column = column
+        super().__init__(message)
 
 
 class QuerySyntaxError(MlnbError, ValueError):

@@ -144,6 +144,23 @@ def _gate(s: Any, chosen: mlnb.Store, folder: Path) -> None:
     assert [c.name for c in chosen.get_checks(chosen.resolve_run_id("base"))] == ["acc"]
 
 
+def _drift(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0] * 10})
+    assert mlnb.drift(frame, frame, run="base", store=s)
+    assert "drift" in [c.name for c in chosen.get_checks(chosen.resolve_run_id("base"))]
+
+
+def _validate(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
+    assert mlnb.validate(frame, mlnb.Schema.infer(frame), run="base", store=s)
+    names = [c.name for c in chosen.get_checks(chosen.resolve_run_id("base"))]
+    assert "schema:x:min" in names
+
+
 def _report(s: Any, chosen: mlnb.Store, folder: Path) -> None:
     data = json.loads(mlnb.report(["base"], format="json", plots=False, store=s))
     assert [r["run"]["name"] for r in data["runs"]] == ["base"]
@@ -175,6 +192,7 @@ STORE_CALLS = {
     "compare": _compare,
     "delete_run": _delete_run,
     "diff": _diff,
+    "drift": _drift,
     "flush": _flush,
     "gate": _gate,
     "get_run": _get_run,
@@ -185,6 +203,7 @@ STORE_CALLS = {
     "runs": _runs,
     "start_run": _start_run,
     "sweep": _sweep,
+    "validate": _validate,
 }
 SLOW = {"reproduce", "run_notebook", "sweep"}  # real kernels
 
