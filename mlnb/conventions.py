@@ -25,6 +25,7 @@ __all__ = [
     "ERROR_MESSAGE_TAG",
     "ERROR_NAME_TAG",
     "ERROR_TAG",
+    "EXIT_BUSY",
     "EXIT_CHECK_FAILED",
     "EXIT_CODES",
     "EXIT_DEAD_KERNEL",
@@ -104,6 +105,7 @@ EXIT_FAILED: Final = 1  # a cell raised, a child failed, a gate failed, an mlnb 
 EXIT_USAGE: Final = 2  # bad options or input, found before anything ran
 EXIT_CHECK_FAILED: Final = 3  # the run finished but a --check failed
 EXIT_NOT_REPRODUCED: Final = 16  # + what differs: metrics 1, data 2, environment 4, code 8
+EXIT_BUSY: Final = 75  # another retrain of the model holds its lock (EX_TEMPFAIL: try later)
 EXIT_TIMEOUT: Final = 124  # a cell timed out (as timeout(1))
 EXIT_INTERRUPTED: Final = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 EXIT_DEAD_KERNEL: Final = 138  # the kernel died
@@ -113,6 +115,7 @@ EXIT_CODES: Final = {
     EXIT_USAGE: "usage error (nothing ran)",
     EXIT_CHECK_FAILED: "a --check failed",
     EXIT_NOT_REPRODUCED: "not reproduced (16 + the bits of what differs)",
+    EXIT_BUSY: "busy: another retrain of the model is running (try later)",
     EXIT_TIMEOUT: "a cell timed out",
     EXIT_INTERRUPTED: "interrupted",
     EXIT_DEAD_KERNEL: "the kernel died",

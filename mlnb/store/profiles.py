@@ -45,4 +45,4 @@ def dataset_profiles(store: Store, ref: str) -> list[StoredProfile]:
             for row in rows
         ]  # fmt: skip
 
-    return store.read(read)
+    return store.file.read(read)
