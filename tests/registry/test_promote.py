@@ -4,6 +4,7 @@ the first promotion, and eight promoters at once (item 10)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -139,7 +140,7 @@ def test_eight_concurrent_promoters_lose_no_move_and_never_pass_a_stale_gate(
         results.append(json.loads(out))
     events = mlnb.model_history("churn", alias="champion")
     assert len(events) == 1 + sum(r["moved"] for r in results)
-    for before, after in zip(events, events[1:], strict=False):
+    for before, after in itertools.pairwise(events):
         assert after.previous_version == before.version
         assert before.version is not None and after.version is not None
         assert aucs[after.version - 1] >= aucs[before.version - 1]
