@@ -128,3 +128,26 @@ def test_retrain_second_at_once_exits_75_with_no_wait_and_waits_without(
     out, err = waiting.communicate(timeout=120)
     assert waiting.returncode == 0, err
     assert "no change" in out
+
+
+def test_ci_init_retrain_writes_the_workflow_of_the_docs() -> None:
+    """docs/continuous-training.md shows exactly what `mlnb ci init github --retrain` writes."""
+    import yaml
+    from click.testing import CliRunner
+
+    from mlnb.cli.app import cli
+    from mlnb.jobs.workflows import github_retrain_workflow
+
+    text = (REPO / "docs" / "continuous-training.md").read_text()
+    block = text.split("<!-- workflow:start -->\n```yaml\n", 1)[1].split(
+        "```\n<!-- workflow:end -->"
+    )[0]
+    result = CliRunner().invoke(cli, ["ci", "init", "github", "--retrain"])
+    assert result.exit_code == 0, result.output
+    written = Path(".github/workflows/mlnb-retrain.yml").read_text()
+    assert written == block == github_retrain_workflow()
+    flow = yaml.safe_load(written)
+    step = flow["jobs"]["retrain"]["steps"][4]["run"]
+    assert "--when drift --gate 'auc>=+0.0' --promote champion" in step
+    bad = CliRunner().invoke(cli, ["ci", "init", "github", "--retrain", "--gate", "auc"])
+    assert bad.exit_code == 1 and "give KEY OP NUMBER" in bad.output
