@@ -106,13 +106,13 @@ def deserialise(path: Path, format: str, *, trust: bool, what: str) -> Any:
             raise ModelIntegrityError(
                 f"{what} names types skops does not trust by default "
                 f"({', '.join(untrusted[:5])}); nothing was loaded. Check them, then load "
-                "with trust=True (--trust)"
+                "with trust=True"
             )
         return skops.io.load(path, trusted=untrusted or None)
     if not trust:
         raise ModelIntegrityError(
             f"{what} is a {format} file: loading it runs whatever code it holds, so it is "
-            "loaded only with trust=True (--trust), when you trust whoever registered it. "
+            "loaded only with trust=True, when you trust whoever registered it. "
             "Register scikit-learn models in the skops format (pip install 'mlnb[models]') "
             "to load them without trust"
         )

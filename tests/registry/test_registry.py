@@ -231,3 +231,56 @@ def test_cli_model_show_of_an_unknown_name_suggests_and_exits_1(store: mlnb.Stor
     out = _cli(store, "model", "show", "chrun")
     assert out.exit_code == 1
     assert "did you mean 'churn'" in out.output
+
+
+def test_a_store_from_before_the_registry_upgrades_and_registers(tmp_path: Path) -> None:
+    """Migration m006 adds the registry's tables to a store that has runs already."""
+    from sqlite_utils import Database
+
+    from mlnb.store import migrations
+
+    (tmp_path / "old").mkdir()
+    old = Database(tmp_path / "old" / "mlnb.db")
+    migrations.migrations().apply(old, stop_before="m006_model_registry")
+    old.close()
+    (tmp_path / "w.bin").write_bytes(b"w")
+    with mlnb.Store(tmp_path / "old") as st:
+        assert st.schema_version() == "m006_model_registry"
+        with mlnb.start_run("r", store=st, capture=False) as run:
+            pass
+        mlnb.register_model("m", tmp_path / "w.bin", run=run.run_id, store=st)
+        assert mlnb.get_model_version("m/1", store=st).run_id == run.run_id
+
+
+def test_cli_history_at_says_what_each_alias_pointed_at_then(
+    store: mlnb.Store, tmp_path: Path
+) -> None:
+    _trained(store)
+    mlnb.set_model_alias("churn", "champion", 1)
+    later = _cli(store, "model", "history", "churn", "--at", "2999-01-01")
+    assert later.exit_code == 0 and "at 2999-01-01: @champion = 1" in later.output
+    before = _cli(store, "model", "history", "churn", "--at", "2000-01-01")
+    assert "churn has no alias moves before 2000-01-01" in before.output
+    bad = _cli(store, "model", "history", "churn", "--at", "yesterday")
+    assert bad.exit_code == 1 and "bad time 'yesterday'" in bad.output
+
+
+class Doubler:
+    """A model of a type skops does not trust by default."""
+
+    def __init__(self) -> None:
+        self.factor = 2
+
+    def predict(self, rows: list[float]) -> list[float]:
+        return [r * self.factor for r in rows]
+
+
+def test_load_model_refuses_skops_types_off_the_allow_list_without_trust(
+    store: mlnb.Store,
+) -> None:
+    with mlnb.start_run("d", store=store, capture=False):
+        version = mlnb.register_model("doubler", Doubler(), format="skops")
+    assert version.format == "skops"
+    with pytest.raises(ModelIntegrityError, match="names types skops does not trust.*Doubler"):
+        mlnb.load_model("doubler/1")
+    assert mlnb.load_model("doubler/1", trust=True).predict([1.5]) == [3.0]
