@@ -273,7 +273,7 @@ def _data_option(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--drift-threshold", type=float, default=None, metavar="X",
               help="The per-column drift threshold (default: the method's, PSI 0.25).")  # fmt: skip
 @click.option("--gate", "gate", multiple=True, metavar="EXPR",
-              help="As in `mlnb model promote` (needs --promote).")  # fmt: skip
+              help="As in `mlnb model promote`, against the champion (repeatable).")  # fmt: skip
 @click.option("--promote", "promote", default=None, metavar="ALIAS",
               help="Promote the new version to ALIAS if it passes the gate.")  # fmt: skip
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",

@@ -137,8 +137,11 @@ class Promotion:
         was = "unset" if self.previous is None else f"version {self.previous}"
         if self.moved:
             lines.append(f"{self.name}@{self.alias}: {was} → version {self.candidate.version}")
-        elif self.passed:
+        elif self.previous == self.candidate.version:
             lines.append(f"{self.name}@{self.alias} already points at version {self.previous}")
+        elif self.passed:
+            lines.append(f"{self.name}@{self.alias} stays at {was}: version "
+                         f"{self.candidate.version} passed (no move asked)")  # fmt: skip
         else:
             lines.append(f"{self.name}@{self.alias} stays at {was}: version "
                          f"{self.candidate.version} failed the gate")  # fmt: skip
@@ -152,13 +155,15 @@ def promote(
     to: str = "champion",
     gate: Sequence[str] = (),
     reason: str | None = None,
+    move: bool = True,
     store: StoreLike | None = None,
 ) -> Promotion:
     """Move ``name@to`` to the version ``source`` names (an alias or a version number)
     if it passes ``gate`` against the run of the version ``to`` points at now
     (``mlnb.promote("churn", gate=["auc>=+0.0"])``). The verdict is stored in ``checks``
-    on the candidate's run and the move is one transaction with its history row. Returns
-    a :class:`Promotion` (truthy when the gate passed)."""
+    on the candidate's run and the move is one transaction with its history row.
+    ``move=False`` runs and records the gate only (``mlnb retrain --gate`` without
+    ``--promote``). Returns a :class:`Promotion` (truthy when the gate passed)."""
     registry.check_name(name)
     registry.check_name(to, "alias")
     specs = promotion_thresholds(gate) if gate else {}
@@ -174,15 +179,16 @@ def promote(
         except ModelNotFoundError:
             current = None
         if current == candidate.version:
-            return Promotion(name, to, candidate, current, None, None,
-                             (f"{name}@{to} already points at version {current}",))  # fmt: skip
+            return Promotion(name, to, candidate, current, None, None)
         result = _gate(st, name, candidate, current, specs) if specs else None
         records = None
         if result is not None:
             records = [v.to_check(result.batch) for v in result.verdicts]
-            if not result.passed:
+            if not result.passed or not move:
                 st.log_checks(result.run_id, records)
                 return Promotion(name, to, candidate, current, result, None)
+        if not move:
+            return Promotion(name, to, candidate, current, result, None)
         why = reason or (f"promoted from {source}" if not isinstance(source, int) else "manual")
         if result is not None:
             why += f"; gate passed: {', '.join(gate)}"

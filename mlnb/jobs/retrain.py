@@ -11,8 +11,9 @@
    ``NAME=PATH`` passed as the parameter ``NAME`` and recorded on the run as its input
    dataset ``NAME`` (the file's fingerprint and profile: what the next retrain compares
    with). The notebook registers the model (``mlnb.register_model(NAME, model)``).
-3. Gate the new version against the champion and, with ``promote``, move the alias
-   (:func:`mlnb.jobs.promote.promote`: one transaction with its verdict and history row).
+3. Gate the new version against the champion (the verdict in ``checks``) and, with
+   ``promote``, move the alias (:func:`mlnb.jobs.promote.promote`: one transaction with its
+   verdict and history row).
 
 Every decision carries its reason (``data_changed: train hash a1b2… → c3d4…``,
 ``drift: age psi=0.31``, ``schedule``, ``manual``): a ``checks`` row (kind ``check``, name
@@ -257,16 +258,13 @@ def retrain(
             )
         version = mine[-1]
         promotion = None
-        if promote:
+        if promote or gate:
             from mlnb.jobs.promote import promote as promote_version
 
             promotion = promote_version(
                 model, source=version.version, to=alias, gate=gate, store=st,
-                reason="retrain: " + "; ".join(train),
+                reason="retrain: " + "; ".join(train), move=bool(promote),
             )  # fmt: skip
-        elif gate:
-            notes = (f"--gate without --promote: the gate was not run; add --promote {alias}",)
-            return RetrainResult(model, True, tuple(train), job, version, None, notes)
         return RetrainResult(model, True, tuple(train), job, version, promotion)
 
 

@@ -68,11 +68,13 @@ def test_retrain_trains_when_data_changed_and_does_nothing_when_it_did_not(
     assert any(m and m.startswith("no change: train hash") for m in messages)
 
     new_data = churn_csv(tmp_path / "train2.csv", seed=1)
-    second = _retrain(store, new_data)
+    second = _retrain(store, new_data, gate=["auc>=+0.5"])  # no --promote: gated, not moved
     assert second.trained and second.reasons[0].startswith("data_changed: train hash ")
-    assert second.version.version == 2 and second.promotion is None
+    assert second.version.version == 2 and not second.promotion.moved
+    assert second.exit_code == 1  # the gate failed (auc cannot be 0.5 above the champion's)
     assert mlnb.get_model_version("churn@champion").version == 1
     run = store.get_run(second.job.run_id)
+    assert [(c.name, c.passed) for c in run.checks if c.kind == "gate"] == [("auc", False)]
     assert run.tags["mlnb.retrain.reason"] == second.reasons[0]
     assert [(d.name, d.kind) for d in run.datasets] == [("train", "file")]
 
