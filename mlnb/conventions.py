@@ -43,6 +43,7 @@ __all__ = [
     "NOTE_TAG",
     "REPRODUCE_OF_TAG",
     "REPRODUCE_VERDICT_TAG",
+    "RETRAIN_REASON_TAG",
     "SPEC_PARAM_PREFIXES",
     "SWEEP_CANCELLED_TAG",
     "SWEEP_INDEX_TAG",
@@ -87,6 +88,7 @@ SWEEP_CANCELLED_TAG: Final = "mlnb.sweep.cancelled"  # why a queued child never 
 REPRODUCE_OF_TAG: Final = "mlnb.reproduce.of"  # the run a reproduction re-executed
 REPRODUCE_VERDICT_TAG: Final = "mlnb.reproduce.verdict"
 NOTE_TAG: Final = "mlnb.note"  # `%track note TEXT`
+RETRAIN_REASON_TAG: Final = "mlnb.retrain.reason"  # why `mlnb retrain` trained this run
 
 # The environment variables mlnb reads (users read about each where it is used: docs/store.md,
 # docs/jobs.md, docs/capture.md, docs/lineage.md)

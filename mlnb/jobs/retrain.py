@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlnb.conventions import EXIT_OK
+from mlnb.conventions import EXIT_OK, RETRAIN_REASON_TAG
 from mlnb.errors import InvalidInputError, ModelNotFoundError, RetrainBusyError
 from mlnb.records import CheckRecord, ModelVersion
 from mlnb.registry import models as registry
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["WHEN", "RetrainResult", "retrain"]
 
 WHEN = ("data-changed", "drift", "always")
-REASON_TAG = "mlnb.retrain.reason"
 CI_SCHEDULE = ("GITHUB_EVENT_NAME", "schedule")  # a scheduled GitHub Actions run
 
 
@@ -290,7 +289,7 @@ def _prepare_run(
     from mlnb.capture.fingerprints import fingerprint
 
     run_id = st.create_run(experiment=experiment, name=f"retrain-{model}", status="queued",
-                           tags={REASON_TAG: "; ".join(reasons)})  # fmt: skip
+                           tags={RETRAIN_REASON_TAG: "; ".join(reasons)})  # fmt: skip
     for name, path in files.items():
         profile = None
         try:

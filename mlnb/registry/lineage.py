@@ -114,7 +114,7 @@ class Lineage:
         for data in d["data"]:
             shape = "" if data["rows"] is None else f", {data['rows']:,} rows"
             lines.append(f"data      {data['name']} ({data['role']}): {data['kind']} "
-                         f"{data['hash'][:12]}{shape}")  # fmt: skip
+                         f"{data['hash'].rpartition(':')[2][:12]}{shape}")  # fmt: skip
             if data["schema"]:
                 cols = ", ".join(f"{c['name']}:{c['dtype']}" for c in data["schema"][:12])
                 lines.append(f"            schema {cols}")
