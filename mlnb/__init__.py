@@ -13,16 +13,29 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlnb.capture.fingerprints import Fingerprint, hasher_kinds, register_hasher
+    from mlnb.checks.drift import drift
     from mlnb.checks.gates import MetricThreshold, gate
+    from mlnb.checks.schema import Schema, validate
     from mlnb.comparison.diff import diff
     from mlnb.errors import MlnbError, MlnbWarning
     from mlnb.jobs.params import notebook_parameters
+    from mlnb.jobs.promote import promote
     from mlnb.jobs.reports import report
     from mlnb.jobs.reproduce import reproduce
+    from mlnb.jobs.retrain import retrain
     from mlnb.jobs.runner import run_notebook
     from mlnb.jobs.sweeps import sweep
     from mlnb.notebook.liveplot import live
     from mlnb.notebook.widgets import compare
+    from mlnb.registry.lineage import model_lineage
+    from mlnb.registry.models import (
+        delete_model_alias,
+        get_model_version,
+        load_model,
+        model_history,
+        register_model,
+        set_model_alias,
+    )
     from mlnb.store import Store
     from mlnb.store.query import RunScope
     from mlnb.store.transfer import export_run, import_run
@@ -57,6 +70,8 @@ _LAZY = {
     "live": "mlnb.notebook.liveplot",
     "gate": "mlnb.checks.gates",
     "MetricThreshold": "mlnb.checks.gates",
+    "drift": "mlnb.checks.drift",
+    **dict.fromkeys(("Schema", "validate"), "mlnb.checks.schema"),
     "RunScope": "mlnb.store.query",
     **dict.fromkeys(
         ("Fingerprint", "hasher_kinds", "register_hasher"), "mlnb.capture.fingerprints"
@@ -64,6 +79,20 @@ _LAZY = {
     "notebook_parameters": "mlnb.jobs.params",
     **dict.fromkeys(("export_run", "import_run"), "mlnb.store.transfer"),
     "report": "mlnb.jobs.reports",
+    "promote": "mlnb.jobs.promote",
+    "retrain": "mlnb.jobs.retrain",
+    "model_lineage": "mlnb.registry.lineage",
+    **dict.fromkeys(
+        (
+            "delete_model_alias",
+            "get_model_version",
+            "load_model",
+            "model_history",
+            "register_model",
+            "set_model_alias",
+        ),
+        "mlnb.registry.models",
+    ),
     "reproduce": "mlnb.jobs.reproduce",
     "run_notebook": "mlnb.jobs.runner",
     "Store": "mlnb.store.core",
@@ -130,23 +159,28 @@ __all__ = [
     "MlnbError",
     "MlnbWarning",
     "RunScope",
+    "Schema",
     "Store",
     "__version__",
     "active_run",
     "autolog",
     "compare",
+    "delete_model_alias",
     "delete_run",
     "diff",
+    "drift",
     "end_run",
     "export_run",
     "flush",
     "gate",
+    "get_model_version",
     "get_run",
     "get_store",
     "hasher_kinds",
     "import_run",
     "live",
     "load_ipython_extension",
+    "load_model",
     "log_artifact",
     "log_data",
     "log_figure",
@@ -154,13 +188,19 @@ __all__ = [
     "log_metrics",
     "log_param",
     "log_params",
+    "model_history",
+    "model_lineage",
     "notebook_parameters",
+    "promote",
     "register_hasher",
+    "register_model",
     "report",
     "reproduce",
     "restore_run",
+    "retrain",
     "run_notebook",
     "runs",
+    "set_model_alias",
     "set_store",
     "set_tag",
     "set_tags",
@@ -168,6 +208,7 @@ __all__ = [
     "sweep",
     "unload_ipython_extension",
     "use_run",
+    "validate",
 ]
 
 

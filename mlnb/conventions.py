@@ -26,6 +26,7 @@ __all__ = [
     "ERROR_MESSAGE_TAG",
     "ERROR_NAME_TAG",
     "ERROR_TAG",
+    "EXIT_BUSY",
     "EXIT_CHECK_FAILED",
     "EXIT_CODES",
     "EXIT_DEAD_KERNEL",
@@ -43,6 +44,7 @@ __all__ = [
     "NOTE_TAG",
     "REPRODUCE_OF_TAG",
     "REPRODUCE_VERDICT_TAG",
+    "RETRAIN_REASON_TAG",
     "SPEC_PARAM_PREFIXES",
     "SWEEP_CANCELLED_TAG",
     "SWEEP_INDEX_TAG",
@@ -87,6 +89,7 @@ SWEEP_CANCELLED_TAG: Final = "mlnb.sweep.cancelled"  # why a queued child never 
 REPRODUCE_OF_TAG: Final = "mlnb.reproduce.of"  # the run a reproduction re-executed
 REPRODUCE_VERDICT_TAG: Final = "mlnb.reproduce.verdict"
 NOTE_TAG: Final = "mlnb.note"  # `%track note TEXT`
+RETRAIN_REASON_TAG: Final = "mlnb.retrain.reason"  # why `mlnb retrain` trained this run
 
 # The environment variables mlnb reads (users read about each where it is used: docs/store.md,
 # docs/jobs.md, docs/capture.md, docs/lineage.md)
@@ -106,6 +109,7 @@ EXIT_FAILED: Final = 1  # a cell raised, a child failed, a gate failed, an mlnb 
 EXIT_USAGE: Final = 2  # bad options or input, found before anything ran
 EXIT_CHECK_FAILED: Final = 3  # the run finished but a --check failed
 EXIT_NOT_REPRODUCED: Final = 16  # + what differs: metrics 1, data 2, environment 4, code 8
+EXIT_BUSY: Final = 75  # another retrain of the model holds its lock (EX_TEMPFAIL: try later)
 EXIT_TIMEOUT: Final = 124  # a cell timed out (as timeout(1))
 EXIT_INTERRUPTED: Final = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 EXIT_DEAD_KERNEL: Final = 138  # the kernel died
@@ -115,6 +119,7 @@ EXIT_CODES: Final = {
     EXIT_USAGE: "usage error (nothing ran)",
     EXIT_CHECK_FAILED: "a --check failed",
     EXIT_NOT_REPRODUCED: "not reproduced (16 + the bits of what differs)",
+    EXIT_BUSY: "busy: another retrain of the model is running (try later)",
     EXIT_TIMEOUT: "a cell timed out",
     EXIT_INTERRUPTED: "interrupted",
     EXIT_DEAD_KERNEL: "the kernel died",

@@ -21,8 +21,15 @@ and exits non-zero, the magics raise ``UsageError``, the server answers a JSON e
     │   ├── ParamConflictError      a param logged again with a different value
     │   ├── BundleError             a run bundle that is malformed, damaged, or conflicts
     │   │                           with the run already in the store (nothing imported)
-    │   └── InputLimitError         input over a size or complexity limit (names the limit)
+    │   ├── InputLimitError         input over a size or complexity limit (names the limit)
+    │   └── SchemaError             a data schema file that does not parse or holds an
+    │                               unknown rule (has .line and .column when known)
     ├── QuerySyntaxError            a filter or order_by that does not parse (has .position)
+    ├── ModelNotFoundError          no registered model, version or alias of that name
+    ├── ModelIntegrityError         a model file whose hash does not match, or an unsafe
+    │                               format loaded without trust=True
+    ├── AliasMovedError             an alias moved while a promotion was decided
+    ├── RetrainBusyError            another retrain of the model holds its lock
     ├── CaptureError                a job's kernel could not record its environment or git
     │                               state (the run's mlnb.warning tag says why)
     └── SweepFailedError            no child of a sweep finished (has .result)
@@ -38,6 +45,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AliasMovedError",
     "AmbiguousRunIdError",
     "BundleError",
     "CaptureError",
@@ -46,10 +54,14 @@ __all__ = [
     "InvalidInputError",
     "MlnbError",
     "MlnbWarning",
+    "ModelIntegrityError",
+    "ModelNotFoundError",
     "ParamConflictError",
     "QuerySyntaxError",
+    "RetrainBusyError",
     "RunNotFoundError",
     "RunStateError",
+    "SchemaError",
     "StoreCorruptError",
     "StoreError",
     "StoreFullError",
@@ -124,6 +136,16 @@ class InputLimitError(InvalidInputError):
     too many values, say); the message names the limit. Nothing was read or written."""
 
 
+class SchemaError(InvalidInputError):
+    """A data schema (docs/validation.md) that does not parse or holds a rule mlnb does not
+    know. ``line`` and ``column`` (1-based) say where in the file, when known."""
+
+    def __init__(self, message: str, *, line: int | None = None, column: int | None = None):
+        self.line = line
+        self.column = column
+        super().__init__(message)
+
+
 class QuerySyntaxError(MlnbError, ValueError):
     """A filter or order_by expression does not parse.
 
@@ -168,3 +190,21 @@ class SweepFailedError(MlnbError):
 class MlnbWarning(UserWarning):
     """A warning from mlnb: something worked, but probably not as meant (a filter key that
     no run has, a capture that could not be recorded). Every warning mlnb emits is one."""
+
+
+class ModelNotFoundError(MlnbError, LookupError):
+    """No registered model, version or alias matches; the message names the close ones."""
+
+
+class ModelIntegrityError(MlnbError):
+    """A model file cannot be loaded safely: its bytes do not match the stored hash, or
+    its format runs arbitrary code on load and ``trust=True`` was not given."""
+
+
+class AliasMovedError(MlnbError):
+    """An alias moved while a promotion was being decided (another promoter won); nothing
+    changed. Promote again: the gate then runs against the new target."""
+
+
+class RetrainBusyError(MlnbError):
+    """Another retrain of the same model holds its lock (``--no-wait``: exit 75)."""

@@ -569,3 +569,57 @@ _NOUNS = (
 def random_run_name() -> str:
     """A readable default run name, as MLflow gives (e.g. ``brave-otter-417``)."""
     return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(100, 999)}"
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One version of a registered model: its number (per name), the run that produced
+    it, the model file (an artifact of that run, by content hash), its format (``skops``,
+    ``pickle``, ``joblib``, ``file``), what it is (``flavor``, e.g. the estimator's class)
+    and its signature (input columns and dtypes, output), when known."""
+
+    name: str
+    version: int
+    run_id: str | None
+    artifact_path: str
+    artifact_hash: str
+    size: int
+    format: str
+    flavor: str | None
+    signature: dict[str, Any] | None
+    description: str | None
+    user: str | None
+    created_at: float
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def uri(self) -> str:
+        """``mlnb://NAME/VERSION``, what :func:`mlnb.load_model` takes."""
+        return f"mlnb://{self.name}/{self.version}"
+
+    def __repr__(self) -> str:
+        tags = f" @{',@'.join(self.aliases)}" if self.aliases else ""
+        run = f" from run {self.run_id[:8]}" if self.run_id else ""
+        return f"<ModelVersion {self.name}/{self.version}{tags} {self.format}{run}>"
+
+
+@dataclass(frozen=True)
+class AliasEvent:
+    """One move of an alias (append-only history): which version it points at from then
+    (None: removed), which it pointed at before, who moved it, from where, when and why,
+    and the batch of ``checks`` rows of the gate that allowed it."""
+
+    name: str
+    alias: str
+    version: int | None
+    previous_version: int | None
+    user: str | None
+    host: str | None
+    reason: str | None
+    check_batch: str | None
+    created_at: float
+    seq: int = 0
+
+    def __repr__(self) -> str:
+        moved = f"{self.previous_version or '-'} → {self.version or '-'}"
+        return f"<AliasEvent {self.name}@{self.alias} {moved} at {iso(self.created_at)}>"

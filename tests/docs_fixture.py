@@ -142,6 +142,7 @@ def build(folder: Path) -> Path:
 
 def _write_files(folder: Path) -> None:
     import pickle
+    import shutil
 
     import nbformat
 
@@ -162,6 +163,8 @@ def _write_files(folder: Path) -> None:
     for path in ("train.ipynb", "demo.ipynb", "notebooks/train.ipynb", "nb/train.ipynb"):
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, folder / path)
+    # docs/continuous-training.md retrains the repository's own example notebook
+    shutil.copy(REPO / "notebooks" / "ct_train.ipynb", folder / "notebooks" / "ct_train.ipynb")
     (folder / "grid.yaml").write_text(GRID_YAML)
     (folder / "train.py").write_text(TRAIN_PY)
     (folder / "data" / "images").mkdir(parents=True)

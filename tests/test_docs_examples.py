@@ -57,7 +57,8 @@ FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})\s*(?P<lang>[^\s`{
 # blocks that start kernels of their own (jobs, sweeps, reproductions, notebook tests) or
 # fit many models: slow, still run in CI
 SLOW = re.compile(
-    r"\bmlnb (run|sweep|test|reproduce)\b|run_notebook\(|\bsweep\(|reproduce\(|autolog\("
+    r"\bmlnb (run|sweep|test|reproduce|retrain)\b|run_notebook\(|\bsweep\(|reproduce\(|autolog\("
+    r"|retrain\("
 )
 WARNING = re.compile(r"^.*\b\w*Warning: .*$", re.M)
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

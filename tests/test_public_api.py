@@ -144,6 +144,23 @@ def _gate(s: Any, chosen: mlnb.Store, folder: Path) -> None:
     assert [c.name for c in chosen.get_checks(chosen.resolve_run_id("base"))] == ["acc"]
 
 
+def _drift(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0] * 10})
+    assert mlnb.drift(frame, frame, run="base", store=s)
+    assert "drift" in [c.name for c in chosen.get_checks(chosen.resolve_run_id("base"))]
+
+
+def _validate(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
+    assert mlnb.validate(frame, mlnb.Schema.infer(frame), run="base", store=s)
+    names = [c.name for c in chosen.get_checks(chosen.resolve_run_id("base"))]
+    assert "schema:x:min" in names
+
+
 def _report(s: Any, chosen: mlnb.Store, folder: Path) -> None:
     data = json.loads(mlnb.report(["base"], format="json", plots=False, store=s))
     assert [r["run"]["name"] for r in data["runs"]] == ["base"]
@@ -171,10 +188,77 @@ def _reproduce(s: Any, chosen: mlnb.Store, folder: Path) -> None:
     assert repro.exit_code == 0 and chosen.get_run(repro.job.run_id).metrics["score"] == 1.0
 
 
+def _model(chosen: mlnb.Store, folder: Path) -> None:
+    """Model m, version 1 (a plain file, from run "trained" that read data.csv as
+    "score"), aliased champion."""
+    (folder / "data.csv").write_text("x\n1\n")
+    (folder / "model.bin").write_bytes(b"weights")
+    with mlnb.start_run("trained", store=chosen, capture=False) as run:
+        run.log_data(folder / "data.csv", name="score")
+    mlnb.register_model("m", folder / "model.bin", run=run.run_id, store=chosen)
+    mlnb.set_model_alias("m", "champion", 1, store=chosen)
+
+
+def _register_model(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    (folder / "model.bin").write_bytes(b"weights")
+    version = mlnb.register_model("m", folder / "model.bin", run="base", store=s)
+    assert [a.kind for a in chosen.get_run("base").artifacts] == ["model"]
+    assert version.version == 1 and mlnb.get_model_version("m/1", store=chosen).format == "file"
+
+
+def _get_model_version(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    _model(chosen, folder)
+    assert mlnb.get_model_version("m@champion", store=s).version == 1
+
+
+def _load_model(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    _model(chosen, folder)
+    assert Path(mlnb.load_model("mlnb://m@champion", store=s)).read_bytes() == b"weights"
+
+
+def _set_model_alias(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    _model(chosen, folder)
+    mlnb.set_model_alias("m", "challenger", 1, store=s)
+    assert mlnb.get_model_version("m@challenger", store=chosen).version == 1
+
+
+def _delete_model_alias(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    _model(chosen, folder)
+    mlnb.delete_model_alias("m", "champion", store=s)
+    assert mlnb.get_model_version("m", store=chosen).aliases == ()
+
+
+def _model_history(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    _model(chosen, folder)
+    assert [e.version for e in mlnb.model_history("m", store=s)] == [1]
+
+
+def _model_lineage(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    _model(chosen, folder)
+    assert mlnb.model_lineage("m@champion", store=s).to_dict()["run"]["name"] == "trained"
+
+
+def _promote(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    _model(chosen, folder)
+    mlnb.set_model_alias("m", "challenger", 1, store=chosen)
+    assert mlnb.promote("m", to="production", store=s).moved
+    assert mlnb.get_model_version("m@production", store=chosen).version == 1
+
+
+def _retrain(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    _model(chosen, folder)
+    result = mlnb.retrain(folder / "step.ipynb", model="m", data={"score": folder / "data.csv"},
+                          store=s)  # fmt: skip
+    assert not result.trained
+    checks = chosen.get_checks(chosen.resolve_run_id("trained"))
+    assert [c.name for c in checks] == ["retrain:m"]
+
+
 STORE_CALLS = {
     "compare": _compare,
     "delete_run": _delete_run,
     "diff": _diff,
+    "drift": _drift,
     "flush": _flush,
     "gate": _gate,
     "get_run": _get_run,
@@ -185,6 +269,16 @@ STORE_CALLS = {
     "runs": _runs,
     "start_run": _start_run,
     "sweep": _sweep,
+    "validate": _validate,
+    "register_model": _register_model,
+    "get_model_version": _get_model_version,
+    "load_model": _load_model,
+    "set_model_alias": _set_model_alias,
+    "delete_model_alias": _delete_model_alias,
+    "model_history": _model_history,
+    "model_lineage": _model_lineage,
+    "promote": _promote,
+    "retrain": _retrain,
 }
 SLOW = {"reproduce", "run_notebook", "sweep"}  # real kernels
 

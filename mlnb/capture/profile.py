@@ -13,7 +13,10 @@
       numeric      min, max, mean, std (ddof=1), infinite (count of ±inf, left out of
                    every other statistic), quantiles {"p1","p5","p25","p50","p75","p95",
                    "p99"} (linear interpolation, as numpy's default), histogram
-                   {"edges": 11 decile edges of this data, "counts": 10 counts};
+                   {"edges": 11 decile edges of this data, "counts": 10 counts},
+                   percentiles (101 values, p0 to p100: the current side of a drift
+                   check reads its mass in another profile's bins from them; absent in
+                   profiles stored before they were added);
                    integer columns with at most 100 values also get domain
       boolean      true, false
       datetime     min, max (ISO 8601); timedelta: min, max (ISO 8601 durations)
@@ -223,6 +226,7 @@ def _numeric(s: Any, out: dict[str, Any]) -> dict[str, Any]:
     out["infinite"] = infinite
     if n == 0:
         out.update(min=None, max=None, mean=None, std=None, quantiles=None, histogram=None)
+        out["percentiles"] = None
         return out
     as_float = ordered.astype(np.float64, copy=False)
     out["min"] = _num(ordered[0])
@@ -235,6 +239,7 @@ def _numeric(s: Any, out: dict[str, Any]) -> dict[str, Any]:
     left = np.searchsorted(as_float, edges, side="left")
     counts = [int(left[i + 1] - left[i]) for i in range(9)] + [int(n - left[9])]
     out["histogram"] = {"edges": [_num(e) for e in edges], "counts": counts}
+    out["percentiles"] = [_num(v) for v in _quantiles(as_float, [i / 100 for i in range(101)])]
     if ordered.dtype.kind in "iu" and out["distinct"] <= DOMAIN_MAX:
         starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
         sizes = np.diff(np.r_[starts, n])

@@ -2,8 +2,9 @@
 non-zero (1 for an mlnb error, 2 for a usage error); no tracebacks for user mistakes.
 
 This module is the click group and its global options; the commands live by group in
-:mod:`mlnb.cli.runs`, :mod:`mlnb.cli.jobs` and :mod:`mlnb.cli.ci`, and print through
-:mod:`mlnb.cli.views`."""
+:mod:`mlnb.cli.runs`, :mod:`mlnb.cli.jobs`, :mod:`mlnb.cli.ci`, :mod:`mlnb.cli.data` and
+:mod:`mlnb.cli.models`,
+and print through :mod:`mlnb.cli.views`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 import click
 
 from mlnb import __version__
-from mlnb.cli import ci, jobs, runs
+from mlnb.cli import ci, data, jobs, models, runs
 from mlnb.conventions import ENV_STORE
 
 
@@ -48,6 +49,10 @@ for _command in (
     ci.gate_cmd,
     ci.report_cmd,
     ci.ci_group,
+    models.model_group,
+    models.retrain_cmd,
+    data.schema_group,
+    data.data_group,
 ):
     cli.add_command(_command)
 

@@ -160,6 +160,15 @@ def ci_group() -> None:
               help="Gated metric (repeatable; default: 'accuracy>=0.8').")  # fmt: skip
 @click.option("--vs", default="latest", show_default=True, help="The gate's baseline.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option("--retrain", is_flag=True,
+              help="Instead: a nightly `mlnb retrain` workflow (continuous training).")  # fmt: skip
+@click.option("--model", default=None, metavar="NAME", help="--retrain: the model (default churn).")
+@click.option("--data", "data", multiple=True, metavar="NAME=PATH",
+              help="--retrain: the data (default train=data/train.csv; repeatable).")  # fmt: skip
+@click.option("--when", "when", type=click.Choice(["data-changed", "drift", "always"]),
+              default="drift", show_default=True, help="--retrain: when to train.")  # fmt: skip
+@click.option("--gate", "gate", multiple=True, metavar="EXPR",
+              help="--retrain: the promotion gate (default 'auc>=+0.0'; repeatable).")  # fmt: skip
 @handles_errors
 def ci_init_cmd(
     provider: str,
@@ -168,13 +177,32 @@ def ci_init_cmd(
     metrics: tuple[str, ...],
     vs: str,
     force: bool,
+    retrain: bool,
+    model: str | None,
+    data: tuple[str, ...],
+    when: str,
+    gate: tuple[str, ...],
 ) -> None:
     """Write a CI workflow (GitHub Actions): install, `mlnb test`, `mlnb run --check`,
-    `mlnb gate --vs`, `mlnb report` to the job summary, upload the report."""
-    from mlnb.jobs.workflows import DEFAULT_METRICS, DEFAULT_PATH, write_github_workflow
+    `mlnb gate --vs`, `mlnb report` to the job summary, upload the report. With
+    --retrain, a scheduled workflow that runs `mlnb retrain` instead."""
+    from mlnb.jobs import workflows
 
-    target = write_github_workflow(
-        path or DEFAULT_PATH, notebook=notebook, metrics=metrics or DEFAULT_METRICS, vs=vs,
-        force=force,
+    options = None
+    if retrain:
+        options = {
+            "notebook": notebook if notebook != workflows.DEFAULT_NOTEBOOK
+            else workflows.RETRAIN_NOTEBOOK,
+            "model": model or workflows.RETRAIN_MODEL,
+            "data": data or workflows.RETRAIN_DATA,
+            "when": when,
+            "gate": gate or workflows.RETRAIN_GATE,
+        }  # fmt: skip
+    elif model or data or gate:
+        raise click.UsageError("--model, --data and --gate go with --retrain")
+    default = workflows.RETRAIN_PATH if retrain else workflows.DEFAULT_PATH
+    target = workflows.write_github_workflow(
+        path or default, notebook=notebook, metrics=metrics or workflows.DEFAULT_METRICS,
+        vs=vs, force=force, retrain=options,
     )  # fmt: skip
     click.echo(f"wrote {target}")

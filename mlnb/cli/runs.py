@@ -144,10 +144,24 @@ def show_cmd(
             raise MlnbClickError(f"no run matches {scope} in {store.location}")
         run = found["run_id"][0]
     record = store.get_run(run)
+    from mlnb.registry.models import versions_of_run
+
+    registered = versions_of_run(store, record.run_id)
     if fmt == "json":
-        click.echo(json.dumps(json_clean(record.to_dict()), indent=2, default=json_default))
+        shown = record.to_dict()
+        shown["models"] = [
+            {"name": v.name, "version": v.version, "aliases": list(v.aliases), "uri": v.uri}
+            for v in registered
+        ]
+        click.echo(json.dumps(json_clean(shown), indent=2, default=json_default))
     else:
-        click.echo(format_run(record))
+        text = format_run(record)
+        if registered:
+            text += "\nmodels:\n" + "\n".join(
+                f"  {v.name}/{v.version}  {v.format}" + "".join(f"  @{a}" for a in v.aliases)
+                for v in registered
+            )
+        click.echo(text)
 
 
 @click.command("diff")

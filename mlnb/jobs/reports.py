@@ -70,12 +70,13 @@ def _run_summary(rec: RunRecord) -> dict[str, Any]:
 
 
 def _latest_checks(rec: RunRecord) -> list[dict[str, Any]]:
-    """The checks of the newest batch of each kind: a gate run again replaces what the
-    previous gate said (the checks table keeps every batch)."""
-    newest: dict[str, str] = {}
+    """The checks of the newest batch of each kind (validations: of each family, schema
+    or drift, in ``details["check"]``): a gate run again replaces what the previous gate
+    said (the checks table keeps every batch)."""
+    newest: dict[tuple[str, Any], str] = {}
     for chk in rec.checks:  # oldest first
-        newest[chk.kind] = chk.batch
-    return [c.to_dict() for c in rec.checks if newest[c.kind] == c.batch]
+        newest[chk.kind, chk.details.get("check")] = chk.batch
+    return [c.to_dict() for c in rec.checks if newest[c.kind, c.details.get("check")] == c.batch]
 
 
 def _entry(

@@ -16,18 +16,30 @@ import re
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mlnb.checks.gates import parse_metric
 from mlnb.errors import InvalidInputError
 from mlnb.formatting import yaml_quote
 from mlnb.store.inputs import MAX_KEY_LENGTH
 
-__all__ = ["DEFAULT_PATH", "github_workflow", "write_github_workflow"]
+__all__ = [
+    "DEFAULT_PATH",
+    "RETRAIN_PATH",
+    "github_retrain_workflow",
+    "github_workflow",
+    "write_github_workflow",
+]
 
 DEFAULT_PATH = ".github/workflows/mlnb.yml"
 DEFAULT_NOTEBOOK = "notebooks/train.ipynb"
 DEFAULT_METRICS = ("accuracy>=0.8",)
 DEFAULT_VS = "latest"
+RETRAIN_PATH = ".github/workflows/mlnb-retrain.yml"
+RETRAIN_NOTEBOOK = "notebooks/ct_train.ipynb"
+RETRAIN_MODEL = "churn"
+RETRAIN_DATA = ("train=data/train.csv",)
+RETRAIN_GATE = ("auc>=+0.0",)
 
 _TEMPLATE = """\
 # Notebooks in CI with mlnb, written by `mlnb ci init github` (see mlnb's docs/ci.md).
@@ -97,6 +109,105 @@ jobs:
             outputs/
           if-no-files-found: ignore
 """
+
+
+_RETRAIN_TEMPLATE = """\
+# Continuous training with mlnb, written by `mlnb ci init github --retrain` (see mlnb's
+# docs/continuous-training.md): every night, retrain when the data drifted, gate the new
+# model against the champion and promote it.
+name: mlnb retrain
+
+on:
+  schedule:
+    - cron: "17 3 * * *"
+  workflow_dispatch:
+
+# one retrain of a model at a time (mlnb retrain also holds a lock in the store)
+concurrency:
+  group: mlnb-retrain-<<model_group>>
+  cancel-in-progress: false
+
+env:
+  MLNB_STORE: ${{ github.workspace }}/.mlnb
+
+jobs:
+  retrain:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+
+      - uses: actions/setup-python@v5
+        with:
+          python-version: "3.12"
+          cache: pip
+
+      - name: Install
+        run: |
+          python -m pip install --upgrade pip
+          if [ -f requirements.txt ]; then pip install -r requirements.txt; fi
+          pip install "mlnb[models]" ipykernel
+
+      # The registry (champion, history) lives in the store: keep it from run to run.
+      - name: Restore the mlnb store
+        uses: actions/cache@v4
+        with:
+          path: .mlnb
+          key: mlnb-store-${{ github.ref_name }}-${{ github.run_id }}-${{ github.run_attempt }}
+          restore-keys: |
+            mlnb-store-${{ github.ref_name }}-
+            mlnb-store-${{ github.event.repository.default_branch }}-
+
+      # Exit 0 with "no change" when the data did not drift; 1 when training or the gate failed.
+      - name: Retrain when the data drifted
+        run: |
+          mlnb retrain <<notebook>> --model <<model>><<data>> \\
+            --when <<when>><<gate>> --promote champion
+
+      - name: Lineage and history of the champion
+        if: always()
+        run: |
+          mlnb model lineage <<model>>@champion || true
+          mlnb model history <<model>> --alias champion || true
+"""
+
+
+def github_retrain_workflow(
+    *,
+    notebook: str = RETRAIN_NOTEBOOK,
+    model: str = RETRAIN_MODEL,
+    data: Sequence[str] = RETRAIN_DATA,
+    when: str = "drift",
+    gate: Sequence[str] = RETRAIN_GATE,
+) -> str:
+    """The text of a scheduled GitHub Actions workflow that runs ``mlnb retrain`` every
+    night (and by hand): retrain ``model`` with ``notebook`` when ``data`` drifted (or
+    changed: ``when``), gate the new version against the champion and promote it."""
+    from mlnb.registry.models import check_name
+
+    check_name(_one_line("--model", model))
+    if when not in ("data-changed", "drift", "always"):
+        raise InvalidInputError(f"--when must be data-changed, drift or always, got {when!r}")
+    pairs = [_one_line("--data", d) for d in data]
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name.isidentifier() or not path:
+            raise InvalidInputError(f"--data {pair!r}: expected NAME=PATH")
+    if when != "always" and not pairs:
+        raise InvalidInputError(f"--when {when} compares data: give --data NAME=PATH")
+    gates = [_one_line("--gate", g) for g in gate]
+    if gates:
+        from mlnb.jobs.promote import promotion_thresholds
+
+        promotion_thresholds(gates)  # a bad gate fails here, not in CI
+    values = {
+        "notebook": shlex.quote(Path(_one_line("--notebook", notebook)).as_posix()),
+        "model": shlex.quote(model),
+        "model_group": model,
+        "data": "".join(f" --data {shlex.quote(p)}" for p in pairs),
+        "when": when,
+        "gate": "".join(f" --gate {shlex.quote(g)}" for g in gates),
+    }
+    return re.sub(r"<<(\w+)>>", lambda m: values[m[1]], _RETRAIN_TEMPLATE)
 
 
 def _check_expression(key: str, op: str, number: float) -> str:
@@ -179,10 +290,15 @@ def write_github_workflow(
     metrics: Sequence[str] = DEFAULT_METRICS,
     vs: str = DEFAULT_VS,
     force: bool = False,
+    retrain: dict[str, Any] | None = None,
 ) -> Path:
-    """Write :func:`github_workflow` to ``path`` (folders created); an existing file is
-    kept unless ``force``. Returns the path."""
-    text = github_workflow(notebook=notebook, metrics=metrics, vs=vs)
+    """Write :func:`github_workflow` (or, with ``retrain``, :func:`github_retrain_workflow`
+    with those options) to ``path`` (folders created); an existing file is kept unless
+    ``force``. Returns the path."""
+    if retrain is not None:
+        text = github_retrain_workflow(**retrain)
+    else:
+        text = github_workflow(notebook=notebook, metrics=metrics, vs=vs)
     target = Path(path)
     if target.exists() and not force:
         raise InvalidInputError(f"{target} exists; use --force to overwrite it")

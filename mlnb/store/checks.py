@@ -46,34 +46,49 @@ CHECK_COLUMNS = ", ".join(CheckRow._fields)
 def log_checks(db: StoreFile, run_id: str, checks: Sequence[CheckRecord]) -> str:
     """Record verdicts on a run (finished or not), all or nothing, as one batch; returns
     the batch id (given on the records, else new)."""
+    batch = check_batch(checks)
+    db.write(lambda conn: insert_checks(db, conn, run_id, checks, batch))
+    return batch
+
+
+def check_batch(checks: Sequence[CheckRecord]) -> str:
+    """Check the records (kinds, directions) before any transaction; returns their batch
+    id (given on the records, else new)."""
     for chk in checks:
         if chk.kind not in CHECK_KINDS:
             raise InvalidInputError(f"check kind must be one of {CHECK_KINDS}: {chk.kind!r}")
         if chk.direction not in (None, "higher", "lower"):
             raise InvalidInputError(f"direction must be 'higher' or 'lower': {chk.direction!r}")
-    batch = next((c.batch for c in checks if c.batch), "") or uuid.uuid4().hex
+    return next((c.batch for c in checks if c.batch), "") or uuid.uuid4().hex
+
+
+def insert_checks(
+    db: StoreFile,
+    conn: sqlite3.Connection,
+    run_id: str,
+    checks: Sequence[CheckRecord],
+    batch: str,
+) -> None:
+    """Inside a write: insert checked records (:func:`check_batch`) as one batch, so that
+    a verdict and what it decided (an alias move) are one transaction."""
     now = time.time()
 
     def finite(x: float | None) -> float | None:
         return None if x is None or math.isnan(x) else float(x)
 
-    def tx(conn: sqlite3.Connection) -> None:
-        rowid = writable_run(db, conn, run_id, check_state=False)
-        conn.executemany(
-            f"INSERT INTO checks (run, {CHECK_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (rowid, c.kind, c.name, int(c.passed), finite(c.value),
-                 finite(c.threshold), c.comparator, c.direction, c.baseline_run_id,
-                 finite(c.baseline_value), c.message,
-                 json.dumps(c.details, sort_keys=True) if c.details else None, batch,
-                 c.created_at or now)
-                for c in checks
-            ],
-        )  # fmt: skip
-
-    db.write(tx)
-    return batch
+    rowid = writable_run(db, conn, run_id, check_state=False)
+    conn.executemany(
+        f"INSERT INTO checks (run, {CHECK_COLUMNS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (rowid, c.kind, c.name, int(c.passed), finite(c.value),
+             finite(c.threshold), c.comparator, c.direction, c.baseline_run_id,
+             finite(c.baseline_value), c.message,
+             json.dumps(c.details, sort_keys=True) if c.details else None, batch,
+             c.created_at or now)
+            for c in checks
+        ],
+    )  # fmt: skip
 
 
 def read_checks(conn: sqlite3.Connection, run_id: str, kind: str | None) -> list[CheckRecord]:

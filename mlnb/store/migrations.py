@@ -250,7 +250,62 @@ def _m005_run_ids_never_reused(db: Database) -> None:
     )
 
 
-_STEPS = [_m001_initial, _m002_capture, _m003_lineage, _m004_checks, _m005_run_ids_never_reused]
+def _m006_model_registry(db: Database) -> None:
+    """The model registry: registered models, their versions (numbered per name; a version
+    refers to its run by the global ``run_id``, so it neither travels in a run's bundle nor
+    disappears when the run is purged) and alias events, append-only: the current target
+    of an alias is its newest event, so moving an alias and recording who, when and why
+    are one insert."""
+    db.executescript(
+        """
+        CREATE TABLE registered_models (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            description TEXT,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE model_versions (
+            model INTEGER NOT NULL REFERENCES registered_models(id),
+            version INTEGER NOT NULL,
+            run_id TEXT,
+            artifact_path TEXT NOT NULL,
+            artifact_hash TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            format TEXT NOT NULL,
+            flavor TEXT,
+            signature TEXT,
+            description TEXT,
+            user TEXT,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (model, version)
+        ) WITHOUT ROWID;
+        CREATE INDEX model_versions_run ON model_versions(run_id);
+        CREATE INDEX model_versions_hash ON model_versions(artifact_hash);
+        CREATE TABLE alias_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            model INTEGER NOT NULL REFERENCES registered_models(id),
+            alias TEXT NOT NULL,
+            version INTEGER,
+            previous_version INTEGER,
+            user TEXT,
+            host TEXT,
+            reason TEXT,
+            check_batch TEXT,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX alias_events_alias ON alias_events(model, alias, id);
+        """
+    )
+
+
+_STEPS = [
+    _m001_initial,
+    _m002_capture,
+    _m003_lineage,
+    _m004_checks,
+    _m005_run_ids_never_reused,
+    _m006_model_registry,
+]
 
 
 def migrations() -> Migrations:

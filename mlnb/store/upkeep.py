@@ -13,9 +13,11 @@ from mlnb.errors import RunStateError
 from mlnb.store.artifacts import ContentStore
 from mlnb.store.database import StoreFile
 from mlnb.store.liveness import HOST, STALE_AFTER_S, run_lock_held
+from mlnb.store.models import model_hashes
 from mlnb.store.runs import set_status
 
-COUNTED_TABLES = ("experiments", "runs", "params", "metrics", "tags", "artifacts", "checks")
+COUNTED_TABLES = ("experiments", "runs", "params", "metrics", "tags", "artifacts", "checks",
+                  "registered_models", "model_versions")  # fmt: skip
 
 
 def alive(locks_dir: Path, run_id: str, host: str | None, heartbeat: float | None) -> bool:
@@ -67,11 +69,14 @@ def purge_deleted(db: StoreFile, locks_dir: Path, *, dry_run: bool, force: bool)
 
 
 def collect_files(db: StoreFile, contents: ContentStore, *, dry_run: bool) -> tuple[int, int]:
-    """Remove artifact files no run refers to, and dead writers' temporary files;
-    returns how many files and bytes (would) go."""
-    used = {
-        r[0] for r in db.read(lambda c: c.execute("SELECT DISTINCT hash FROM artifacts").fetchall())
-    }
+    """Remove artifact files no run and no registered model version refers to, and dead
+    writers' temporary files; returns how many files and bytes (would) go."""
+
+    def referenced(c: sqlite3.Connection) -> set[str]:
+        files = {r[0] for r in c.execute("SELECT DISTINCT hash FROM artifacts")}
+        return files | model_hashes(c)
+
+    used = db.read(referenced)
     removed, freed = contents.sweep(used, dry_run=dry_run)
     dead, dead_bytes = contents.remove_dead_temporaries(dry_run=dry_run)
     return removed + dead, freed + dead_bytes
