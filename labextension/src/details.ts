@@ -220,15 +220,27 @@ export class RunDetails extends Widget {
           : `${lineage.verdict}: the results depend on cells run out of order.`
       )
     );
-    if (lineage.out_of_order_cells && lineage.out_of_order_cells.length) {
-      const list = h('ul', { class: 'mlnb-ooo-cells' });
-      for (const cell of lineage.out_of_order_cells) {
-        list.appendChild(h('li', {}, typeof cell === 'object' ? describeCell(cell) : String(cell)));
+    const cells = lineage.out_of_order_cells || [];
+    if (cells.length) {
+      box.appendChild(
+        h(
+          'p',
+          { class: 'mlnb-ooo-cells' },
+          `Out-of-order cells: ${cells.map(c => (typeof c === 'object' ? describeCell(c) : `cell ${c}`)).join(', ')}`
+        )
+      );
+    }
+    const detail = lineage.detail as { reasons?: unknown } | string | null;
+    const reasons =
+      detail && typeof detail === 'object' && Array.isArray(detail.reasons) ? detail.reasons : [];
+    if (reasons.length) {
+      const list = h('ul', { class: 'mlnb-lineage-reasons' });
+      for (const reason of reasons) {
+        list.appendChild(h('li', {}, String(reason)));
       }
       box.appendChild(list);
-    }
-    if (lineage.detail && typeof lineage.detail === 'string') {
-      box.appendChild(h('p', { class: 'mlnb-muted' }, lineage.detail));
+    } else if (typeof detail === 'string' && detail) {
+      box.appendChild(h('p', { class: 'mlnb-muted' }, detail));
     }
     return box;
   }
