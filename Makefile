@@ -14,15 +14,16 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 # An editable install builds the JupyterLab extension (Node, `jlpm`: the build hook of
-# pyproject.toml); `labextension develop` links the build into the venv's JupyterLab.
+# pyproject.toml) and copies it into the venv's JupyterLab; for tests and development
+# `jupyter-builder develop` (what `jupyter labextension develop` became) links it instead,
+# so `make labextension` rebuilds are what JupyterLab loads.
 $(VENV)/.installed-examples: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[examples]'
-	$(VENV)/bin/jupyter labextension develop --overwrite . >/dev/null
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[test]'
-	$(VENV)/bin/jupyter labextension develop --overwrite . >/dev/null
+	$(VENV)/bin/jupyter-builder develop --overwrite . >/dev/null
 	touch $@ $(VENV)/.installed-examples
 
 # Rebuild the JupyterLab extension when its sources change (docs/jupyterlab.md).
