@@ -175,3 +175,8 @@ __all__ = [
     "unload_ipython_extension",
     "use_run",
 ]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """Where Jupyter finds mlnb's server extension (enabled as ``mlnb`` on install)."""
+    return [{"module": "mlnb.server"}]

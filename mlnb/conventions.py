@@ -17,6 +17,7 @@ from typing import Any, Final, Literal
 __all__ = [
     "ENV_CAPTURE",
     "ENV_JOB_EXPERIMENT",
+    "ENV_JOB_PROGRESS",
     "ENV_NOTEBOOK",
     "ENV_RUN_ID",
     "ENV_STORE",
@@ -92,6 +93,7 @@ NOTE_TAG: Final = "mlnb.note"  # `%track note TEXT`
 ENV_STORE: Final = "MLNB_STORE"  # the store folder, for the CLI, the API and jobs
 ENV_RUN_ID: Final = "MLNB_RUN_ID"  # a job's run: %track in its kernel attaches to it
 ENV_JOB_EXPERIMENT: Final = "MLNB_JOB_EXPERIMENT"  # `mlnb run --experiment` chose it
+ENV_JOB_PROGRESS: Final = "MLNB_JOB_PROGRESS"  # a file where a job writes its cell progress
 ENV_NOTEBOOK: Final = "MLNB_NOTEBOOK"  # the notebook a kernel runs, when it cannot be found
 ENV_TEST: Final = "MLNB_TEST"  # set by `mlnb test`: notebooks may shrink their work
 ENV_CAPTURE: Final = "MLNB_CAPTURE"  # what start_run captures by default

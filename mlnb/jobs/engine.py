@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from mlnb.conventions import ENV_JOB_PROGRESS, ENV_RUN_ID
 from mlnb.jobs.params import (
     RUN_ID_PARAMETER,
     cell_tags,
@@ -51,6 +52,44 @@ class Holder:
         self.cell_error: Any = None  # nbclient's CellExecutionError: the kernel's own reply
         self.timed_out = False  # a cell ran past the timeout and the kernel was interrupted
         self.hook_problems: list[str] = []  # what the kernel's job hooks could not do
+        self.progress = Progress(None, None, 0)
+
+
+class Progress:
+    """A job's progress for whoever started it (the Jupyter server extension): when
+    ``$MLNB_JOB_PROGRESS`` names a file, it holds ``{"run_id", "cells_total", "cells_done",
+    "current_cell"}`` as JSON, replaced whole (never half-written) before the first cell and
+    at each code cell's start and end. ``current_cell`` is the 0-based index of the cell
+    running in the executed notebook (with papermill's injected-parameters cell), else null.
+    Writing it must never stop a job: a failed write is ignored."""
+
+    def __init__(self, path: str | None, run_id: str | None, total: int) -> None:
+        self.path, self.run_id, self.total = path, run_id, total
+        self.cells_done = 0
+        self.current: int | None = None
+        self.write()
+
+    def start(self, index: int) -> None:
+        self.current = index
+        self.write()
+
+    def done(self) -> None:
+        self.cells_done += 1
+        self.current = None
+        self.write()
+
+    def write(self) -> None:
+        if not self.path:
+            return
+        import json
+
+        state = {"run_id": self.run_id, "cells_total": self.total,
+                 "cells_done": self.cells_done, "current_cell": self.current}  # fmt: skip
+        with contextlib.suppress(OSError):
+            tmp = f"{self.path}.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(state, f)
+            os.replace(tmp, self.path)
 
 
 _engine_registered = False
@@ -95,11 +134,17 @@ def register_engine() -> None:
 
         def execute_cell(self, cell: Any, cell_index: int, *args: Any, **kwargs: Any) -> Any:
             self.holder.cell = cell_index
+            code = cell.get("cell_type") == "code"
+            if code:
+                self.holder.progress.start(cell_index)
             try:
                 done = super().execute_cell(cell, cell_index, *args, **kwargs)
             except CellExecutionError as exc:  # papermill keeps ename and evalue only when
                 self.holder.cell_error = exc  # the cell has an error output; this has them
                 raise
+            finally:
+                if code:
+                    self.holder.progress.done()
             if self.holder.timed_out:  # the cell caught the interrupt: the job stops anyway
                 raise CellTimeoutError(f"cell {cell_index} timed out")
             return done
@@ -181,6 +226,11 @@ def register_engine() -> None:
         ) -> Any:
             holder = mlnb_holder or Holder()
             holder.nb = nb_man.nb
+            holder.progress = Progress(
+                os.environ.get(ENV_JOB_PROGRESS),
+                (mlnb_env or {}).get(ENV_RUN_ID),
+                sum(c.get("cell_type") == "code" for c in nb_man.nb.cells),
+            )
             kwargs = remove_args(["input_path"], **kwargs)
             safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
             final_kwargs = merge_kwargs(

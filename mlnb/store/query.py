@@ -467,12 +467,15 @@ def compile_order_keys(
 @dataclasses.dataclass(frozen=True)
 class RunScope:
     """Which runs a query looks at, before any filter: the runs of ``experiments`` (None:
-    every experiment), only ``run_ids`` (None: any), deleted runs or not. The runs table,
+    every experiment), only ``run_ids`` (None: any), deleted runs or not, only the runs
+    whose notebook path is one of ``notebooks`` (None: any; the lab panel's "this
+    notebook"). The runs table,
     ``search_runs`` and the typo notices share it, so "in scope" means one thing."""
 
     experiments: Sequence[str] | None = None
     run_ids: Sequence[str] | None = None
     include_deleted: bool = False
+    notebooks: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.experiments, str):  # one name, not its letters
@@ -489,6 +492,9 @@ class RunScope:
         if self.run_ids is not None:
             conds.append("r.run_id IN (SELECT value FROM json_each(?))")
             args.append(json.dumps(list(self.run_ids)))
+        if self.notebooks is not None:
+            conds.append("r.notebook IN (SELECT value FROM json_each(?))")
+            args.append(json.dumps(list(self.notebooks)))
         return " AND ".join(conds), args
 
 
