@@ -196,7 +196,7 @@ export class RunsPanel extends Widget {
   /** Call when the current notebook changes: the notebook scope follows it. */
   notebookChanged(): void {
     const path = this.host.currentNotebook();
-    if (path !== null && path !== this.lastNotebook && this.scope === 'notebook' && this.started) {
+    if (path !== this.lastNotebook && this.scope === 'notebook' && this.started) {
       void this.reload();
     }
   }
@@ -259,10 +259,6 @@ export class RunsPanel extends Widget {
   protected onAfterShow(): void {
     if (!this.started) {
       this.started = true;
-      if (this.host.currentNotebook() === null) {
-        this.scope = 'all';
-        this.scopeSelect.value = 'all';
-      }
       void this.reload();
     } else {
       this.schedule();
@@ -473,6 +469,16 @@ export class RunsPanel extends Widget {
     const template = this.template();
     const minWidth = `${230 + 72 * this.columns.params.length + 120 * this.columns.metrics.length}px`;
     this.countBox.textContent = `${this.total} run${this.total === 1 ? '' : 's'}`;
+    const notebook = this.host.currentNotebook();
+    this.countBox.title =
+      this.scope === 'notebook'
+        ? notebook
+          ? `runs of ${notebook}`
+          : 'no notebook is open: all runs'
+        : '';
+    this.scopeSelect.options[0].textContent = notebook
+      ? `This notebook (${notebook.split('/').pop()})`
+      : 'This notebook (none open: all)';
     this.header.style.gridTemplateColumns = template;
     this.header.style.minWidth = minWidth;
     const sortable = (label: string, key: string, cls: string) => {

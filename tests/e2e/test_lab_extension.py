@@ -197,7 +197,7 @@ def session(browser: Browser) -> Iterator[Session]:
 
 
 def open_panel(lab: Lab, page: Page, path: str = "lab") -> Locator:
-    """Open JupyterLab and the runs panel; the panel's locator."""
+    """Open JupyterLab and the runs panel listing all runs; the panel's locator."""
     from playwright.sync_api import expect
 
     page.goto(f"{lab.base}/{path}?token={lab.token}")
@@ -206,6 +206,7 @@ def open_panel(lab: Lab, page: Page, path: str = "lab") -> Locator:
     tab.click()
     panel = page.locator(".mlnb-runs-panel")
     expect(panel).to_be_visible()
+    panel.locator(".mlnb-runs-scope").select_option("all")  # not the restored notebook's
     return panel
 
 
