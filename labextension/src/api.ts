@@ -86,6 +86,7 @@ export interface CompareRow {
   key: string;
   values: Record<string, unknown>;
   delta?: Record<string, unknown>;
+  best?: string | null;
   same: boolean;
 }
 
@@ -94,6 +95,7 @@ export interface CompareResult {
   baseline: string;
   sections: Record<string, CompareRow[]>;
   varying_params: string[];
+  hidden?: number;
 }
 
 export interface NotebookParameter {
@@ -119,4 +121,5 @@ export interface Job {
   current_cell: number | null;
   error: string | null;
   output_path: string | null;
+  exit_code?: number | null;
 }

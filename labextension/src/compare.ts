@@ -11,7 +11,7 @@ import { fmt, h, replace } from './dom';
 import { num, query, requestAPI } from './request';
 
 const MAX_CURVES = 8;
-const SECTIONS = ['metrics', 'params', 'data', 'environment', 'tags'];
+const SECTIONS = ['metrics', 'params', 'data', 'environment', 'git', 'tags', 'run'];
 
 export class CompareView extends Widget {
   private baseline: string;
@@ -68,9 +68,16 @@ export class CompareView extends Widget {
     const curves = withCharts ? h('div', { class: 'mlnb-charts mlnb-compare-curves' }) : this.body.querySelector('.mlnb-compare-curves');
     const parallel = h('div', { class: 'mlnb-compare-parallel' });
     const tables = h('div', { class: 'mlnb-compare-tables' });
-    for (const name of SECTIONS) {
-      const rows = result.sections[name] || [];
-      tables.appendChild(this.table(name, rows, result, label));
+    const sectionNames = [...SECTIONS, ...Object.keys(result.sections).filter(n => !SECTIONS.includes(n))];
+    for (const name of sectionNames) {
+      if (result.sections[name] !== undefined || ['metrics', 'params'].includes(name)) {
+        tables.appendChild(this.table(name, result.sections[name] || [], result, label));
+      }
+    }
+    if (!this.all && result.hidden) {
+      tables.appendChild(
+        h('p', { class: 'mlnb-muted mlnb-compare-hidden' }, `${result.hidden} identical rows hidden: tick "all rows" to see them.`)
+      );
     }
     const varying = result.varying_params;
     if (varying.length) {
@@ -121,7 +128,7 @@ export class CompareView extends Widget {
       const tr = h('tr', { class: row.same ? 'mlnb-same' : 'mlnb-differs' }, h('th', {}, row.key));
       for (const id of ids) {
         const value = row.values[id];
-        const cell = h('td', {}, fmt(num(value) ?? value));
+        const cell = h('td', { class: row.best === id ? 'mlnb-best' : '' }, fmt(num(value) ?? value));
         const delta = row.delta ? num(row.delta[id]) : null;
         if (row.delta && id !== result.baseline && delta !== null) {
           cell.appendChild(

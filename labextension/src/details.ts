@@ -11,7 +11,8 @@ import { flatten, fmt, fmtDuration, fmtTime, h, kvTable, linearityBadge, replace
 import { apiUrl, num, requestAPI } from './request';
 
 export interface DetailsHost {
-  openNotebook(path: string): void;
+  /** Open a run's executed notebook (an artifact name) in JupyterLab. */
+  openOutput(runId: string, name: string): void;
 }
 
 const MAX_CHARTS = 12;
@@ -101,9 +102,9 @@ export class RunDetails extends Widget {
 
     if (d.output_notebook) {
       const open = h('button', { class: 'jp-mod-styled mlnb-open-output' }, 'Open the output notebook');
-      const path = d.output_notebook;
-      open.addEventListener('click', () => this.host.openNotebook(path));
-      parts.push(h('div', { class: 'mlnb-actions' }, open, h('span', { class: 'mlnb-muted' }, path)));
+      const name = d.output_notebook;
+      open.addEventListener('click', () => this.host.openOutput(run.run_id, name));
+      parts.push(h('div', { class: 'mlnb-actions' }, open, h('span', { class: 'mlnb-muted' }, name)));
     }
 
     parts.push(
@@ -193,7 +194,7 @@ export class RunDetails extends Widget {
 
     const artifacts = h('ul', { class: 'mlnb-artifacts' });
     for (const a of d.artifacts) {
-      const href = apiUrl(a.url);
+      const href = apiUrl(a.url.split('/').map(encodeURIComponent).join('/'));
       const open = h('a', { attrs: { href, target: '_blank', rel: 'noopener' } }, a.name);
       const download = h('a', { attrs: { href: `${href}?download=1`, download: a.name }, class: 'mlnb-download' }, 'download');
       artifacts.appendChild(h('li', {}, open, ` · ${fmt(a.size)} bytes · `, download));

@@ -52,7 +52,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const openRun = (runId: string) =>
       addMain(`mlnb-run-${runId}`, () => {
         const content = new RunDetails(runId, {
-          openNotebook: path => void app.commands.execute('docmanager:open', { path })
+          openOutput: (id, name) => void openOutput(app, id, name)
         });
         const widget = new MainAreaWidget({ content });
         widget.title.label = content.title.label;
@@ -144,6 +144,37 @@ const plugin: JupyterFrontEndPlugin<void> = {
     void handshake(panel);
   }
 };
+
+const OUTPUTS_DIR = 'mlnb-outputs';
+
+/** A run's executed notebook is an artifact in the store: copy it once into
+ * `mlnb-outputs/` under the server root (`<run id>-<name>`), then open that copy. */
+async function openOutput(app: JupyterFrontEnd, runId: string, name: string): Promise<void> {
+  const contents = app.serviceManager.contents;
+  const base = name.split('/').pop() || 'output.ipynb';
+  const path = `${OUTPUTS_DIR}/${runId.slice(0, 8)}-${base}`;
+  try {
+    try {
+      await contents.get(path, { content: false });
+    } catch {
+      const notebook = await requestAPI<unknown>(
+        `artifacts/${encodeURIComponent(runId)}/${name.split('/').map(encodeURIComponent).join('/')}`
+      );
+      try {
+        await contents.get(OUTPUTS_DIR, { content: false });
+      } catch {
+        const dir = await contents.newUntitled({ type: 'directory', path: '' });
+        await contents.rename(dir.path, OUTPUTS_DIR);
+      }
+      await contents.save(path, { type: 'notebook', format: 'json', content: notebook });
+    }
+    await app.commands.execute('docmanager:open', { path });
+  } catch (error) {
+    Notification.error(`Cannot open the output notebook ${name}: ${(error as Error).message}`, {
+      autoClose: false
+    });
+  }
+}
 
 /** GET version: on a mismatch (or no server extension) say what to run. */
 async function handshake(panel: RunsPanel): Promise<void> {

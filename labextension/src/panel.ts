@@ -111,6 +111,11 @@ export class RunsPanel extends Widget {
       attrs: { placeholder: 'experiment name', type: 'text' }
     });
     this.experimentInput.style.display = 'none';
+    this.experimentInput.addEventListener('keydown', event => {
+      if (event.key === 'Enter') {
+        void this.reload();
+      }
+    });
     this.experimentInput.addEventListener('change', () => void this.reload());
     this.filterInput = h('input', {
       class: 'mlnb-runs-filter jp-mod-styled',
@@ -139,6 +144,10 @@ export class RunsPanel extends Widget {
       title: 'Pinned columns (params.X, metrics.X); Enter applies'
     });
     this.columnsInput.value = columnsText(this.columns);
+    // once the user types here, the automatic pinning leaves the box alone
+    this.columnsInput.addEventListener('input', () => {
+      this.userColumns = true;
+    });
     this.columnsInput.addEventListener('keydown', event => {
       if (event.key === 'Enter') {
         this.columns = parseColumns(this.columnsInput.value);
@@ -168,7 +177,8 @@ export class RunsPanel extends Widget {
     this.countBox = h('span', { class: 'mlnb-runs-count' });
     this.header = h('div', { class: 'mlnb-runs-header mlnb-run-grid' });
     this.spacer = h('div', { class: 'mlnb-runs-spacer' });
-    this.scroller = h('div', { class: 'mlnb-runs-scroll' }, this.spacer);
+    // the header scrolls sideways with the rows and stays on top (sticky)
+    this.scroller = h('div', { class: 'mlnb-runs-scroll' }, this.header, this.spacer);
     this.scroller.addEventListener('scroll', () => this.schedule());
 
     append(
@@ -181,7 +191,6 @@ export class RunsPanel extends Widget {
       this.columnsInput,
       this.errorBox,
       this.jobsBox,
-      this.header,
       this.scroller
     );
     this.updateCompareButton();
@@ -230,13 +239,19 @@ export class RunsPanel extends Widget {
     this.jobsBox.appendChild(box);
     let seenRun = false;
     const show = (j: Job) => {
-      const cells = j.cells_total ? `cell ${Math.min(j.cells_done + (j.status === 'running' ? 1 : 0), j.cells_total)}/${j.cells_total}` : '';
-      label.textContent = `${j.path}: ${j.status}${cells ? ` · ${cells}` : ''}${j.error ? ` · ${j.error}` : ''}`;
+      const running = j.current_cell !== null && j.current_cell !== undefined ? ` · running cell ${j.current_cell + 1}` : '';
+      const cells = j.cells_total ? ` · ${j.cells_done}/${j.cells_total} cells` : '';
+      label.textContent = `${j.path}: ${j.status}${cells}${running}${j.error ? ` · ${j.error}` : ''}`;
+      label.title = label.textContent;
       box.className = `mlnb-job mlnb-job-${j.status}`;
       bar.max = Math.max(j.cells_total, 1);
       bar.value = j.status === 'finished' ? bar.max : j.cells_done;
       if (j.run_id && !seenRun) {
         seenRun = true;
+        const runId = j.run_id;
+        const open = h('button', { class: 'mlnb-job-open jp-mod-styled', title: 'Open the run' }, 'run');
+        open.addEventListener('click', () => this.host.openRun(runId));
+        box.insertBefore(open, close);
         void this.refresh();
       }
     };
@@ -314,6 +329,13 @@ export class RunsPanel extends Widget {
 
   private async fetchPage(generation: number): Promise<void> {
     this.lastNotebook = this.host.currentNotebook();
+    if (this.scope === 'experiment' && !this.experimentInput.value.trim()) {
+      this.exhausted = true;
+      this.showError(null);
+      this.render();
+      this.experimentInput.focus();
+      return;
+    }
     let page: RunsPage;
     try {
       page = await requestAPI<RunsPage>(`runs${this.params(this.runs.length ? PAGE : 50, this.cursor)}`);
@@ -350,7 +372,7 @@ export class RunsPanel extends Widget {
 
   /** Re-read what is loaded (the first pages, or the visible running rows when deep). */
   async refresh(): Promise<void> {
-    if (!this.started) {
+    if (!this.started || (this.scope === 'experiment' && !this.experimentInput.value.trim())) {
       return;
     }
     const generation = this.generation;
@@ -515,7 +537,9 @@ export class RunsPanel extends Widget {
       const empty =
         this.scope === 'notebook' && notebook
           ? `No runs of ${notebook} yet: %track start in it, or choose "All runs".`
-          : 'No runs match.';
+          : this.scope === 'experiment' && !this.experimentInput.value.trim()
+            ? 'Type the name of an experiment above, then Enter.'
+            : 'No runs match.';
       this.spacer.appendChild(h('div', { class: 'mlnb-runs-empty' }, empty));
     }
     window.clearTimeout(this.sparkTimer);

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +145,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         base,
         token,
     ):
+        try:
+            with urllib.request.urlopen(f"{base}/mlnb/api/version?token={token}", timeout=10):
+                pass
+        except OSError as exc:
+            log = (tmp / "lab.log").read_text()[-3000:]
+            pytest.fail(f"mlnb's server extension does not answer ({exc}):\n{log}")
         yield Lab(base, token, root, store, ids)
 
 
@@ -211,9 +218,19 @@ def open_panel(lab: Lab, page: Page, path: str = "lab") -> Locator:
 
 
 def pin(panel: Locator, columns: str) -> None:
+    """Pin these columns (`params.x, metrics.y`) and wait until the rows show them."""
+    from playwright.sync_api import expect
+
     box = panel.locator(".mlnb-runs-columns")
     box.fill(columns)
     box.press("Enter")
+    keys = [c.strip() for c in columns.split(",")]
+    for kind in ("param", "metric"):
+        count = sum(k.startswith(kind) for k in keys)
+        expect(panel.locator(f".mlnb-runs-header .mlnb-col-{kind}")).to_have_count(count)
+        if count:
+            first = panel.locator(".mlnb-run-row[data-run-id]").first
+            expect(first.locator(f".mlnb-run-{kind}")).to_have_count(count)
 
 
 def row(panel: Locator, name: str) -> Locator:
@@ -402,7 +419,7 @@ def test_lab_run_with_parameters_runs_the_notebook(lab: Lab, session: Session) -
     job = panel.locator(".mlnb-job")
     expect(job).to_be_visible()
     expect(job).to_have_class("mlnb-job mlnb-job-finished", timeout=120_000)
-    expect(job.locator(".mlnb-job-label")).to_contain_text("3/3")
+    expect(job.locator(".mlnb-job-label")).to_contain_text("4/4 cells")  # + injected
     pin(panel, "params.lr, params.epochs, metrics.accuracy")
     ran = panel.locator(".mlnb-run-row[data-run-id]").filter(
         has=page.locator(".mlnb-run-param", has_text="0.25")
@@ -420,7 +437,15 @@ def test_lab_panel_screenshots_light_and_dark(lab: Lab, session: Session) -> Non
 
     page = session.page
     panel = open_panel(lab, page)
-    pin(panel, "params.lr, metrics.loss")
+    # a wider sidebar, so the pinned columns show (dragging the handle, as a user would)
+    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
+    box = handle.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(560, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.up()
+    pin(panel, "params.lr, params.model, metrics.loss")
     expect(row(panel, "train-a").locator(".mlnb-sparkline path")).to_have_count(1)
     row(panel, "train-a").locator(".mlnb-run-select").check()
     row(panel, "train-b").locator(".mlnb-run-select").check()
@@ -439,6 +464,13 @@ def test_lab_panel_screenshots_light_and_dark(lab: Lab, session: Session) -> Non
         page.wait_for_timeout(500)
         backgrounds[name] = panel.evaluate("el => getComputedStyle(el).backgroundColor")
         page.screenshot(path=str(IMG / f"lab-panel-{name}.png"))
+        if name == "light":
+            panel.locator(".mlnb-runs-compare").click()
+            curves = page.locator(".mlnb-compare-view .mlnb-compare-curves svg")
+            expect(curves.first).to_be_visible()
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(IMG / "lab-compare-light.png"))
+            row(panel, "train-a").locator(".mlnb-run-label").click()
     page.evaluate(
         "() => window.jupyterapp.commands.execute('apputils:change-theme',"
         " {theme: 'JupyterLab Light'})"
