@@ -43,10 +43,9 @@ QUICK = {"runs": 2_000, "repeats": 3}
 TAB = '.jp-SideBar .lm-TabBar-tab[data-id="mlnb-runs-panel"]'
 
 # In the page: when the tab is pressed, and when the first run row arrives.
-WATCH = (
-    """() => {
+WATCH = """() => {
   window.__mlnb = {press: null, rows: null};
-  const tab = document.querySelector('%s');
+  const tab = document.querySelector('TAB_SELECTOR');
   tab.addEventListener('pointerdown', () => { window.__mlnb.press = performance.now(); },
                        {capture: true});
   new MutationObserver(() => {
@@ -54,9 +53,7 @@ WATCH = (
       window.__mlnb.rows = performance.now();
     }
   }).observe(document.body, {childList: true, subtree: true});
-}"""
-    % TAB
-)  # noqa: UP031 (a JS body full of braces)
+}""".replace("TAB_SELECTOR", TAB)
 
 # In the page: scroll to the bottom 50 rows per frame; frame times and DOM rows per frame.
 SCROLL = """async () => {
@@ -77,8 +74,8 @@ SCROLL = """async () => {
     await new Promise(r => setTimeout(r, 20));
   }
   return {frames, rows, settle_ms: performance.now() - t0,
-          bottom: scroller.querySelector('.mlnb-run-row[data-run-id] .mlnb-run-label')
-                    ?.textContent};
+          bottom: [...scroller.querySelectorAll('.mlnb-run-row[data-run-id] .mlnb-run-label')]
+                    .pop()?.textContent};
 }"""
 
 
@@ -169,7 +166,7 @@ def render(res: dict, command: str) -> str:
         [f"scroll frame (50 rows a frame, {len(frames)} frames)",
          fmt_time(statistics.median(frames)), fmt_time(max(frames)), "", ""],
         ["scroll frame, 95th percentile", fmt_time(percentile(frames, 95)), "", "", ""],
-        ["rows in the DOM while scrolling", str(statistics.median(r["rows"])), str(most),
+        ["rows in the DOM while scrolling", f"{statistics.median(r['rows']):.0f}", str(most),
          f"≤ {MAX_DOM_ROWS}", verdict(most <= MAX_DOM_ROWS)],
         ["bottom reached → last page fetched, no placeholder left", fmt_time(r["settle_ms"] / 1000),
          "", "", ""],
