@@ -84,6 +84,23 @@ def test_run_ids_filters_and_scopes(store: mlnb.Store) -> None:
         store.run_ids(limit=-1)
 
 
+def test_run_ids_scoped_to_notebooks(store: mlnb.Store) -> None:
+    """Issue 13: the lab panel's "this notebook" is a scope on the recorded notebook path;
+    with a filter, ``store.pages.count_runs`` counts the same runs ``run_ids`` pages."""
+    from mlnb.store import pages
+
+    ids = _runs(store)
+    store.set_notebook(ids[3], notebook="/work/a.ipynb")
+    store.set_notebook(ids[4], notebook="/work/b.ipynb")
+    scope = RunScope(notebooks=["/work/a.ipynb", "/work/b.ipynb"])
+    assert sorted(store.run_ids(scope=scope)) == sorted([ids[3], ids[4]])
+    assert store.run_ids(scope=RunScope(notebooks=[])) == []
+    assert pages.count_runs(store, scope=scope) == 2
+    assert pages.count_runs(store, "params.opt = 'adam'", scope=scope) == len(
+        store.run_ids("params.opt = 'adam'", scope=scope)
+    )
+
+
 def test_run_ids_refuses_a_cursor_run_that_is_gone(store: mlnb.Store) -> None:
     """A page after a run purged meanwhile says so, instead of restarting silently."""
     ids = _runs(store)

@@ -1,5 +1,5 @@
-"""What the extension holds while the server runs (its options, the store, the jobs) and its
-one route table."""
+"""What the extension holds while the server runs (its options, the store, the jobs) and
+how it is loaded: the routes of ``handlers.ROUTES`` under ``{base_url}/mlnb/api/``."""
 
 from __future__ import annotations
 
@@ -48,6 +48,9 @@ class ServerState:
     def __init__(self, *, root_dir: str, store_path: str | None, api_version: int) -> None:
         self.api_version = api_version
         self.root_dir = Path(root_dir).expanduser().resolve()
+        # the root as given too: runs record their notebook's absolute path unresolved
+        given = Path(os.path.abspath(Path(root_dir).expanduser()))
+        self.roots = tuple(dict.fromkeys([self.root_dir, given]))
         target = Path(store_path).expanduser() if store_path else find_store_dir(self.root_dir)
         self.store_path = target.absolute()
         self._store: Store | None = None
@@ -73,13 +76,6 @@ class ServerState:
             return self.store()
         except StoreNotFoundError:
             return None
-
-    def close(self) -> None:
-        self.executor.shutdown(wait=False)
-        with self._lock:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
 
 
 def load(serverapp: Any, routes: Sequence[tuple[str, Any]], *, api_version: int) -> None:

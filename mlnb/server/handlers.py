@@ -12,6 +12,7 @@ never with a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import mimetypes
 import os
@@ -168,10 +169,15 @@ class RunsHandler(MlnbHandler):
     async def get(self) -> None:
         try:
             request = self.runs_request()
-        except RequestError as exc:
+            # the page and the total are two scans: on two threads, each its own read
+            page, total = await asyncio.gather(
+                self.call(lambda: self.runs_page(**request)),
+                self.call(lambda: self.runs_total(**request)),
+            )
+        except Exception as exc:
             self.fail(exc)
             return
-        await self.respond(lambda: self.runs_page(**request))
+        self.answer({**page, "total": total})
 
     def runs_request(self) -> dict[str, Any]:
         from mlnb.store.query import RunScope
@@ -181,8 +187,8 @@ class RunsHandler(MlnbHandler):
             rel = self.text_arg("notebook")
             if not rel:
                 raise RequestError(400, "BadRequest", "scope=notebook needs notebook=PATH")
-            absolute = os.path.abspath(self.state.root_dir / rel)
-            paths = sorted({rel, absolute, os.path.realpath(absolute)})
+            absolute = [os.path.abspath(root / rel) for root in self.state.roots]
+            paths = sorted({rel, *absolute, os.path.realpath(absolute[0])})
             scope = RunScope(notebooks=paths)
         elif scope_name == "experiment":
             name = self.text_arg("experiment")
@@ -197,6 +203,7 @@ class RunsHandler(MlnbHandler):
             )
         columns = [c.strip() for c in (self.text_arg("columns") or "").split(",") if c.strip()]
         return {
+            "now": time.time(),  # one clock for the page and the total (`duration` filters)
             "filter": self.text_arg("filter"),
             "order": self.text_arg("order"),
             "scope": scope,
@@ -214,6 +221,7 @@ class RunsHandler(MlnbHandler):
         limit: int,
         cursor: str | None,
         columns: list[str],
+        now: float,
     ) -> dict[str, Any]:
         from mlnb.store import pages
 
@@ -224,18 +232,23 @@ class RunsHandler(MlnbHandler):
 
             compile_filter(filter)  # a bad filter is a 400 even on an empty store
             compile_order_keys(order)
-            return {"runs": [], "next_cursor": None, "total": 0}
-        now = time.time()
+            return {"runs": [], "next_cursor": None}
         st.reap_crashed()
         ids = st.run_ids(
             filter, order_by=order, scope=scope, after=cursor, limit=limit + 1, now=now
         )
         rows = pages.page_rows(st, ids[:limit], columns=columns)
         return {
-            "runs": views.run_rows(rows, self.state.root_dir),
+            "runs": views.run_rows(rows, self.state.roots),
             "next_cursor": ids[limit - 1] if len(ids) > limit else None,
-            "total": pages.count_runs(st, filter, scope=scope, now=now),
         }
+
+    def runs_total(self, *, filter: str | None, scope: Any, now: float, **_: Any) -> int:
+        """How many runs the filter and scope match (0 while there is no store)."""
+        from mlnb.store import pages
+
+        st = self.state.store_or_none()
+        return 0 if st is None else pages.count_runs(st, filter, scope=scope, now=now)
 
 
 class RunHandler(MlnbHandler):
@@ -247,7 +260,7 @@ class RunHandler(MlnbHandler):
             st = self.state.store()
             rec = st.get_run(run_id)
             metrics = pages.latest_metric_points(st, rec.run_id)
-            return views.run_detail(rec, metrics, self.state.root_dir)
+            return views.run_detail(rec, metrics, self.state.roots)
 
         await self.respond(detail)
 
@@ -342,6 +355,13 @@ class JobsHandler(MlnbHandler):
             return
 
         def start() -> dict[str, Any]:
+            from mlnb.jobs.params import (
+                check_parameters,
+                has_parameters_cell,
+                read_notebook,
+                readable_parameters,
+            )
+
             if not isinstance(body, dict):
                 raise RequestError(400, "BadRequest", "the body must be a JSON object")
             path = body.get("path")
@@ -350,10 +370,21 @@ class JobsHandler(MlnbHandler):
             notebook = self.inside_root(path, "jobs")
             if notebook.suffix != ".ipynb":
                 raise RequestError(400, "BadRequest", f"{path!r} is not a notebook (.ipynb)")
+            parameters = body.get("parameters") or {}
+            if not isinstance(parameters, dict):
+                raise RequestError(400, "BadRequest", "parameters must be an object")
+            # refused here as `mlnb run` would refuse them: a 400 now, not a failed job later
+            nb = read_notebook(notebook)
+            check_parameters(
+                parameters,
+                readable_parameters(nb),
+                where=notebook,
+                has_cell=has_parameters_cell(nb),
+            )
             job = self.state.jobs.start(
                 notebook,
                 shown_path=path,
-                parameters=body.get("parameters") or {},
+                parameters=parameters,
                 experiment=body.get("experiment"),
             )
             return {"job_id": job.job_id, "status": "starting"}
@@ -448,6 +479,6 @@ ROUTES: list[tuple[str, type[MlnbHandler]]] = [
     ("compare", CompareHandler),
     ("notebooks/params", NotebookParamsHandler),
     ("jobs", JobsHandler),
-    ("jobs/(?P<job_id>[0-9a-f]+)", JobHandler),
+    ("jobs/(?P<job_id>[^/]+)", JobHandler),
     (f"artifacts/{RUN}/(?P<name>.+)", ArtifactHandler),
 ]

@@ -9,7 +9,6 @@ store). Nothing here touches the store; the handlers read runs.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -39,7 +38,7 @@ class Job:
     process: subprocess.Popen[bytes]
     folder: Path  # the job's progress file and output log
     started: float = field(default_factory=time.time)
-    exit_code: int | None = None
+    final: dict[str, Any] | None = None  # the report once the process ended (folder removed)
 
     @property
     def progress_file(self) -> Path:
@@ -108,19 +107,21 @@ class JobManager:
             return self._jobs.get(job_id)
 
     def status(self, job: Job) -> dict[str, Any]:
-        """The job as ``GET jobs/{id}`` reports it (see docs/jupyterlab.md)."""
+        """The job as ``GET jobs/{id}`` reports it (see docs/jupyterlab.md). Once the
+        process has ended, the report is kept and the job's folder removed."""
+        if job.final is not None:
+            return dict(job.final)
         code = job.process.poll()
         progress = _read_json(job.progress_file)
         run_id = progress.get("run_id")
         if code is None:
             status = "running" if run_id else "starting"
         else:
-            job.exit_code = code
             status = "finished" if code == EXIT_OK else "failed"
         error = None
         if status == "failed":
             error = _tail(job.log_file) or f"mlnb run exited with code {code}"
-        return {
+        report = {
             "job_id": job.job_id,
             "path": job.path,
             "status": status,
@@ -132,16 +133,10 @@ class JobManager:
             "error": error,
             "output_path": None,
         }
-
-    def stop_all(self) -> None:
-        """Terminate the jobs still running (server shutdown) and remove their folders."""
-        with self._lock:
-            jobs = list(self._jobs.values())
-        for job in jobs:
-            if job.process.poll() is None:
-                with contextlib.suppress(OSError):
-                    job.process.terminate()
+        if code is not None:
+            job.final = dict(report)
             shutil.rmtree(job.folder, ignore_errors=True)
+        return report
 
     def _forget_old(self) -> None:
         done = [j for j in self._jobs.values() if j.process.poll() is not None]

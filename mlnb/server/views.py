@@ -38,15 +38,16 @@ def to_json(value: Any) -> str:
     return json.dumps(finite(value), allow_nan=False, default=str, separators=(",", ":"))
 
 
-def shown_notebook(path: str | None, root: Path) -> str | None:
-    """A run's notebook path as the lab knows it: relative to the server's root when it is
-    inside it, else as stored."""
+def shown_notebook(path: str | None, roots: Sequence[Path]) -> str | None:
+    """A run's notebook path as the lab knows it: relative to the server's root (one of
+    ``roots``: resolved, and as given) when it is inside it, else as stored."""
     if not path:
         return path
-    try:
-        return Path(os.path.abspath(path)).relative_to(root).as_posix()
-    except ValueError:
-        return path
+    absolute = Path(os.path.abspath(path))
+    for root in roots:
+        if absolute.is_relative_to(root):
+            return absolute.relative_to(root).as_posix()
+    return path
 
 
 def artifact_url(run_id: str, name: str) -> str:
@@ -54,7 +55,7 @@ def artifact_url(run_id: str, name: str) -> str:
     return f"artifacts/{run_id}/{quote(name, safe='/')}"
 
 
-def run_detail(rec: RunRecord, metrics: Mapping[str, Any], root: Path) -> dict[str, Any]:
+def run_detail(rec: RunRecord, metrics: Mapping[str, Any], roots: Sequence[Path]) -> dict[str, Any]:
     """Everything the details view shows of one run (``GET runs/{id}``)."""
     detail = rec.linearity_detail or {}
     output = next(
@@ -74,7 +75,7 @@ def run_detail(rec: RunRecord, metrics: Mapping[str, Any], root: Path) -> dict[s
             "start_time": rec.start_time,
             "end_time": rec.end_time,
             "parent_run_id": rec.parent_run_id,
-            "notebook": shown_notebook(rec.notebook, root),
+            "notebook": shown_notebook(rec.notebook, roots),
             "linearity": rec.linearity,
             "user": rec.user,
             "host": rec.host,
@@ -144,6 +145,6 @@ def compare_view(diff: MultiDiff) -> dict[str, Any]:
     }
 
 
-def run_rows(rows: Sequence[dict[str, Any]], root: Path) -> list[dict[str, Any]]:
+def run_rows(rows: Sequence[dict[str, Any]], roots: Sequence[Path]) -> list[dict[str, Any]]:
     """``mlnb.store.pages.page_rows`` rows with notebook paths as the lab knows them."""
-    return [{**row, "notebook": shown_notebook(row["notebook"], root)} for row in rows]
+    return [{**row, "notebook": shown_notebook(row["notebook"], roots)} for row in rows]

@@ -468,9 +468,9 @@ def compile_order_keys(
 class RunScope:
     """Which runs a query looks at, before any filter: the runs of ``experiments`` (None:
     every experiment), only ``run_ids`` (None: any), deleted runs or not, only the runs
-    whose notebook path is one of ``notebooks`` (None: any; the lab panel's "this
-    notebook"). The runs table,
-    ``search_runs`` and the typo notices share it, so "in scope" means one thing."""
+    whose recorded notebook path is one of ``notebooks`` (None: any; the lab panel's "this
+    notebook"). The runs table, ``search_runs`` and the typo notices share it, so "in
+    scope" means one thing."""
 
     experiments: Sequence[str] | None = None
     run_ids: Sequence[str] | None = None

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,23 @@ NOTEBOOKS = REPO / "tests" / "notebooks"
 def mlnb_store_path(store: mlnb.Store) -> str:
     """What ``c.Mlnb.store`` is set to (a test may parametrize it)."""
     return str(store.root)
+
+
+@pytest.fixture
+def root_via_link() -> bool:
+    """Whether the server's root is given through a symbolic link (a test may parametrize)."""
+    return False
+
+
+@pytest.fixture
+def jp_root_dir(tmp_path: Path, root_via_link: bool) -> Path:
+    real = tmp_path / "root_dir"
+    real.mkdir()
+    if not root_via_link:
+        return real
+    link = tmp_path / "linked_root"
+    link.symlink_to(real)
+    return link
 
 
 @pytest.fixture
@@ -230,6 +248,20 @@ async def test_runs_scope_notebook_matches_paths_relative_to_the_root(
     body = await get_json(jp_fetch, "runs", scope="notebook", notebook="sub/train.ipynb")
     assert [r["run_id"] for r in body["runs"]] == [inside]
     assert body["runs"][0]["notebook"] == "sub/train.ipynb"
+
+
+@pytest.mark.parametrize("root_via_link", [True])
+async def test_runs_scope_notebook_with_a_root_given_through_a_symlink(
+    jp_fetch: Any, store: mlnb.Store, jp_root_dir: Path, root_via_link: bool
+) -> None:
+    """Issue 13: a kernel records its notebook's absolute path unresolved (under the root as
+    the server was given it); "this notebook" still finds its runs."""
+    assert jp_root_dir.is_symlink()
+    inside = make_run(store, "inside")
+    store.set_notebook(inside, notebook=os.path.join(jp_root_dir, "train.ipynb"))
+    body = await get_json(jp_fetch, "runs", scope="notebook", notebook="train.ipynb")
+    assert [r["run_id"] for r in body["runs"]] == [inside]
+    assert body["runs"][0]["notebook"] == "train.ipynb"
 
 
 async def test_runs_with_a_bad_filter_is_a_400_with_the_caret_message(
@@ -441,6 +473,9 @@ async def test_post_jobs_runs_a_notebook_to_a_finished_run_with_progress(
     running = [s for s in states if s["status"] == "running" and s["current_cell"] is not None]
     assert running and running[0]["run_id"] == final["run_id"]
     assert any(s["current_cell"] == 2 and s["cells_done"] == 2 for s in running)
+    folders = Path(tempfile.gettempdir()).glob(f"mlnb-server-job-{job_id[:8]}-*")
+    assert list(folders) == []  # the job's progress file and log went with it
+    assert (await get_json(jp_fetch, "jobs", job_id))["cells_done"] == 4  # the report stays
     rec = store.get_run(final["run_id"])
     assert rec.status == "finished" and rec.experiment == "lab"
     assert rec.params["seconds"] == 1.5
@@ -474,8 +509,17 @@ async def test_post_jobs_checks_its_body(jp_fetch: Any, jp_root_dir: Path) -> No
     ):
         code, _ = await error_of(jp_fetch, "jobs", method="POST", body=body)
         assert code == status, body
-    code, _ = await error_of(jp_fetch, "jobs", "0123abcd")
-    assert code == 404
+    code, error = await error_of(
+        jp_fetch,
+        "jobs",
+        method="POST",
+        body=json.dumps({"path": "sleepy.ipynb", "parameters": {"second": 1}}),
+    )
+    assert code == 400 and error["type"] == "InvalidInputError"
+    assert "'seconds'" in error["message"]  # the close name the parameters cell assigns
+    for job_id in ("0123abcd", "not-a-job"):
+        code, error = await error_of(jp_fetch, "jobs", job_id)
+        assert code == 404 and error["type"] == "NotFound"
 
 
 async def test_post_jobs_needs_the_xsrf_token_when_logged_in_by_cookie(
@@ -547,13 +591,14 @@ async def test_artifact_bytes_come_from_the_store(jp_fetch: Any, store: mlnb.Sto
 
 
 @pytest.mark.parametrize(
-    "tail",
+    ("tail", "status"),
     [
-        "notes/../notes/readme.txt",
-        "..%2F..%2Fetc%2Fpasswd",
-        "notes%2Freadme.txt",
-        "/etc/passwd",
-        "notes/missing.txt",
+        ("notes/../notes/readme.txt", 400),
+        ("..%2F..%2Fetc%2Fpasswd", 400),
+        ("notes%2Freadme.txt", 400),
+        ("/etc/passwd", 400),
+        ("notes\\readme.txt", 400),
+        ("notes/missing.txt", 404),
     ],
 )
 async def test_artifact_route_refuses_traversal(
@@ -563,6 +608,7 @@ async def test_artifact_route_refuses_traversal(
     jp_base_url: str,
     store: mlnb.Store,
     tail: str,
+    status: int,
 ) -> None:
     """Issue 13: only the store's own files, by their recorded names: `..`, encoded
     slashes and absolute names are refused."""
@@ -573,7 +619,7 @@ async def test_artifact_route_refuses_traversal(
         headers=jp_auth_header,
         raise_error=False,
     )
-    assert response.code in (400, 404), response.code
+    assert response.code == status
     assert b"root:" not in response.body and b"hello" not in response.body
 
 
