@@ -7,7 +7,7 @@ import { Widget } from '@lumino/widgets';
 
 import { Job, NotebookParameter, NotebookParams } from './api';
 import { fmt, h } from './dom';
-import { query, requestAPI } from './request';
+import { ApiError, query, requestAPI } from './request';
 
 type Values = Record<string, string | boolean>;
 
@@ -153,10 +153,17 @@ export async function runWithParameters(path: string): Promise<Job | null> {
       }
     }
     if (!errors.length) {
-      return requestAPI<Job>('jobs', {
-        method: 'POST',
-        body: JSON.stringify({ path, parameters, experiment: experiment || null })
-      });
+      try {
+        return await requestAPI<Job>('jobs', {
+          method: 'POST',
+          body: JSON.stringify({ path, parameters, experiment: experiment || null })
+        });
+      } catch (error) {
+        if (!(error instanceof ApiError) || error.status !== 400) {
+          throw error;
+        }
+        errors = [error.message]; // the server's check of the values: back to the form
+      }
     }
   }
 }
