@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -176,7 +177,7 @@ def check_jupyter_extensions() -> None:
     extension: both listings say so (they print to stderr)."""
     proc = subprocess.run([str(BIN / "jupyter"), "labextension", "list"],
                           capture_output=True, text=True)  # fmt: skip
-    listing = proc.stdout + proc.stderr
+    listing = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)  # colours
     line = next((s for s in listing.splitlines() if "mlnb-labextension" in s), "")
     assert "enabled" in line and "OK" in line, f"jupyter labextension list:\n{listing}"
     step(f"jupyter labextension list: {' '.join(line.split())}")
@@ -184,7 +185,7 @@ def check_jupyter_extensions() -> None:
         return  # the server extension is not in this tree yet
     proc = subprocess.run([str(BIN / "jupyter"), "server", "extension", "list"],
                           capture_output=True, text=True)  # fmt: skip
-    listing = proc.stdout + proc.stderr
+    listing = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
     line = next((s for s in listing.splitlines() if s.split()[:1] == ["mlnb"]), "")
     assert "enabled" in line and "OK" in listing, f"jupyter server extension list:\n{listing}"
     step(f"jupyter server extension list: {' '.join(line.split())}")

@@ -612,6 +612,9 @@ export class RunsPanel extends Widget {
     if (!wanted.length) {
       return;
     }
+    if (this.sparks.size > 4000) {
+      this.sparks.clear(); // a long scroll: keep memory bounded, the rows in view refetch
+    }
     const generation = this.generation;
     await Promise.all(
       wanted.map(async ([run, key]) => {

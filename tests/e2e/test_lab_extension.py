@@ -477,3 +477,27 @@ def test_lab_panel_screenshots_light_and_dark(lab: Lab, session: Session) -> Non
     )
     assert backgrounds["light"] != backgrounds["dark"], backgrounds
     assert session.errors == []
+
+
+def test_lab_version_mismatch_says_what_to_run(lab: Lab, session: Session) -> None:
+    """Issue 13: when the server's mlnb is another version than the frontend's (a server
+    not restarted after an upgrade), the panel says what to run instead of failing
+    silently. The browser is handed a version answer from another release."""
+    from playwright.sync_api import Route, expect
+
+    real = json.loads(
+        urllib.request.urlopen(f"{lab.base}/mlnb/api/version?token={lab.token}").read()
+    )
+
+    def older(route: Route) -> None:
+        route.fulfill(json={**real, "version": "0.0.1"})
+
+    session.page.route("**/mlnb/api/version*", older)
+    panel = open_panel(lab, session.page)
+    warning = panel.locator(".mlnb-version-warning")
+    expect(warning).to_be_visible()
+    expect(warning).to_contain_text("the server has 0.0.1")
+    expect(warning).to_contain_text("pip install -U mlnb")
+    expect(warning).to_contain_text("restart the Jupyter server")
+    expect(row(panel, "train-a")).to_be_visible()  # the panel still works
+    assert session.errors == []
