@@ -154,18 +154,14 @@ async function openOutput(app: JupyterFrontEnd, runId: string, name: string): Pr
   const base = name.split('/').pop() || 'output.ipynb';
   const path = `${OUTPUTS_DIR}/${runId.slice(0, 8)}-${base}`;
   try {
-    try {
-      await contents.get(path, { content: false });
-    } catch {
+    // no probing by 404: make sure of the folder (PUT is idempotent), then list it
+    await contents.save(OUTPUTS_DIR, { type: 'directory' });
+    const listing = await contents.get(OUTPUTS_DIR, { content: true });
+    const present = (listing.content as { path: string }[]).some(item => item.path === path);
+    if (!present) {
       const notebook = await requestAPI<unknown>(
         `artifacts/${encodeURIComponent(runId)}/${name.split('/').map(encodeURIComponent).join('/')}`
       );
-      try {
-        await contents.get(OUTPUTS_DIR, { content: false });
-      } catch {
-        const dir = await contents.newUntitled({ type: 'directory', path: '' });
-        await contents.rename(dir.path, OUTPUTS_DIR);
-      }
       await contents.save(path, { type: 'notebook', format: 'json', content: notebook });
     }
     await app.commands.execute('docmanager:open', { path });

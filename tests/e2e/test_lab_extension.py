@@ -426,6 +426,19 @@ def test_lab_run_with_parameters_runs_the_notebook(lab: Lab, session: Session) -
     )
     expect(ran.first).to_be_visible()
     expect(ran.first.locator(".mlnb-run-metric-value")).to_have_text("0.75")
+    # the job's run, and its executed notebook opened in JupyterLab (a copy of the artifact)
+    job.locator(".mlnb-job-open").click()
+    details = page.locator(".mlnb-run-details")
+    expect(details.locator(".mlnb-section-params")).to_contain_text("0.25")
+    details.locator(".mlnb-open-output").click()
+    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="params.ipynb").filter(
+        has_not_text="(run)"
+    )
+    expect(tab).to_have_count(2)  # the notebook and the copy of its executed run
+    copies = list((lab.root / "mlnb-outputs").glob("*params.ipynb"))
+    assert len(copies) == 1, copies
+    executed = json.loads(copies[0].read_text())
+    assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])
     assert session.errors == []
 
 
