@@ -30,8 +30,8 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 LABEXT_SRC := $(wildcard labextension/src/*.ts labextension/style/*) \
 	labextension/package.json labextension/yarn.lock labextension/tsconfig.json
 mlnb/labextension/package.json: $(LABEXT_SRC) | $(VENV)/.installed-test
-	cd labextension && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" jlpm install --immutable \
-		&& PATH="$(CURDIR)/$(VENV)/bin:$$PATH" jlpm build:prod
+	cd labextension && PATH="$(abspath $(VENV))/bin:$$PATH" jlpm install --immutable \
+		&& PATH="$(abspath $(VENV))/bin:$$PATH" jlpm build:prod
 	touch $@
 labextension: mlnb/labextension/package.json
 
