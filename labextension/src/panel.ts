@@ -593,7 +593,13 @@ export class RunsPanel extends Widget {
       }
       el.appendChild(cell);
     }
+    el.tabIndex = 0;
     el.addEventListener('click', () => this.host.openRun(run.run_id));
+    el.addEventListener('keydown', event => {
+      if (event.key === 'Enter' && event.target === el) {
+        this.host.openRun(run.run_id);
+      }
+    });
     return el;
   }
 
