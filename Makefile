@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: default quickstart test lint format bench clean compile chromium smoke
+.PHONY: default quickstart test lint format bench clean compile chromium smoke labextension
 
 default: test
 
@@ -13,13 +13,27 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
+# An editable install builds the JupyterLab extension (Node, `jlpm`: the build hook of
+# pyproject.toml) and copies it into the venv's JupyterLab; for tests and development
+# `jupyter-builder develop` (what `jupyter labextension develop` became) links it instead,
+# so `make labextension` rebuilds are what JupyterLab loads.
 $(VENV)/.installed-examples: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[examples]'
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[test]'
+	$(VENV)/bin/jupyter-builder develop --overwrite . >/dev/null
 	touch $@ $(VENV)/.installed-examples
+
+# Rebuild the JupyterLab extension when its sources change (docs/jupyterlab.md).
+LABEXT_SRC := $(wildcard labextension/src/*.ts labextension/style/*) \
+	labextension/package.json labextension/yarn.lock labextension/tsconfig.json
+mlnb/labextension/package.json: $(LABEXT_SRC) | $(VENV)/.installed-test
+	cd labextension && PATH="$(abspath $(VENV))/bin:$$PATH" jlpm install --immutable \
+		&& PATH="$(abspath $(VENV))/bin:$$PATH" jlpm build:prod
+	touch $@
+labextension: mlnb/labextension/package.json
 
 # Bytecode for the editable sources, as a regular install would have (imports are timed).
 compile: | $(PY)
@@ -87,7 +101,7 @@ smoke:
 	cd "$$tmp" && "$$tmp/venv/bin/python" "$(CURDIR)/.ci/smoke.py"
 
 # The plain-install lane runs first, so pytest's summary is the last line CI reads.
-test: lint compile chromium
+test: lint compile chromium labextension
 	$(MAKE) smoke
 	$(PY) -m pytest
 

@@ -8,7 +8,9 @@ the public surface only, as a user would:
 1. a DataFrame with text logged with `mlnb.log_data` (pandas 3 without pyarrow);
 2. `%track` magics in a real Jupyter kernel (executed with nbclient);
 3. `mlnb run` of a small notebook with a parameters cell;
-4. `mlnb runs`, `compare(...).to_html(...)` and `mlnb report` (HTML and Markdown).
+4. `mlnb runs`, `compare(...).to_html(...)` and `mlnb report` (HTML and Markdown);
+5. JupyterLab sees the prebuilt labextension, enabled and OK (no Node on the user's side),
+   and the server extension enabled.
 
 Each step prints one line; the first failure raises with what it saw.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -169,6 +172,25 @@ def check_readers(work: Path) -> None:
         step(f"mlnb report --format {fmt}: {report.stat().st_size} bytes")
 
 
+def check_jupyter_extensions() -> None:
+    """The wheel put the labextension where JupyterLab looks and enabled the server
+    extension: both listings say so (they print to stderr)."""
+    proc = subprocess.run([str(BIN / "jupyter"), "labextension", "list"],
+                          capture_output=True, text=True)  # fmt: skip
+    listing = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)  # colours
+    line = next((s for s in listing.splitlines() if "mlnb-labextension" in s), "")
+    assert "enabled" in line and "OK" in line, f"jupyter labextension list:\n{listing}"
+    step(f"jupyter labextension list: {' '.join(line.split())}")
+    if importlib.util.find_spec("mlnb.server") is None:
+        return  # the server extension is not in this tree yet
+    proc = subprocess.run([str(BIN / "jupyter"), "server", "extension", "list"],
+                          capture_output=True, text=True)  # fmt: skip
+    listing = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
+    line = next((s for s in listing.splitlines() if s.split()[:1] == ["mlnb"]), "")
+    assert "enabled" in line and "OK" in listing, f"jupyter server extension list:\n{listing}"
+    step(f"jupyter server extension list: {' '.join(line.split())}")
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mlnb-smoke-") as tmp:
         work = Path(tmp)
@@ -179,6 +201,7 @@ def main() -> None:
         check_magics_in_a_kernel(work)
         check_mlnb_run(work)
         check_readers(work)
+        check_jupyter_extensions()
     step("all passed")
 
 

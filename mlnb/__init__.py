@@ -152,6 +152,12 @@ def unload_ipython_extension(ipython: object) -> None:
     unload(ipython)
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the prebuilt JupyterLab extension lives in this package (read by
+    ``jupyter labextension develop .``; a wheel installs it into share/jupyter)."""
+    return [{"src": "labextension", "dest": "mlnb-labextension"}]
+
+
 __all__ = [
     "ActiveRun",
     "Fingerprint",

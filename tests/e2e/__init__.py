@@ -1,0 +1,1 @@
+"""Browser tests of the JupyterLab extension (Chromium driven by Playwright)."""

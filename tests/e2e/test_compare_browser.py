@@ -94,10 +94,18 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
 
 
 @contextlib.contextmanager
-def run_lab(root: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
+def run_lab(
+    root: Path,
+    tmp_path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+) -> Iterator[tuple[str, str]]:
     """JupyterLab serving ``root`` on a free port (its config, runtime, workspace and
     settings folders and its log in ``tmp_path``), stopped by PID; yields (base url,
-    token). Used by the ``lab`` fixture and by tests/screenshot_compare.py."""
+    token). ``env`` adds environment variables (after the ``MLNB_*`` ones are removed),
+    ``args`` command-line options. Used by the ``lab`` fixture, tests/e2e/ and
+    tests/screenshot_compare.py."""
     settings = tmp_path / "settings"
     notify = settings / "@jupyterlab" / "apputils-extension"
     notify.mkdir(parents=True)
@@ -107,15 +115,16 @@ def run_lab(root: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
     token = secrets.token_hex(16)
     port = _free_port()
     log = (tmp_path / "lab.log").open("w")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLNB_")}
-    env["JUPYTER_CONFIG_DIR"] = str(tmp_path / "config")
-    env["JUPYTER_RUNTIME_DIR"] = str(tmp_path / "runtime")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MLNB_")}
+    environ["JUPYTER_CONFIG_DIR"] = str(tmp_path / "config")
+    environ["JUPYTER_RUNTIME_DIR"] = str(tmp_path / "runtime")
+    environ.update(env or {})
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
          "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
          f"--ServerApp.root_dir={root}", f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
-         f"--LabApp.user_settings_dir={settings}"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+         f"--LabApp.user_settings_dir={settings}", *args],
+        cwd=root, env=environ, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
