@@ -81,14 +81,16 @@ SCROLL = """async () => {
 
 def _populate(cfg: dict) -> dict:
     import mlnb
+    from mlnb.store import metrics as store_metrics
+    from mlnb.store import runs as store_runs
 
     t0 = time.perf_counter()
     with mlnb.Store(cfg["store"]) as store:
         for i in range(cfg["runs"]):
             rid = store.create_run(name=f"r{i}", experiment="bench", start_time=1.6e9 + i)
             store.log_params(rid, {"lr": i % 10 / 10, "model": f"m{i % 3}"})
-            rowid, _ = store.run_rowid(rid)
-            store.insert_metrics([(rowid, "acc", 0, (i % 97) / 97, 1.6e9 + i)])
+            rowid, _ = store_runs.run_rowid(store.file, rid)
+            store_metrics.insert_metrics(store.file, [(rowid, "acc", 0, (i % 97) / 97, 1.6e9 + i)])
             store.set_status(rid, "finished", end_time=1.6e9 + i + 5)
     return {"seconds": time.perf_counter() - t0}
 
@@ -97,7 +99,7 @@ def _measure(cfg: dict) -> dict:
     sys.path.insert(0, str(REPO))
     from playwright.sync_api import expect, sync_playwright
 
-    from tests.test_compare_browser import CHROMIUM, QUIET_FLAGS, run_lab
+    from tests.e2e.test_compare_browser import CHROMIUM, QUIET_FLAGS, run_lab
 
     tmp = Path(cfg["tmp"])
     root = tmp / "root"

@@ -2,7 +2,9 @@
 config, workspace and settings folders) with mlnb's server extension enabled and this
 tree's built labextension (`mlnb/labextension`, linked through `JUPYTER_PATH`), a store
 with a few runs, an XSS-named run and 10,000 older "bulk" runs, driven in Debian's
-Chromium through Python Playwright. Screenshots go to docs/img/lab-panel-{light,dark}.png.
+Chromium through Python Playwright. Screenshots go to test-artifacts/ (git-ignored); with
+MLNB_UPDATE_SCREENSHOTS=1 to docs/img/ (lab-panel-{light,dark}.png, lab-compare-light.png),
+the images docs/jupyterlab.md and the README show.
 
 Build the extension first (`make labextension`, or `pip install -e .`); the test says so
 when it is missing."""
@@ -22,8 +24,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 import mlnb
+from mlnb.store import metrics as store_metrics
+from mlnb.store import runs as store_runs
 from tests.conftest import REPO
-from tests.test_compare_browser import CHROMIUM, QUIET_FLAGS, run_lab
+from tests.e2e.test_compare_browser import CHROMIUM, QUIET_FLAGS, run_lab
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page
@@ -31,7 +35,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 
 BUILD = REPO / "mlnb" / "labextension"
-IMG = REPO / "docs" / "img"
+# the docs' images are refreshed on request only, so a test run leaves the tree clean
+IMG = REPO / ("docs/img" if os.environ.get("MLNB_UPDATE_SCREENSHOTS") else "test-artifacts")
 XSS = "<img src=x onerror=alert(1)>"
 BULK = 10_000
 MAX_ROWS = 100  # the windowed list never holds more rows in the DOM
@@ -83,8 +88,8 @@ def _populate(path: Path) -> dict[str, str]:
         for i in range(BULK):
             rid = store.create_run(name=f"bulk-{i}", experiment="bulk", start_time=1.6e9 + i)
             store.log_params(rid, {"lr": i % 10 / 10})
-            rowid, _ = store.run_rowid(rid)
-            store.insert_metrics([(rowid, "loss", 0, 1 / (1 + i), 1.6e9 + i)])
+            rowid, _ = store_runs.run_rowid(store.file, rid)
+            store_metrics.insert_metrics(store.file, [(rowid, "loss", 0, 1 / (1 + i), 1.6e9 + i)])
             store.set_status(rid, "finished", end_time=1.6e9 + i + 5)
         for i, (name, lr, model) in enumerate(
             (("train-a", 0.1, "svc"), ("train-b", 0.01, "tree"), (XSS, 0.3, XSS))
@@ -93,13 +98,13 @@ def _populate(path: Path) -> dict[str, str]:
             rid = store.create_run(name=name, experiment="lab", start_time=start)
             ids[name] = rid
             store.log_params(rid, {"lr": lr, "model": model})
-            rowid, _ = store.run_rowid(rid)
+            rowid, _ = store_runs.run_rowid(store.file, rid)
             points = []
             for step in range(30):
                 loss = (1 + 0.3 * i) / (1 + step * (0.2 + lr))
                 points += [(rowid, "loss", step, loss, start + step),
                            (rowid, "accuracy", step, 1 - loss / 2, start + step)]  # fmt: skip
-            store.insert_metrics(points)
+            store_metrics.insert_metrics(store.file, points)
             if name == "train-b":
                 cells = ["import mlnb", "x = 1", "print(x)"]
                 store.record_cells(rid, [
@@ -466,7 +471,7 @@ def test_lab_panel_screenshots_light_and_dark(lab: Lab, session: Session) -> Non
     expect(page.locator(".mlnb-run-details svg.mlnb-chart").first).to_be_visible()
     page.wait_for_timeout(300)
     backgrounds = {}
-    IMG.mkdir(exist_ok=True)
+    IMG.mkdir(parents=True, exist_ok=True)
     for theme, name in (("JupyterLab Light", "light"), ("JupyterLab Dark", "dark")):
         page.evaluate(
             "theme => window.jupyterapp.commands.execute('apputils:change-theme', {theme})", theme
