@@ -80,9 +80,7 @@ def worker_stored(rows: int, repeats: int) -> dict[str, Any]:
         pure_ref = Source("ref", stored=mlnb.get_run("ref", store=store).datasets[0].profile)
         pure_cur = Source("cur", stored=mlnb.get_run("cur", store=store).datasets[0].profile)
         n = max(repeats * 20, 50)
-        with_store = _best(
-            lambda: mlnb.drift("ref:data", "cur:data", record=False, store=store), n
-        )
+        with_store = _best(lambda: mlnb.drift("ref:data", "cur:data", record=False, store=store), n)
         pure = _best(lambda: compare(pure_ref, pure_cur), n)
     return {
         "rows": rows,
