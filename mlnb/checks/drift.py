@@ -210,6 +210,7 @@ class DriftResult:
     def to_checks(self, batch: str) -> list[CheckRecord]:
         """The rows of the ``checks`` table: one per column (``drift:COLUMN``), one per
         integrity check (``integrity:NAME``) and the dataset's (``drift``)."""
+        columns = self.to_dict()["columns"]
         out = [
             CheckRecord(
                 kind="validation", name=f"drift:{c.column}", passed=not c.drifted,
@@ -217,7 +218,7 @@ class DriftResult:
                 comparator=">=" if c.p_value is not None else "<",
                 message=f"{c.method} {_fmt(c.statistic)}, drifts when {c.rule}"
                 + (f"; {_detail(c)}" if _detail(c) else ""),
-                details={"check": "drift", **self.to_dict()["columns"][i]}, batch=batch,
+                details={"check": "drift", **columns[i]}, batch=batch,
             )
             for i, c in enumerate(self.columns)
         ]  # fmt: skip
@@ -380,8 +381,13 @@ def _raw_column(
     kind = _raw_kind(ref)
     if kind is None:
         return None
-    r, c = ref.dropna(), cur.dropna()
-    numeric = kind == NUMERIC and r.nunique() > FEW_VALUES
+    rv = cv = None
+    if kind == NUMERIC:
+        rv, cv = _finite(ref), _finite(cur)
+    # a numeric column with at most 5 values is compared as categories (Evidently's rule)
+    numeric = rv is not None and (
+        method in ("ks", "wasserstein") or _more_values_than(rv, FEW_VALUES)
+    )
     if method is None:
         if numeric:
             method = "ks" if n_rows <= SMALL_N else "wasserstein"
@@ -389,9 +395,8 @@ def _raw_column(
             method = "chi2" if n_rows <= SMALL_N else "js"
     thr = _threshold(method, threshold)
     if method in ("ks", "wasserstein"):
-        if kind != NUMERIC:
+        if rv is None or cv is None:
             raise InvalidInputError(f"column {name!r}: {method} needs numeric values")
-        rv, cv = _finite(r), _finite(c)
         if method == "ks":
             d, p = stats.ks_test(rv, cv)
             return ColumnDrift(str(name), kind, method, d, thr, _verdict(method, d, p, thr),
@@ -401,11 +406,20 @@ def _raw_column(
     if numeric:  # psi, js or chi2 of a numeric column: on the reference's decile bins
         ref_stats = profile(pd.DataFrame({name: ref}))["stats"][0]
         return _profile_column(ref_stats, None, cur, method, threshold)
-    values = sorted(set(r.tolist()) | set(c.tolist()), key=str)
-    rc = r.value_counts().reindex(values, fill_value=0).to_numpy()
-    cc = c.value_counts().reindex(values, fill_value=0).to_numpy()
-    return _counts_verdict(str(name), "categorical" if kind != NUMERIC else kind, method, thr,
-                           values, rc, cc, note="")  # fmt: skip
+    r_counts, c_counts = ref.value_counts(dropna=True), cur.value_counts(dropna=True)
+    values = sorted(set(r_counts.index) | set(c_counts.index), key=str)
+    rc = r_counts.reindex(values, fill_value=0).to_numpy()
+    cc = c_counts.reindex(values, fill_value=0).to_numpy()
+    note = "" if kind != NUMERIC else f"at most {FEW_VALUES} values: compared as categories"
+    return _counts_verdict(str(name), "categorical", method, thr, values, rc, cc, note=note)
+
+
+def _more_values_than(values: Any, n: int) -> bool:
+    """Whether an array holds more than ``n`` distinct values (a cheap look first)."""
+    import numpy as np
+
+    head = values[:10_000]
+    return bool(np.unique(head).size > n or np.unique(values).size > n)
 
 
 def _raw_kind(s: Any) -> str | None:
@@ -641,8 +655,8 @@ def _categorical_profile(
 def _integrity(
     ref: Source, cur: Source, row_tolerance: float, missing_tolerance: float
 ) -> list[IntegrityCheck]:
-    rp = ref.profile
-    cp = cur.profile
+    rp = ref.summary
+    cp = cur.summary
     out = []
     r_rows, c_rows = rp["rows"], cp["rows"]
     change = (c_rows - r_rows) / r_rows if r_rows else (0.0 if not c_rows else math.inf)

@@ -150,6 +150,9 @@ def test_raw_data_uses_evidently_auto_choice_by_reference_size() -> None:
     assert [c.method for c in small.columns] == ["ks", "ks", "chi2"]
     assert [c.method for c in large.columns] == ["wasserstein", "wasserstein", "js"]
     assert all(c.n_ref == 500 and c.n_cur == 500 for c in small.columns)
+    few = frame(5000, seed=1).assign(k=lambda d: d["k"] % 3)  # 3 values: categories
+    cols = {c.column: c for c in compare(Source("a", frame=few), Source("b", frame=few)).columns}
+    assert cols["k"].method == "js" and cols["k"].moved in (0, 1, 2)
     text = str(small)
     assert "p < 0.05" in text and "500" in text
 
