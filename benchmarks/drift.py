@@ -9,7 +9,7 @@ Three measurements, each in a fresh process of the dev venv:
 - ``mlnb.drift`` of 50 columns between two profiles stored on runs (``RUN:NAME`` on both
   sides, ``record=False``), and the pure comparison of the two profile dicts: target < 5 ms;
 - ``mlnb.drift`` of raw data, 1 M rows x 50 float columns on each side (the automatic
-  choice: normalised Wasserstein, plus the integrity checks, which profile both sides),
+  choice: normalised Wasserstein, plus the integrity checks, which summarise both sides),
   and with ``methods="ks"``, against ``scipy.stats.ks_2samp`` on the same 50 column pairs.
 """
 
@@ -67,6 +67,7 @@ def worker_stored(rows: int, repeats: int) -> dict[str, Any]:
     import mlnb
     from mlnb.checks.drift import compare
     from mlnb.checks.sources import Source
+    from mlnb.store.profiles import _cache
 
     ref = make_wide_frame(rows)
     cur = make_wide_frame(rows).sample(frac=1.0, random_state=2, ignore_index=True)
@@ -80,13 +81,20 @@ def worker_stored(rows: int, repeats: int) -> dict[str, Any]:
         pure_ref = Source("ref", stored=mlnb.get_run("ref", store=store).datasets[0].profile)
         pure_cur = Source("cur", stored=mlnb.get_run("cur", store=store).datasets[0].profile)
         n = max(repeats * 20, 50)
-        with_store = _best(lambda: mlnb.drift("ref:data", "cur:data", record=False, store=store), n)
+
+        def cold() -> None:
+            _cache.clear()
+            mlnb.drift("ref:data", "cur:data", record=False, store=store)
+
+        with_store = _best(cold, n)
+        warm = _best(lambda: mlnb.drift("ref:data", "cur:data", record=False, store=store), n)
         pure = _best(lambda: compare(pure_ref, pure_cur), n)
     return {
         "rows": rows,
         "compared": len(first.columns),
         "drifted": len(first.drifted_columns),
         "with_store": with_store,
+        "warm": warm,
         "pure": pure,
     }
 
@@ -159,9 +167,11 @@ def render(res: dict[str, Any], command: str) -> str:
         [f"`profile(df)`, {prof['rows']:,} × {prof['columns']} mixed columns",
          fmt_time(prof["seconds"]), f"< {TARGET_PROFILE_S:g} s: {verdict(ok_prof)}"],
         [f"`mlnb.drift(\"ref:data\", \"cur:data\")`, {st['compared']} columns from two stored "
-         "profiles (store reads included)", fmt_time(st["with_store"]),
+         "profiles (store reads and JSON parsing included)", fmt_time(st["with_store"]),
          f"< {TARGET_STORED_S * 1e3:g} ms: {verdict(ok_stored)}"],
-        ["the same comparison on the two profile dicts (no store)", fmt_time(st["pure"]), ""],
+        ["the same, the two profiles already parsed in this process (cached by hash)",
+         fmt_time(st["warm"]), ""],
+        ["the comparison alone, on the two profile dicts (no store)", fmt_time(st["pure"]), ""],
         [f"`mlnb.drift(ref, cur)` raw, {raw['rows']:,} × {COLUMNS} floats per side "
          f"(auto: {raw['method']}, integrity checks included)", fmt_time(raw["auto"]),
          f"{fmt_ratio(raw['auto'] / raw['scipy_ks'])} scipy's KS"],
@@ -182,7 +192,7 @@ def render(res: dict[str, Any], command: str) -> str:
         f"The stored profiles are of {st['rows']:,} × {COLUMNS} mixed columns with ten float "
         f"columns shifted by 1 σ ({st['drifted']} of {st['compared']} compared columns "
         f"drifted); the raw frames shift ten columns by 0.3 σ ({raw['drifted']} drifted). "
-        "The raw-data drift also profiles both sides for its integrity checks (rows, "
+        "The raw-data drift also summarises both sides for its integrity checks (rows, "
         "columns, dtypes, missing shares, unseen categories), which scipy's loop does not do.",
         "",
     ]

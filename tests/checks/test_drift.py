@@ -268,3 +268,21 @@ def test_report_shows_a_runs_schema_and_drift_checks_together(store: mlnb.Store)
     assert "schema:x:min" in report and "drift:x" in report
     mlnb.drift("train-run", "today", run="today", store=store)  # a newer drift replaces
     assert mlnb.report(["today"], plots=False, store=store).count("drift:x") == 1
+
+
+def test_stored_profiles_are_parsed_once_and_a_profile_filled_in_later_is_seen(
+    store: mlnb.Store,
+) -> None:
+    """Parsed profiles are cached per store file and dataset hash; a dataset first logged
+    without a profile is not cached, so the profile a later log fills in is read."""
+    from mlnb.store.profiles import dataset_profiles
+
+    data = frame(300, seed=4)
+    with mlnb.start_run("bare", store=store, capture=False) as r:
+        r.log_data(data, name="data", profile=False)
+    assert dataset_profiles(store, "bare")[0].profile is None
+    with mlnb.start_run("full", store=store, capture=False) as r:
+        r.log_data(data, name="data")
+    first = dataset_profiles(store, "bare")[0].profile
+    assert first is not None and first["rows"] == 300
+    assert dataset_profiles(store, "full")[0].profile is first
