@@ -286,3 +286,11 @@ def test_stored_profiles_are_parsed_once_and_a_profile_filled_in_later_is_seen(
     first = dataset_profiles(store, "bare")[0].profile
     assert first is not None and first["rows"] == 300
     assert dataset_profiles(store, "full")[0].profile is first
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 1001])
+def test_profile_percentiles_are_numpys_quantiles_to_six_digits(n: int) -> None:
+    """What PSI from a profile reads the current side's distribution from."""
+    x = np.random.default_rng(n).normal(50, 10, n)
+    got = profile(pd.DataFrame({"x": x}))["stats"][0]["percentiles"]
+    assert got == pytest.approx(np.quantile(x, np.arange(101) / 100), rel=1e-5)
