@@ -25,6 +25,8 @@ reads the sides and records the verdicts as ``checks`` rows (kind ``validation``
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -208,6 +210,7 @@ class DriftResult:
     def to_checks(self, batch: str) -> list[CheckRecord]:
         """The rows of the ``checks`` table: one per column (``drift:COLUMN``), one per
         integrity check (``integrity:NAME``) and the dataset's (``drift``)."""
+        columns = self.to_dict()["columns"]
         out = [
             CheckRecord(
                 kind="validation", name=f"drift:{c.column}", passed=not c.drifted,
@@ -215,7 +218,7 @@ class DriftResult:
                 comparator=">=" if c.p_value is not None else "<",
                 message=f"{c.method} {_fmt(c.statistic)}, drifts when {c.rule}"
                 + (f"; {_detail(c)}" if _detail(c) else ""),
-                details={"check": "drift", **self.to_dict()["columns"][i]}, batch=batch,
+                details={"check": "drift", **columns[i]}, batch=batch,
             )
             for i, c in enumerate(self.columns)
         ]  # fmt: skip
@@ -378,8 +381,13 @@ def _raw_column(
     kind = _raw_kind(ref)
     if kind is None:
         return None
-    r, c = ref.dropna(), cur.dropna()
-    numeric = kind == NUMERIC and r.nunique() > FEW_VALUES
+    rv = cv = None
+    if kind == NUMERIC:
+        rv, cv = _finite(ref), _finite(cur)
+    # a numeric column with at most 5 values is compared as categories (Evidently's rule)
+    numeric = rv is not None and (
+        method in ("ks", "wasserstein") or _more_values_than(rv, FEW_VALUES)
+    )
     if method is None:
         if numeric:
             method = "ks" if n_rows <= SMALL_N else "wasserstein"
@@ -387,9 +395,8 @@ def _raw_column(
             method = "chi2" if n_rows <= SMALL_N else "js"
     thr = _threshold(method, threshold)
     if method in ("ks", "wasserstein"):
-        if kind != NUMERIC:
+        if rv is None or cv is None:
             raise InvalidInputError(f"column {name!r}: {method} needs numeric values")
-        rv, cv = _finite(r), _finite(c)
         if method == "ks":
             d, p = stats.ks_test(rv, cv)
             return ColumnDrift(str(name), kind, method, d, thr, _verdict(method, d, p, thr),
@@ -399,11 +406,20 @@ def _raw_column(
     if numeric:  # psi, js or chi2 of a numeric column: on the reference's decile bins
         ref_stats = profile(pd.DataFrame({name: ref}))["stats"][0]
         return _profile_column(ref_stats, None, cur, method, threshold)
-    values = sorted(set(r.tolist()) | set(c.tolist()), key=str)
-    rc = r.value_counts().reindex(values, fill_value=0).to_numpy()
-    cc = c.value_counts().reindex(values, fill_value=0).to_numpy()
-    return _counts_verdict(str(name), "categorical" if kind != NUMERIC else kind, method, thr,
-                           values, rc, cc, note="")  # fmt: skip
+    r_counts, c_counts = ref.value_counts(dropna=True), cur.value_counts(dropna=True)
+    values = sorted(set(r_counts.index) | set(c_counts.index), key=str)
+    rc = r_counts.reindex(values, fill_value=0).to_numpy()
+    cc = c_counts.reindex(values, fill_value=0).to_numpy()
+    note = "" if kind != NUMERIC else f"at most {FEW_VALUES} values: compared as categories"
+    return _counts_verdict(str(name), "categorical", method, thr, values, rc, cc, note=note)
+
+
+def _more_values_than(values: Any, n: int) -> bool:
+    """Whether an array holds more than ``n`` distinct values (a cheap look first)."""
+    import numpy as np
+
+    head = values[:10_000]
+    return bool(np.unique(head).size > n or np.unique(values).size > n)
 
 
 def _raw_kind(s: Any) -> str | None:
@@ -435,13 +451,15 @@ def _counts_verdict(
     rc: Any,
     cc: Any,
     note: str,
+    n_cur: int | None = None,
 ) -> ColumnDrift:
-    import numpy as np
-
-    rc, cc = np.asarray(rc, float), np.asarray(cc, float)
-    n_ref, n_cur = int(rc.sum()), int(cc.sum())
-    dist, at = stats.linf(rc, cc)
-    moved = values[at] if values else None
+    rc, cc = [float(x) for x in rc], [float(x) for x in cc]
+    n_ref = round(sum(rc))
+    n_cur = round(sum(cc)) if n_cur is None else n_cur
+    dist, moved = None, None
+    if kind != NUMERIC:  # the value whose share moved most; a numeric bin says little
+        dist, at = stats.linf(rc, cc)
+        moved = values[at] if values else None
     p = None
     if method == "psi":
         statistic = stats.psi(rc, cc)
@@ -457,8 +475,7 @@ def _counts_verdict(
     warn = method == "psi" and PSI_WARN <= statistic < thr
     return ColumnDrift(
         name, kind, method, statistic, thr, _verdict(method, statistic, p, thr), n_ref,
-        n_cur, p_value=p, warn=warn, linf=dist if kind != NUMERIC else None,
-        moved=moved if kind != NUMERIC else None, note=note,
+        n_cur, p_value=p, warn=warn, linf=dist, moved=moved, note=note,
     )  # fmt: skip
 
 
@@ -490,20 +507,18 @@ def _profile_column(
     return None  # datetime, timedelta: no distribution in the profile
 
 
-def _cuts(ref: Mapping[str, Any]) -> Any:
-    import numpy as np
+def _cuts(ref: Mapping[str, Any]) -> list[float]:
+    """The reference's inner decile edges, once each: the bins are ``(-inf, c_0)``,
+    ``[c_0, c_1)``, ..., ``[c_last, inf)``."""
+    return sorted({float(e) for e in ref["histogram"]["edges"][1:-1]})
 
-    return np.unique(np.asarray(ref["histogram"]["edges"][1:-1], dtype=np.float64))
 
-
-def _ref_bin_counts(ref: Mapping[str, Any], cuts: Any) -> Any:
-    """The reference's counts per bin ``[c_j-1, c_j)`` (outer bins open-ended), from its
-    decile histogram: each of its bins lies inside one of these."""
-    import numpy as np
-
-    edges = np.asarray(ref["histogram"]["edges"], dtype=np.float64)
-    out = np.zeros(cuts.size + 1)
-    np.add.at(out, np.searchsorted(cuts, edges[:-1], side="right"), ref["histogram"]["counts"])
+def _ref_bin_counts(ref: Mapping[str, Any], cuts: list[float]) -> list[float]:
+    """The reference's counts per bin, from its decile histogram: each of its bins
+    ``[e_i, e_i+1)`` lies inside one of these."""
+    out = [0.0] * (len(cuts) + 1)
+    for left, count in zip(ref["histogram"]["edges"], ref["histogram"]["counts"], strict=False):
+        out[bisect.bisect_right(cuts, left)] += count
     return out
 
 
@@ -515,8 +530,6 @@ def _numeric_profile(
     method: str,
     thr: float,
 ) -> ColumnDrift | None:
-    import numpy as np
-
     if method in ("ks", "wasserstein"):
         raise InvalidInputError(
             f"column {name!r}: {method} needs raw data on both sides; from a profile use "
@@ -527,58 +540,55 @@ def _numeric_profile(
     cuts = _cuts(ref)
     rc = _ref_bin_counts(ref, cuts)
     note = ""
+    cc: Any
     if cur_values is not None:
+        import numpy as np
+
         v = _finite(cur_values)
-        cc = np.bincount(np.searchsorted(cuts, v, side="right"), minlength=cuts.size + 1)
-        n_cur = v.size
+        cc = np.bincount(np.searchsorted(cuts, v, side="right"), minlength=len(cuts) + 1)
+        n_cur = int(v.size)
     elif cur is None or not cur.get("histogram"):
         return None
     else:
         n_cur = int(cur["count"]) - int(cur.get("infinite") or 0)
         below, note = _mass_below(cur, cuts)
-        cc = np.diff(np.r_[0.0, below, 1.0]) * n_cur
-    labels = [_bin_label(cuts, j) for j in range(cuts.size + 1)]
-    res = _counts_verdict(name, NUMERIC, method, thr, labels, rc, cc, note=note)
-    from dataclasses import replace
-
-    return replace(res, n_cur=n_cur)
+        bounds = [0.0, *below, 1.0]
+        cc = [(bounds[j + 1] - bounds[j]) * n_cur for j in range(len(cuts) + 1)]
+    return _counts_verdict(name, NUMERIC, method, thr, [], rc, cc, note=note, n_cur=n_cur)
 
 
-def _bin_label(cuts: Any, j: int) -> str:
-    lo = "-inf" if j == 0 else f"{cuts[j - 1]:.4g}"
-    hi = "inf" if j == cuts.size else f"{cuts[j]:.4g}"
-    return f"[{lo}, {hi})"
-
-
-def _mass_below(cur: Mapping[str, Any], cuts: Any) -> tuple[Any, str]:
+def _mass_below(cur: Mapping[str, Any], cuts: list[float]) -> tuple[list[float], str]:
     """P(X < c) of the current side at each cut, from its profile: exact from an integer
     column's value counts, else interpolated on its percentiles (or, in an older profile,
     on its decile edges and quantiles)."""
-    import numpy as np
-
     if cur.get("domain"):
-        values = np.asarray([v for v, _ in cur["domain"]], dtype=np.float64)
-        counts = np.asarray([c for _, c in cur["domain"]], dtype=np.float64)
-        cum = np.r_[0.0, np.cumsum(counts)] / counts.sum()
-        return cum[np.searchsorted(values, cuts, side="left")], ""
+        values = [float(v) for v, _ in cur["domain"]]
+        cum = [0.0]
+        for _, c in cur["domain"]:
+            cum.append(cum[-1] + c)
+        return [cum[bisect.bisect_left(values, c)] / cum[-1] for c in cuts], ""
     if cur.get("percentiles"):
-        knots = np.asarray(cur["percentiles"], dtype=np.float64)
-        levels = np.linspace(0, 1, knots.size)
+        knots = [float(k) for k in cur["percentiles"]]
+        levels = [i / (len(knots) - 1) for i in range(len(knots))]
         note = "current binned from its profile's percentiles"
     else:
         pairs = [(i / 10, e) for i, e in enumerate(cur["histogram"]["edges"])]
         pairs += [(int(k[1:]) / 100, v) for k, v in (cur.get("quantiles") or {}).items()]
         pairs.sort()
-        levels = np.asarray([p for p, _ in pairs])
-        knots = np.maximum.accumulate(np.asarray([v for _, v in pairs], dtype=np.float64))
+        levels = [p for p, _ in pairs]
+        knots = list(itertools.accumulate((float(v) for _, v in pairs), max))
         note = "current binned from its deciles (a profile stored before percentiles)"
-    i = np.searchsorted(knots, cuts, side="left")
-    lo = np.clip(i - 1, 0, knots.size - 1)
-    hi = np.clip(i, 0, knots.size - 1)
-    span = knots[hi] - knots[lo]
-    frac = np.where(span > 0, (cuts - knots[lo]) / np.where(span > 0, span, 1), 1.0)
-    below = levels[lo] + frac * (levels[hi] - levels[lo])
-    below = np.where(i == 0, 0.0, np.where(i >= knots.size, 1.0, below))
+    below = []
+    for c in cuts:
+        i = bisect.bisect_left(knots, c)
+        if i == 0:
+            below.append(0.0)
+        elif i == len(knots):
+            below.append(1.0)
+        else:  # knots[i-1] < c <= knots[i]: linear between the two levels
+            span = knots[i] - knots[i - 1]
+            frac = (c - knots[i - 1]) / span if span > 0 else 1.0
+            below.append(levels[i - 1] + frac * (levels[i] - levels[i - 1]))
     return below, note
 
 
@@ -645,8 +655,8 @@ def _categorical_profile(
 def _integrity(
     ref: Source, cur: Source, row_tolerance: float, missing_tolerance: float
 ) -> list[IntegrityCheck]:
-    rp = ref.profile
-    cp = cur.profile
+    rp = ref.summary
+    cp = cur.summary
     out = []
     r_rows, c_rows = rp["rows"], cp["rows"]
     change = (c_rows - r_rows) / r_rows if r_rows else (0.0 if not c_rows else math.inf)

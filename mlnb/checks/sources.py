@@ -48,6 +48,43 @@ class Source:
             self.stored = profile(self.frame)
         return self.stored
 
+    @property
+    def summary(self) -> dict[str, Any]:
+        """What integrity checks read, in the profile's layout (rows, schema, and per
+        column kind, nulls and, for categories, every value's count when at most 100):
+        the profile when there is one, else a summary of the raw data that sorts nothing."""
+        if self.stored is not None:
+            return self.stored
+        return _summary(self.frame)
+
+
+def _summary(frame: Any) -> dict[str, Any]:
+    import pandas as pd
+    from pandas.api import types as pt
+
+    from mlnb.capture.profile import DOMAIN_MAX, _json_value, _name
+
+    schema = [{"name": _name(c), "dtype": str(t)} for c, t in frame.dtypes.items()]
+    stats = []
+    for field, (_, s) in zip(schema, frame.items(), strict=True):
+        entry: dict[str, Any] = {**field, "nulls": int(s.isna().sum())}
+        if pt.is_bool_dtype(s.dtype):
+            true = int(s.sum())
+            entry.update(kind="boolean", true=true, false=len(s) - entry["nulls"] - true)
+        elif pt.is_numeric_dtype(s.dtype) or pt.is_datetime64_any_dtype(s.dtype):
+            entry["kind"] = "numeric" if pt.is_numeric_dtype(s.dtype) else "datetime"
+        else:
+            counts = s.value_counts(dropna=True)
+            kind = "categorical" if isinstance(s.dtype, pd.CategoricalDtype) else "string"
+            entry["kind"] = kind
+            entry["top"] = [[_json_value(v), int(c)] for v, c in counts.head(20).items()]
+            entry["domain"] = (
+                [[_json_value(v), int(c)] for v, c in counts.items()]
+                if len(counts) <= DOMAIN_MAX else None
+            )  # fmt: skip
+        stats.append(entry)
+    return {"rows": len(frame), "columns": frame.shape[1], "schema": schema, "stats": stats}
+
 
 def read_data_file(path: str | os.PathLike[str]) -> Any:
     """A data file as a DataFrame, by its suffix."""

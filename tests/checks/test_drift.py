@@ -150,6 +150,9 @@ def test_raw_data_uses_evidently_auto_choice_by_reference_size() -> None:
     assert [c.method for c in small.columns] == ["ks", "ks", "chi2"]
     assert [c.method for c in large.columns] == ["wasserstein", "wasserstein", "js"]
     assert all(c.n_ref == 500 and c.n_cur == 500 for c in small.columns)
+    few = frame(5000, seed=1).assign(k=lambda d: d["k"] % 3)  # 3 values: categories
+    cols = {c.column: c for c in compare(Source("a", frame=few), Source("b", frame=few)).columns}
+    assert cols["k"].method == "js" and cols["k"].moved in (0, 1, 2)
     text = str(small)
     assert "p < 0.05" in text and "500" in text
 
@@ -265,3 +268,29 @@ def test_report_shows_a_runs_schema_and_drift_checks_together(store: mlnb.Store)
     assert "schema:x:min" in report and "drift:x" in report
     mlnb.drift("train-run", "today", run="today", store=store)  # a newer drift replaces
     assert mlnb.report(["today"], plots=False, store=store).count("drift:x") == 1
+
+
+def test_stored_profiles_are_parsed_once_and_a_profile_filled_in_later_is_seen(
+    store: mlnb.Store,
+) -> None:
+    """Parsed profiles are cached per store file and dataset hash; a dataset first logged
+    without a profile is not cached, so the profile a later log fills in is read."""
+    from mlnb.store.profiles import dataset_profiles
+
+    data = frame(300, seed=4)
+    with mlnb.start_run("bare", store=store, capture=False) as r:
+        r.log_data(data, name="data", profile=False)
+    assert dataset_profiles(store, "bare")[0].profile is None
+    with mlnb.start_run("full", store=store, capture=False) as r:
+        r.log_data(data, name="data")
+    first = dataset_profiles(store, "bare")[0].profile
+    assert first is not None and first["rows"] == 300
+    assert dataset_profiles(store, "full")[0].profile is first
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 1001])
+def test_profile_percentiles_are_numpys_quantiles_to_six_digits(n: int) -> None:
+    """What PSI from a profile reads the current side's distribution from."""
+    x = np.random.default_rng(n).normal(50, 10, n)
+    got = profile(pd.DataFrame({"x": x}))["stats"][0]["percentiles"]
+    assert got == pytest.approx(np.quantile(x, np.arange(101) / 100), rel=1e-5)
