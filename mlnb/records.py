@@ -520,6 +520,35 @@ class RunRecord:
         }
 
 
+def check_family(chk: CheckRecord) -> str:
+    """What a check row belongs to: its kind, or for validations their family (``schema``
+    or ``drift``, in ``details["check"]``)."""
+    family = chk.details.get("check") if chk.kind == "validation" else None
+    return str(family) if family else chk.kind
+
+
+def latest_checks(checks: Sequence[CheckRecord]) -> list[CheckRecord]:
+    """The rows of the newest batch of each family (``check_family``), in their order: a
+    gate or a drift check run again replaces what it said before (the checks table keeps
+    every batch). ``checks`` oldest first, as a run record holds them."""
+    newest = {check_family(c): c.batch for c in checks}
+    return [c for c in checks if newest[check_family(c)] == c.batch]
+
+
+def check_verdicts(checks: Sequence[CheckRecord]) -> dict[str, str]:
+    """One verdict per family of a run's newest checks: ``{"schema": "PASS", "drift":
+    "FAIL (3 of 12)"}`` (failed rows of all rows): what the compare view's diff and the
+    JupyterLab panel's badges show."""
+    rows: dict[str, list[CheckRecord]] = {}
+    for chk in latest_checks(checks):
+        rows.setdefault(check_family(chk), []).append(chk)
+    out = {}
+    for family, batch in sorted(rows.items()):
+        failed = sum(not c.passed for c in batch)
+        out[family] = "PASS" if not failed else f"FAIL ({failed} of {len(batch)})"
+    return out
+
+
 def run_html(rec: RunRecord, verdict: dict[str, Any] | None) -> str:
     """A run as a small HTML table: name and id, experiment, status, notebook, linearity
     (``verdict``: the stored one, or ``%track show``'s verdict so far), git, params,

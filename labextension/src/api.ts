@@ -18,6 +18,8 @@ export interface RunRow {
   parent_run_id: string | null;
   notebook: string | null;
   linearity: string | null;
+  /** The verdict of each family of the run's newest checks: `{drift: 'FAIL (3 of 12)'}`. */
+  checks?: Record<string, string>;
   params: Record<string, string>;
   metrics: Record<string, number | string>;
   tags: Record<string, string>;

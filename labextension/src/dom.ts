@@ -137,6 +137,22 @@ export function linearityBadge(linearity: string | null | undefined): HTMLElemen
   );
 }
 
+/** One badge per family of a run's newest checks (gate, schema, drift, ...): the family's
+ * name, marked passed or failed; the title says how many rows failed. */
+export function checkBadges(checks: Record<string, string> | undefined): HTMLElement[] {
+  return Object.entries(checks || {}).map(([family, verdict]) => {
+    const passed = verdict === 'PASS';
+    return h(
+      'span',
+      {
+        class: `mlnb-badge mlnb-check mlnb-check-${passed ? 'pass' : 'fail'}`,
+        title: `${family}: ${verdict}`
+      },
+      `${family} ${passed ? '\u2713' : '\u2717'}`
+    );
+  });
+}
+
 /** A value safe to use in a class name. */
 export function cssToken(value: string): string {
   return value.replace(/[^a-zA-Z0-9_-]/g, '_');

@@ -9,7 +9,7 @@ import { Widget } from '@lumino/widgets';
 
 import { Job, RunDetail, RunRow, RunsPage } from './api';
 import { Point, sparkline } from './charts';
-import { fmt, h, linearityBadge, replace, statusBadge } from './dom';
+import { checkBadges, fmt, h, linearityBadge, replace, statusBadge } from './dom';
 import { ApiError, num, query, requestAPI } from './request';
 
 /** What the panel asks of the application. */
@@ -573,7 +573,8 @@ export class RunsPanel extends Widget {
       'span',
       { class: 'mlnb-run-name', title: `${run.name} · ${run.run_id} · ${run.experiment}` },
       h('span', { class: 'mlnb-run-label' }, run.name || run.run_id.slice(0, 8)),
-      linearityBadge(run.linearity)
+      linearityBadge(run.linearity),
+      ...checkBadges(run.checks)
     );
     append(el, box, statusBadge(run.status), name);
     for (const p of this.columns.params) {

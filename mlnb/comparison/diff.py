@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlnb.conventions import MISSING
 from mlnb.formatting import escape_html
-from mlnb.records import RunRecord, is_system_metric
+from mlnb.records import RunRecord, check_verdicts, is_system_metric
 
 if TYPE_CHECKING:
     from mlnb.tracking.fluent import StoreLike
@@ -179,7 +179,8 @@ def hidden_metrics_note(count: int, what: str) -> str:
 def run_sections(rec: RunRecord, *, system_metrics: bool = False) -> dict[str, dict[str, Any]]:
     """A run flattened into the sections a diff compares, key → value: params, metrics
     (without ``job/*`` and ``system/*`` unless ``system_metrics``), tags, data,
-    environment, git, run. The compare widget diffs many runs with it."""
+    environment, git, checks (one verdict per family: gate, schema, drift, …), run. The
+    compare widget diffs many runs with it."""
     return {
         "params": dict(rec.params),
         "metrics": {
@@ -189,6 +190,7 @@ def run_sections(rec: RunRecord, *, system_metrics: bool = False) -> dict[str, d
         "data": _data_view(rec),
         "environment": _env_view(rec),
         "git": _git_view(rec),
+        "checks": check_verdicts(rec.checks),
         "run": {"status": rec.status, "experiment": rec.experiment, "duration": rec.duration},
     }
 

@@ -17,7 +17,7 @@ from mlnb.errors import InvalidInputError
 from mlnb.formatting import escape_html
 from mlnb.records import RunRecord
 
-SECTIONS = ("params", "metrics", "tags", "data", "environment", "git", "run")
+SECTIONS = ("params", "metrics", "tags", "data", "environment", "git", "checks", "run")
 
 
 @dataclass

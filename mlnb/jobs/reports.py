@@ -26,7 +26,7 @@ from mlnb.comparison.diff import diff_runs, hidden_metrics_note
 from mlnb.conventions import MISSING
 from mlnb.errors import InvalidInputError
 from mlnb.formatting import escape_html, escape_markdown, escape_mathtext
-from mlnb.records import JobError, RunRecord, is_system_metric, iso
+from mlnb.records import JobError, RunRecord, is_system_metric, iso, latest_checks
 from mlnb.store import Store
 
 if TYPE_CHECKING:
@@ -67,16 +67,6 @@ def _run_summary(rec: RunRecord) -> dict[str, Any]:
         "error": error.headline() if error else None,
         "error_traceback": error.traceback or None if error else None,
     }
-
-
-def _latest_checks(rec: RunRecord) -> list[dict[str, Any]]:
-    """The checks of the newest batch of each kind (validations: of each family, schema
-    or drift, in ``details["check"]``): a gate run again replaces what the previous gate
-    said (the checks table keeps every batch)."""
-    newest: dict[tuple[str, Any], str] = {}
-    for chk in rec.checks:  # oldest first
-        newest[chk.kind, chk.details.get("check")] = chk.batch
-    return [c.to_dict() for c in rec.checks if newest[c.kind, c.details.get("check")] == c.batch]
 
 
 def _entry(
@@ -137,7 +127,7 @@ def _entry(
         "baseline": _run_summary(base) if base is not None else None,
         "metrics": metrics,
         **sections,
-        "checks": _latest_checks(rec),
+        "checks": [c.to_dict() for c in latest_checks(rec.checks)],
         "notebooks": notebooks,
         "plots": {},
     }

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mlnb.errors import InvalidInputError
+from mlnb.records import CheckRecord, check_verdicts
 
 if TYPE_CHECKING:
     from mlnb.store.core import Store
@@ -81,7 +82,9 @@ def page_rows(
     """The runs ``run_ids`` in that order (ids the store lacks are left out), each a dict of
     ``BASE_FIELDS`` plus ``params``, ``metrics`` and ``tags`` dicts holding only the keys
     ``columns`` names (``params.lr``...; params as their stored text, metrics their latest
-    value, NaN for a stored NaN). One read transaction; a query per kind asked for."""
+    value, NaN for a stored NaN), and ``checks``: the verdict of each family of the run's
+    newest checks (``{"drift": "FAIL (3 of 12)"}``, for the panel's badges). One read
+    transaction; a query per kind asked for."""
     keys = split_columns(columns)
     ids = json.dumps(list(run_ids))
 
@@ -112,6 +115,18 @@ def page_rows(
                 if kind == "metrics" and value is None:
                     value = math.nan
                 rows[rid][kind][key] = value
+        checks: dict[int, list[CheckRecord]] = {}
+        for rid, kind, passed, batch, family in c.execute(
+            "SELECT run, kind, passed, batch, json_extract(details, '$.check') FROM checks "
+            "WHERE run IN (SELECT value FROM json_each(?)) ORDER BY created_at, id",
+            [json.dumps(order)],
+        ):
+            details = {"check": family} if family else {}
+            checks.setdefault(rid, []).append(
+                CheckRecord(kind=kind, name="", passed=bool(passed), batch=batch, details=details)
+            )
+        for rid in order:
+            rows[rid]["checks"] = check_verdicts(checks.get(rid, []))
         return [rows[rid] for rid in order]
 
     return store.file.read(fetch)

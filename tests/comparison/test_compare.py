@@ -675,3 +675,29 @@ def test_diff_and_compare_view_share_one_missing_sentinel(store: mlnb.Store) -> 
     assert copy.deepcopy(change).a is change.a
     assert result.to_dict()["params"]["depth"] == {"a": None, "b": 3, "delta": None}
     assert "depth  — → 3" in str(result)
+
+
+def test_compare_diff_shows_the_newest_verdict_of_each_check_family(store: mlnb.Store) -> None:
+    """Issue 14 item 7: drift and validation results were in ``mlnb show`` and reports but
+    not in the compare view's diff. Each run now has one verdict per family of its newest
+    checks (a drift check run again replaces the earlier one), and runs whose verdicts
+    differ show a ``checks`` row."""
+    from mlnb.records import CheckRecord
+
+    def drift(passed: list[bool], batch: str) -> list[CheckRecord]:
+        return [
+            CheckRecord(kind="validation", name=f"drift:c{i}", passed=p, batch=batch,
+                        details={"check": "drift"})
+            for i, p in enumerate(passed)
+        ]  # fmt: skip
+
+    a, b = store.create_run(name="a"), store.create_run(name="b")
+    store.log_checks(a, drift([True, False, False], "old"))
+    store.log_checks(a, drift([True, True, True], "new"))  # the newest batch wins
+    store.log_checks(b, drift([True, False, True], "one"))
+    store.log_checks(b, [CheckRecord(kind="gate", name="metrics.acc >= 0.9", passed=True)])
+    d = multidiff.diff_many([store.get_run(a), store.get_run(b)])
+    rows = {(r.section, r.key): r.values for r in d.rows}
+    assert rows[("checks", "drift")] == ["PASS", "FAIL (1 of 3)"]
+    assert rows[("checks", "gate")] == [None, "PASS"]
+    assert "FAIL (1 of 3)" in d.to_html() and "checks" in str(d)

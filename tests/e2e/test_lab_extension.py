@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import mlnb
+from mlnb.records import CheckRecord
 from mlnb.store import metrics as store_metrics
 from mlnb.store import runs as store_runs
 from tests.conftest import REPO
@@ -119,6 +120,10 @@ def _populate(path: Path) -> dict[str, str]:
                     detail={"verdict": "out-of-order", "cells": [1, 2],
                             "reasons": ["cell 1 ([3]) ran after cell 2 ([2])"]},
                 )  # fmt: skip
+                store.log_checks(rid, [  # a drift check that failed: a badge in the panel
+                    CheckRecord(kind="validation", name="drift:age", passed=False,
+                                details={"check": "drift"}),
+                ])  # fmt: skip
             store.set_status(rid, "finished", end_time=start + 60)
     return ids
 
@@ -257,6 +262,9 @@ def test_lab_panel_lists_runs_and_updates_live(lab: Lab, session: Session) -> No
     expect(row(panel, "train-a").locator(".mlnb-run-param")).to_have_text("0.1")
     expect(row(panel, "train-a").locator(".mlnb-sparkline path")).to_have_count(1)
     expect(row(panel, "train-b").locator(".mlnb-linearity")).to_have_text("out-of-order")
+    # issue 14 item 7: the newest checks' verdicts as badges
+    expect(row(panel, "train-b").locator(".mlnb-check-fail")).to_have_text("drift \u2717")
+    expect(row(panel, "train-a").locator(".mlnb-check")).to_have_count(0)
     expect(panel.locator(".mlnb-version-warning")).to_be_hidden()
     env = {**os.environ, "MLNB_STORE": str(lab.store)}
     proc = subprocess.Popen([sys.executable, "-c", LIVE], env=env)

@@ -640,3 +640,25 @@ async def test_artifact_route_refuses_a_symlink_out_of_the_store(
     content.symlink_to(secret)
     code, error = await error_of(jp_fetch, "artifacts", run_id, "readme.txt")
     assert code == 404 and "artifacts folder" in error["message"]
+
+
+async def test_runs_rows_carry_the_verdict_of_each_check_family(
+    jp_fetch: Any, store: mlnb.Store
+) -> None:
+    """Issue 14 item 7: the panel shows drift and validation as badges, so each row of
+    ``GET runs`` carries one verdict per family of the run's newest checks."""
+    from mlnb.records import CheckRecord
+
+    checked = make_run(store, "checked")
+    make_run(store, "plain")
+    store.log_checks(checked, [
+        CheckRecord(kind="validation", name="drift:age", passed=False, details={"check": "drift"}),
+        CheckRecord(kind="validation", name="drift:fee", passed=True, details={"check": "drift"}),
+    ])  # fmt: skip
+    store.log_checks(checked, [
+        CheckRecord(kind="validation", name="schema:age:min", passed=True,
+                    details={"check": "schema"}),
+    ])  # fmt: skip
+    rows = {r["name"]: r for r in (await get_json(jp_fetch, "runs"))["runs"]}
+    assert rows["checked"]["checks"] == {"drift": "FAIL (1 of 2)", "schema": "PASS"}
+    assert rows["plain"]["checks"] == {}
