@@ -6,6 +6,7 @@
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette, MainAreaWidget, Notification, ToolbarButton } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { PageConfig } from '@jupyterlab/coreutils';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { VersionInfo } from './api';
@@ -34,10 +35,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: 'mlnb-labextension:plugin',
   description: 'mlnb runs panel, run details, compare and run with parameters.',
   autoStart: true,
-  requires: [INotebookTracker],
-  optional: [ICommandPalette],
-  activate: (app: JupyterFrontEnd, tracker: INotebookTracker, palette: ICommandPalette | null) => {
-    const currentNotebook = () => tracker.currentWidget?.context.path ?? null;
+  // The notebook tracker is optional: Notebook 7's file browser page has no notebooks, and
+  // requiring the tracker there loads the document manager where it has no settings.
+  requires: [],
+  optional: [INotebookTracker, ICommandPalette],
+  activate: (
+    app: JupyterFrontEnd,
+    tracker: INotebookTracker | null,
+    palette: ICommandPalette | null
+  ) => {
+    const currentNotebook = () => tracker?.currentWidget?.context.path ?? null;
     const open = new Map<string, MainAreaWidget>();
     const addMain = (id: string, make: () => MainAreaWidget) => {
       let widget = open.get(id);
@@ -74,7 +81,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const panel = new RunsPanel({ openRun, compare, currentNotebook });
     panel.title.icon = ICON;
     app.shell.add(panel, 'left', { rank: 650 });
-    tracker.currentChanged.connect(() => panel.notebookChanged());
+    tracker?.currentChanged.connect(() => panel.notebookChanged());
 
     app.commands.addCommand(COMMANDS.openRuns, {
       label: 'mlnb: Show Runs',
@@ -92,15 +99,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: 'Run with parameters…',
       caption: 'Run this notebook headless with other parameter values (an mlnb job)',
       icon: ICON,
-      isEnabled: () => tracker.currentWidget !== null,
+      isEnabled: () => !!tracker?.currentWidget,
       execute: async args => {
         const path = (args.path as string) || currentNotebook();
         if (!path) {
           return;
         }
         try {
-          if (tracker.currentWidget?.context.model.dirty) {
-            await tracker.currentWidget.context.save();
+          const current = tracker?.currentWidget;
+          if (current && current.context.path === path && current.context.model.dirty) {
+            await current.context.save();
           }
           const job = await runWithParameters(path);
           if (job) {
@@ -127,19 +135,26 @@ const plugin: JupyterFrontEndPlugin<void> = {
         palette.addItem({ command, category: 'mlnb' });
       }
     }
-    app.docRegistry.addWidgetExtension('Notebook', {
-      createNew: (nb: NotebookPanel) => {
-        const button = new ToolbarButton({
-          className: 'mlnb-run-with-parameters',
-          icon: ICON,
-          label: 'Run with parameters…',
-          tooltip: 'Run this notebook headless with other parameter values (an mlnb job)',
-          onClick: () => void app.commands.execute(COMMANDS.runWithParameters, { path: nb.context.path })
-        });
-        nb.toolbar.insertItem(10, 'mlnbRunWithParameters', button);
-        return button;
-      }
-    });
+    // Only where notebooks open: on Notebook 7's other pages (the file browser: `tree`) a
+    // notebook toolbar extension makes Notebook's toolbar settings fail. JupyterLab sets no
+    // `notebookPage`.
+    const page = PageConfig.getOption('notebookPage');
+    if (tracker && (page === '' || page === 'notebooks')) {
+      app.docRegistry.addWidgetExtension('Notebook', {
+        createNew: (nb: NotebookPanel) => {
+          const button = new ToolbarButton({
+            className: 'mlnb-run-with-parameters',
+            icon: ICON,
+            label: 'Run with parameters…',
+            tooltip: 'Run this notebook headless with other parameter values (an mlnb job)',
+            onClick: () =>
+              void app.commands.execute(COMMANDS.runWithParameters, { path: nb.context.path })
+          });
+          nb.toolbar.insertItem(10, 'mlnbRunWithParameters', button);
+          return button;
+        }
+      });
+    }
 
     void handshake(panel);
   }

@@ -93,6 +93,9 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
         yield server
 
 
+APP_CLASS = {"jupyterlab": "LabApp", "notebook": "JupyterNotebookApp"}
+
+
 @contextlib.contextmanager
 def run_lab(
     root: Path,
@@ -100,12 +103,13 @@ def run_lab(
     *,
     env: dict[str, str] | None = None,
     args: tuple[str, ...] = (),
+    app: str = "jupyterlab",
 ) -> Iterator[tuple[str, str]]:
     """JupyterLab serving ``root`` on a free port (its config, runtime, workspace and
     settings folders and its log in ``tmp_path``), stopped by PID; yields (base url,
     token). ``env`` adds environment variables (after the ``MLNB_*`` ones are removed),
-    ``args`` command-line options. Used by the ``lab`` fixture, tests/e2e/ and
-    tests/screenshot_compare.py."""
+    ``args`` command-line options; ``app="notebook"`` serves Notebook 7 instead. Used by
+    the ``lab`` fixture, tests/e2e/ and tests/screenshot_compare.py."""
     settings = tmp_path / "settings"
     notify = settings / "@jupyterlab" / "apputils-extension"
     notify.mkdir(parents=True)
@@ -120,10 +124,11 @@ def run_lab(
     environ["JUPYTER_RUNTIME_DIR"] = str(tmp_path / "runtime")
     environ.update(env or {})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+        [sys.executable, "-m", app, "--no-browser", "--allow-root",
          "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
-         f"--ServerApp.root_dir={root}", f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
-         f"--LabApp.user_settings_dir={settings}", *args],
+         f"--ServerApp.root_dir={root}",
+         f"--{APP_CLASS[app]}.workspaces_dir={tmp_path / 'workspaces'}",
+         f"--{APP_CLASS[app]}.user_settings_dir={settings}", *args],
         cwd=root, env=environ, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
