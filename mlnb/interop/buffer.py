@@ -4,7 +4,7 @@
 The runs are written to a local buffer store first (``$MLNB_STORE`` when set, else
 ``~/.mlnb/mlflow-buffer/<host_port>``), exactly as to any store, so logging costs what it
 always costs and a network failure loses nothing. When a run ends (``end_run``, the end of
-a ``with`` block, ``%track stop``), every ended run of the buffer that the server does not
+a ``with`` block, ``%track end``), every ended run of the buffer that the server does not
 have yet is pushed (:func:`mlnb.interop.mlflow.mlflow_push`): the one that just ended, and
 any that an unreachable server kept back before. If the server cannot be reached, the run
 stays in the buffer, an ``MlnbWarning`` says so, and the next run's end (or
@@ -59,8 +59,8 @@ def set_store(store: StoreLike | None) -> Store | None:
                 f"{store!r}: give the server's address as mlflow+http://HOST:PORT "
                 "(or mlflow+https://…)"
             )
-        chosen = active.set_store(buffer_folder(uri))
-        assert chosen is not None
+        chosen = active.resolve_store(buffer_folder(uri), create=True)
+        active.set_store(chosen)
         _targets[chosen.root] = uri
         active.add_ended_hook(_push_ended)
         return chosen

@@ -247,8 +247,9 @@ def mlflow_push(
             target = known.get(run_id) or _pulled_from(client, bundle)
             parent = bundle["run"]["parent_run_id"]
             mlflow_id = _push_run(
-                client, experiment_id, bundle, target, report.run_ids.get(parent or ""), report
-            )
+                client, experiment_id, bundle, target,
+                report.run_ids.get(parent or "") or known.get(parent or ""), report,
+            )  # fmt: skip
             known[run_id] = report.run_ids[run_id] = mlflow_id
             if bundle["run"]["status"] not in ("running", "queued"):  # ended: complete
                 tags = {t["key"]: t["value"] for t in bundle["tags"]}
@@ -308,8 +309,14 @@ def _push_run(
     tags[SOURCE_RUN_TAG] = run_id
     tags[RUN_NAME_TAG] = run["name"]
     types = {p["key"]: p["type"] for p in bundle["params"] if p["type"] != "str"}
-    if types:
-        tags[PARAM_TYPES_TAG] = json.dumps(types, sort_keys=True)
+    typed = json.dumps(types, sort_keys=True)
+    if types and len(typed) <= MAX_TAG_LENGTH:
+        tags[PARAM_TYPES_TAG] = typed
+    elif types:
+        report.skipped.append(
+            f"run {run_id[:8]}: the types of its {len(types)} non-text params do not fit in "
+            f"one MLflow tag ({MAX_TAG_LENGTH} characters); a pull reads them back as text"
+        )
     if run["status"] == "crashed":
         tags[STATUS_TAG] = "crashed"
     if parent is not None:

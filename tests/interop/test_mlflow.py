@@ -172,14 +172,11 @@ def _server_view(client: MlflowClient, mlflow_id: str, tmp: Path) -> dict[str, A
 def _expected_on_server(local: dict[str, Any], run_id: str) -> dict[str, Any]:
     """What one clean push of a run leaves on the server, from the run's local view."""
     types = {"lr": "float", "epochs": "int", "scaled": "bool", "layers": "json", "seed": "none"}
-    return {
-        **local,
-        "status": local["status"].upper(),
-        "params": {"lr": "0.01", "epochs": "3", "model": "logreg", "scaled": "True",
-                   "layers": "[64,32]", "seed": "None"},  # fmt: skip
-        "tags": {**local["tags"], "mlnb.source.run_id": run_id, "mlflow.runName": local["name"],
-                 "mlnb.source.param_types": json.dumps(types, sort_keys=True)},  # fmt: skip
-    }
+    params = {"lr": "0.01", "epochs": "3", "model": "logreg", "scaled": "True",
+              "layers": "[64,32]", "seed": "None"}  # fmt: skip
+    tags = {**local["tags"], "mlnb.source.run_id": run_id, "mlflow.runName": local["name"],
+            "mlnb.source.param_types": json.dumps(types, sort_keys=True)}  # fmt: skip
+    return {**local, "status": local["status"].upper(), "params": params, "tags": tags}
 
 
 def _find(client: MlflowClient, experiment: str) -> list[Any]:
@@ -210,6 +207,28 @@ def test_mlflow_push_sends_everything_and_pull_brings_it_back_exactly(
     assert pulled.runs == 1 and pulled.run_ids == {run_id: remote.info.run_id}
     assert _local_view(there, run_id) == local
     assert there.get_run(run_id).experiment == experiment
+
+
+def test_mlflow_statuses_travel_both_ways(
+    server: Server, client: MlflowClient, experiment: str, tmp_path: Path
+) -> None:
+    """finished, failed and killed are MLflow's statuses too; crashed, which MLflow lacks,
+    is FAILED there with the tag mlnb.source.status and comes back crashed."""
+    here = mlnb.Store(tmp_path / "here")
+    ids = {}
+    for status in ("finished", "failed", "killed", "crashed"):
+        ids[status] = here.create_run(experiment=experiment, name=status, start_time=1e9)
+        here.set_status(ids[status], status, end_time=1e9 + 60)
+    mlnb.mlflow_push(server.uri, store=here)
+    remote = {r.info.run_name: r for r in _find(client, experiment)}
+    assert {name: r.info.status for name, r in remote.items()} == {
+        "finished": "FINISHED", "failed": "FAILED", "killed": "KILLED", "crashed": "FAILED"
+    }  # fmt: skip
+    assert remote["crashed"].data.tags["mlnb.source.status"] == "crashed"
+    assert {r.info.end_time for r in remote.values()} == {(1e9 + 60) * 1000}
+    there = mlnb.Store(tmp_path / "there")
+    mlnb.mlflow_pull(server.uri, experiment=experiment, store=there)
+    assert {s: there.get_run(run_id).status for s, run_id in ids.items()} == {s: s for s in ids}
 
 
 def test_mlflow_push_and_pull_again_change_nothing(
@@ -330,8 +349,8 @@ def test_mlflow_registered_versions_and_aliases_travel_both_ways(
     versions = {mv.version: mv for mv in client.search_model_versions(f"name='{name}'")}
     assert sorted(versions) == ["1", "2"]
     assert model.aliases == {"champion": "2", "challenger": "1"}
-    assert versions["2"].run_id == report.run_ids[mlnb.get_model_version(f"{name}/2",
-                                                                         store=here).run_id]  # fmt: skip
+    second = mlnb.get_model_version(f"{name}/2", store=here)
+    assert versions["2"].run_id == report.run_ids[second.run_id]
 
     there = mlnb.Store(tmp_path / "there")
     pulled = mlnb.mlflow_pull(server.uri, experiment=name, store=there)
@@ -359,8 +378,9 @@ def test_mlflow_pull_keeps_native_run_ids_and_skips_running_runs(
     still RUNNING there is left out and said so."""
     exp_id = client.create_experiment(experiment)
     native = client.create_run(exp_id, run_name="native", start_time=1_700_000_000_000)
-    client.log_batch(native.info.run_id, params=[mlflow.entities.Param("alpha", "0.5")],
-                     metrics=[mlflow.entities.Metric("rmse", 0.25, 1_700_000_001_000, 3)])  # fmt: skip
+    point = mlflow.entities.Metric("rmse", 0.25, 1_700_000_001_000, 3)
+    params = [mlflow.entities.Param("alpha", "0.5")]
+    client.log_batch(native.info.run_id, params=params, metrics=[point])
     client.set_terminated(native.info.run_id, "FINISHED", end_time=1_700_000_009_000)
     running = client.create_run(exp_id, run_name="still going")
     here = mlnb.Store(tmp_path / "here")
