@@ -68,6 +68,7 @@ def start_server(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
              "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1",
              "--port", str(port), "--workers", "1"],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=folder,
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # no job runner
         )  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:

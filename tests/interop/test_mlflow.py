@@ -23,13 +23,15 @@ from click.testing import CliRunner
 
 import mlnb
 from mlnb.cli.app import cli
-from mlnb.errors import TrackingServerError
+from mlnb.errors import InvalidInputError, TrackingServerError
 
 pytestmark = pytest.mark.slow
 mlflow = pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 MLFLOW = Path(sys.executable).parent / "mlflow"
+# no background job runner (seven huey processes) on a shared machine: runs need none
+QUIET_SERVER = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def _free_port() -> int:
@@ -57,6 +59,7 @@ class Server:
                  str(self.folder / "artifacts"), "--host", "127.0.0.1", "--port",
                  str(self.port), "--workers", "1"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.folder,
+                env={**os.environ, **QUIET_SERVER},
             )  # fmt: skip
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -413,18 +416,50 @@ def test_set_store_mlflow_buffers_locally_while_the_server_is_down(
             mlnb.log_param("lr", 0.1)
             for step in range(300):
                 mlnb.log_metric("loss", 1 / (step + 1), step=step)
+    killed = subprocess.run(
+        [sys.executable, "-c", DIES_IN_A_RUN, f"mlflow+{late.uri}"],
+        env={**os.environ, "HOME": str(tmp_path / "home")}, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
     late.start()
     try:
         with mlnb.start_run("online", experiment="live"):
             mlnb.log_metric("loss", 0.5)
         client = MlflowClient(tracking_uri=late.uri)
         runs = {r.info.run_name: r for r in _find(client, "live")}
-        assert sorted(runs) == ["offline", "online"]
+        assert sorted(runs) == ["died", "offline", "online"]
         history = client.get_metric_history(runs["offline"].info.run_id, "loss")
         assert len(history) == 300 and runs["offline"].data.params == {"lr": "0.1"}
         assert runs["offline"].info.status == "FINISHED"
+        died = runs["died"]
+        assert (died.info.status, died.data.tags["mlnb.source.status"]) == ("FAILED", "crashed")
+        assert [m.value for m in client.get_metric_history(died.info.run_id, "loss")] == [0.25]
     finally:
         late.stop()
+
+
+DIES_IN_A_RUN = """
+import os, signal, sys
+import mlnb
+
+mlnb.set_store(sys.argv[1])
+mlnb.start_run("died", experiment="live")
+mlnb.log_metric("loss", 0.25)
+mlnb.flush()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_set_store_mlflow_uses_mlnb_store_as_the_buffer_and_checks_the_uri(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The buffer is $MLNB_STORE when set (as every store is); a URI that is not
+    mlflow+http(s):// is refused with the form to use."""
+    monkeypatch.setenv("MLNB_STORE", str(tmp_path / "buffer"))
+    assert mlnb.set_store("mlflow+http://127.0.0.1:5000").root == tmp_path / "buffer"
+    with pytest.raises(InvalidInputError, match="mlflow\\+http://HOST:PORT"):
+        mlnb.set_store("mlflow+file:///tmp/x")
 
 
 def test_mlflow_push_to_an_unreachable_server_fails_at_once(tmp_path: Path) -> None:
