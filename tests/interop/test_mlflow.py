@@ -234,6 +234,27 @@ def test_mlflow_statuses_travel_both_ways(
     assert {s: there.get_run(run_id).status for s, run_id in ids.items()} == {s: s for s in ids}
 
 
+def test_mlflow_parent_runs_travel_both_ways(
+    server: Server, client: MlflowClient, experiment: str, tmp_path: Path
+) -> None:
+    """A child run (a sweep's) points at its parent on the server (mlflow.parentRunId, the
+    parent's MLflow id), pushed together or the parent first, and back in mlnb."""
+    here = mlnb.Store(tmp_path / "here")
+    parent = here.create_run(experiment=experiment, name="sweep", start_time=1e9)
+    here.set_status(parent, "finished", end_time=1e9 + 9)
+    mlnb.mlflow_push(server.uri, store=here)  # the parent alone first
+    child = here.create_run(experiment=experiment, name="child", parent_run_id=parent,
+                            start_time=1e9 + 1)  # fmt: skip
+    here.set_status(child, "finished", end_time=1e9 + 2)
+    report = mlnb.mlflow_push(server.uri, store=here)
+    remote = {r.info.run_name: r for r in _find(client, experiment)}
+    assert remote["child"].data.tags["mlflow.parentRunId"] == report.run_ids[parent]
+    there = mlnb.Store(tmp_path / "there")
+    mlnb.mlflow_pull(server.uri, experiment=experiment, store=there)
+    assert there.get_run(child).parent_run_id == parent
+    assert "mlflow.parentRunId" not in there.get_run(child).tags
+
+
 def test_mlflow_push_and_pull_again_change_nothing(
     server: Server, client: MlflowClient, experiment: str, tmp_path: Path
 ) -> None:
@@ -377,13 +398,15 @@ def test_mlflow_pull_keeps_native_run_ids_and_skips_running_runs(
     server: Server, client: MlflowClient, experiment: str, tmp_path: Path
 ) -> None:
     """A run made with MLflow itself keeps its id in mlnb (32 hex digits, as mlnb's) and
-    is tagged with it; pushing it back goes to the same MLflow run, not a copy. A run
-    still RUNNING there is left out and said so."""
+    is tagged with it; pushing it back goes to the same MLflow run, not a copy. Of two
+    points at one step, the newest is kept. A run still RUNNING there is left out and
+    said so."""
     exp_id = client.create_experiment(experiment)
     native = client.create_run(exp_id, run_name="native", start_time=1_700_000_000_000)
-    point = mlflow.entities.Metric("rmse", 0.25, 1_700_000_001_000, 3)
+    points = [mlflow.entities.Metric("rmse", 0.5, 1_700_000_000_500, 3),  # the same step
+              mlflow.entities.Metric("rmse", 0.25, 1_700_000_001_000, 3)]  # fmt: skip
     params = [mlflow.entities.Param("alpha", "0.5")]
-    client.log_batch(native.info.run_id, params=params, metrics=[point])
+    client.log_batch(native.info.run_id, params=params, metrics=points)
     client.set_terminated(native.info.run_id, "FINISHED", end_time=1_700_000_009_000)
     running = client.create_run(exp_id, run_name="still going")
     here = mlnb.Store(tmp_path / "here")
