@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from mlnb.checks.schema import Schema, validate
     from mlnb.comparison.diff import diff
     from mlnb.errors import MlnbError, MlnbWarning
+    from mlnb.interop.buffer import set_store
+    from mlnb.interop.mlflow import mlflow_pull, mlflow_push
     from mlnb.jobs.params import notebook_parameters
     from mlnb.jobs.promote import promote
     from mlnb.jobs.reports import report
@@ -53,7 +55,6 @@ if TYPE_CHECKING:
         log_metrics,
         log_param,
         log_params,
-        set_store,
         set_tag,
         set_tags,
         start_run,
@@ -77,6 +78,9 @@ _LAZY = {
         ("Fingerprint", "hasher_kinds", "register_hasher"), "mlnb.capture.fingerprints"
     ),
     "notebook_parameters": "mlnb.jobs.params",
+    **dict.fromkeys(("mlflow_pull", "mlflow_push"), "mlnb.interop.mlflow"),
+    # set_store also takes "mlflow+http://…" (a local buffer pushed to an MLflow server)
+    "set_store": "mlnb.interop.buffer",
     **dict.fromkeys(("export_run", "import_run"), "mlnb.store.transfer"),
     "report": "mlnb.jobs.reports",
     "promote": "mlnb.jobs.promote",
@@ -114,7 +118,6 @@ _LAZY = {
             "log_metrics",
             "log_param",
             "log_params",
-            "set_store",
             "set_tag",
             "set_tags",
             "start_run",
@@ -194,6 +197,8 @@ __all__ = [
     "log_metrics",
     "log_param",
     "log_params",
+    "mlflow_pull",
+    "mlflow_push",
     "model_history",
     "model_lineage",
     "notebook_parameters",

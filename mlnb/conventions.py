@@ -40,11 +40,14 @@ __all__ = [
     "KERNEL_START_ERROR_TAG",
     "KERNEL_START_RETRIES_TAG",
     "MISSING",
+    "MLFLOW_RUN_TAG",
     "NOTEBOOK_HASH_TAG",
     "NOTE_TAG",
     "REPRODUCE_OF_TAG",
     "REPRODUCE_VERDICT_TAG",
     "RETRAIN_REASON_TAG",
+    "SOURCE_RUN_TAG",
+    "SOURCE_TAG_PREFIX",
     "SPEC_PARAM_PREFIXES",
     "SWEEP_CANCELLED_TAG",
     "SWEEP_INDEX_TAG",
@@ -90,6 +93,11 @@ REPRODUCE_OF_TAG: Final = "mlnb.reproduce.of"  # the run a reproduction re-execu
 REPRODUCE_VERDICT_TAG: Final = "mlnb.reproduce.verdict"
 NOTE_TAG: Final = "mlnb.note"  # `%track note TEXT`
 RETRAIN_REASON_TAG: Final = "mlnb.retrain.reason"  # why `mlnb retrain` trained this run
+MLFLOW_RUN_TAG: Final = "mlnb.mlflow.run_id"  # the MLflow run this run was pushed to or pulled from
+# ... and what mlnb writes on an MLflow server (docs/teams.md): its runs and model versions
+# carry where they came from under `mlnb.source.`, which a pull strips again
+SOURCE_TAG_PREFIX: Final = "mlnb.source."
+SOURCE_RUN_TAG: Final = "mlnb.source.run_id"  # the mlnb run id of a pushed run
 
 # The environment variables mlnb reads (users read about each where it is used: docs/store.md,
 # docs/jobs.md, docs/capture.md, docs/lineage.md)

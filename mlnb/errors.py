@@ -30,6 +30,8 @@ and exits non-zero, the magics raise ``UsageError``, the server answers a JSON e
     │                               format loaded without trust=True
     ├── AliasMovedError             an alias moved while a promotion was decided
     ├── RetrainBusyError            another retrain of the model holds its lock
+    ├── TrackingServerError         an MLflow server could not be reached or refused a
+    │                               request (what was sent stays; pushing again resumes)
     ├── CaptureError                a job's kernel could not record its environment or git
     │                               state (the run's mlnb.warning tag says why)
     └── SweepFailedError            no child of a sweep finished (has .result)
@@ -69,6 +71,7 @@ __all__ = [
     "StoreReadOnlyError",
     "StoreVersionError",
     "SweepFailedError",
+    "TrackingServerError",
 ]
 
 
@@ -204,6 +207,12 @@ class ModelIntegrityError(MlnbError):
 class AliasMovedError(MlnbError):
     """An alias moved while a promotion was being decided (another promoter won); nothing
     changed. Promote again: the gate then runs against the new target."""
+
+
+class TrackingServerError(MlnbError):
+    """An MLflow tracking server could not be reached, or refused a request, during a push
+    or a pull (mlnb.interop). What was sent stays there and what was received is stored;
+    running the push or pull again resumes where it stopped."""
 
 
 class RetrainBusyError(MlnbError):

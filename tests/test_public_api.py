@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import statistics
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import mlnb
 from tests.conftest import run_python
 
 HEAVY = ("pandas", "numpy", "matplotlib", "IPython", "ipywidgets", "papermill",
-         "jupyter_server", "sqlite_utils")  # fmt: skip
+         "jupyter_server", "sqlite_utils", "mlflow")  # fmt: skip
 
 
 def test_all_lists_exactly_the_public_names() -> None:
@@ -254,6 +255,23 @@ def _retrain(s: Any, chosen: mlnb.Store, folder: Path) -> None:
     assert [c.name for c in checks] == ["retrain:m"]
 
 
+def _mlflow_push(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    pytest.importorskip("mlflow")
+    with warnings.catch_warnings():  # MLflow's own SQL store, in process, uses deprecated SQLA
+        warnings.simplefilter("ignore", DeprecationWarning)
+        report = mlnb.mlflow_push(f"sqlite:///{folder / 'mlflow.db'}", store=s)
+    assert len(report.run_ids) == 2
+
+
+def _mlflow_pull(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    pytest.importorskip("mlflow")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        mlnb.mlflow_push(uri, store=chosen)
+        assert mlnb.mlflow_pull(uri, store=s).unchanged == 2  # the chosen store has both
+
+
 STORE_CALLS = {
     "compare": _compare,
     "delete_run": _delete_run,
@@ -279,8 +297,10 @@ STORE_CALLS = {
     "model_lineage": _model_lineage,
     "promote": _promote,
     "retrain": _retrain,
+    "mlflow_push": _mlflow_push,
+    "mlflow_pull": _mlflow_pull,
 }
-SLOW = {"reproduce", "run_notebook", "sweep"}  # real kernels
+SLOW = {"reproduce", "run_notebook", "sweep", "mlflow_push", "mlflow_pull"}  # kernels, MLflow
 
 
 def test_every_public_store_argument_takes_a_store_or_a_path() -> None:

@@ -49,7 +49,7 @@ from mlnb.store.checks import CHECK_KINDS
 from mlnb.store.core import Store
 from mlnb.store.metrics import LATEST_REFRESH
 
-__all__ = ["BUNDLE_FORMAT", "export_run", "import_run"]
+__all__ = ["BUNDLE_FORMAT", "blank_bundle", "export_run", "import_run"]
 
 BUNDLE_FORMAT = 2  # 2: tables read from the schema (checks travel), latest_metrics derived
 RUN_ID = re.compile(r"[0-9a-f]{32}")  # uuid4().hex, as create_run makes them
@@ -141,6 +141,23 @@ def _of_run(ref: str) -> str:
     table, col = ref.split(".")
     owner = "id" if table == "runs" else "run"
     return f"SELECT {col} FROM {table} WHERE {owner} = ? AND {col} IS NOT NULL"
+
+
+def blank_bundle(store: Store, run_id: str, experiment: str) -> dict[str, Any]:
+    """A bundle of a run that holds nothing yet, in the layout ``store``'s schema has: every
+    column of the run row None but ``run_id``, every table empty. Callers fill it from
+    elsewhere (an MLflow run, mlnb.interop) and :func:`import_run` checks it whole."""
+    layout = store.file.read(_layout)
+    bundle: dict[str, Any] = {
+        "format": BUNDLE_FORMAT,
+        "schema": migrations.known_names(),
+        "experiment": experiment,
+        "run": {**dict.fromkeys(layout.run.columns), "run_id": run_id},
+        "blobs": {},
+    }
+    for table in (*layout.linked, *layout.shared):
+        bundle[table.name] = []
+    return bundle
 
 
 def export_run(store: Store, ref: str) -> dict[str, Any]:

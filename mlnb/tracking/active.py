@@ -54,6 +54,7 @@ class ProcessState:
         self.attached_env_run: str | None = None
         self.uncaught = False
         self.end_hooks: list[Callable[[ActiveRun, str], None]] = []
+        self.ended_hooks: list[Callable[[ActiveRun, str], None]] = []
         self.flush_hooks: list[Callable[[], None]] = []
         self.batch_listeners: list[BatchListener] = []
         self.kernel_notebook: str | None = None  # this kernel's notebook ("" when none)
@@ -85,6 +86,7 @@ class ProcessState:
             self.uncaught = False
             self.kernel_notebook = None
             self.end_hooks.clear()
+            self.ended_hooks.clear()
             self.flush_hooks.clear()
             self.batch_listeners.clear()
 
@@ -210,6 +212,20 @@ def remove_end_hook(hook: Callable[[ActiveRun, str], None]) -> None:
     """Stop calling a hook added with ``add_end_hook``."""
     with contextlib.suppress(ValueError):
         state.end_hooks.remove(hook)
+
+
+def add_ended_hook(hook: Callable[[ActiveRun, str], None]) -> None:
+    """Call ``hook(run, status)`` just after a run of this process ended: its points
+    stored, its final status written (logging to MLflow through a buffer store pushes
+    the run there: mlnb.interop.buffer)."""
+    if hook not in state.ended_hooks:
+        state.ended_hooks.append(hook)
+
+
+def remove_ended_hook(hook: Callable[[ActiveRun, str], None]) -> None:
+    """Stop calling a hook added with ``add_ended_hook``."""
+    with contextlib.suppress(ValueError):
+        state.ended_hooks.remove(hook)
 
 
 def add_flush_hook(hook: Callable[[], None]) -> None:
@@ -473,6 +489,17 @@ def _finish(run: ActiveRun, status: str) -> None:
         if run._lock_fd is not None:
             release_run_lock(run.store.locks_dir, run.run_id, run._lock_fd)
             run._lock_fd = None
+    for hook in list(state.ended_hooks):
+        try:
+            hook(run, run.status)
+        except Exception as exc:  # the run has ended and is stored: only the hook's work is lost
+            import warnings
+
+            warnings.warn(
+                f"mlnb: after run {run.run_id[:8]} ended: {type(exc).__name__}: {exc}",
+                MlnbWarning,
+                stacklevel=3,
+            )
     if error is not None:
         raise error
 
