@@ -167,7 +167,7 @@ def render(res: dict, command: str) -> str:
             verdict(statistics.median(first) <= BUDGET_S),
         ],
         [
-            "`import mlnb.capture.environment` in a fresh process (incl. `import mlnb`)",
+            "importing the environment capture in a fresh process (incl. `import mlnb`)",
             *_stats(imports),
             "",
             "",

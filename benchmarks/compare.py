@@ -240,7 +240,7 @@ def render(res: dict, command: str) -> str:
         "keys); only the visible page (25 rows) is read in full and rendered as one HTML "
         "table; plots are drawn by a painter thread, so the table answers at once and the "
         "curves follow. Imports before the first build: "
-        f"`import mlnb` {fmt_time(r['import_mlnb_s'])}, `mlnb.notebook.widgets` (ipywidgets, "
+        f"`import mlnb` {fmt_time(r['import_mlnb_s'])}, the widget's module (ipywidgets, "
         f"pandas) "
         f"{fmt_time(r['import_widgets_s'])}. Writing the {cfg['runs']:,} runs took "
         f"{res['populate']['seconds']:.1f} s.",

@@ -7,7 +7,7 @@ markers); run alone, the script prints it, or writes it into ``--out``. Every me
 runs in a fresh process of the dev venv (``.venv/``: mlnb, papermill, scikit-learn), the
 same script acting as the worker.
 
-(a) One small notebook executed by ``mlnb.jobs.runner.run_notebook`` and by bare
+(a) One small notebook executed by ``mlnb.run_notebook`` and by bare
 ``papermill.execute_notebook``, alternating, in one warm process (imports done): the
 difference is what mlnb adds (checks, the run row, params, the final flush, the executed
 notebook stored as an artifact, per-cell timings). papermill is measured twice: with its
@@ -197,7 +197,7 @@ def render(res: dict, command: str) -> str:
     out = [TITLE, ""]
     out.append(
         "(a) A four-cell notebook (pure-Python work, no mlnb calls) run by "
-        "`mlnb.jobs.runner.run_notebook` and by bare `papermill.execute_notebook`, taking turns "
+        "`mlnb.run_notebook` and by bare `papermill.execute_notebook`, taking turns "
         f"in one warm process, {cfg['repeats']} times each (medians). (b) `mlnb.sweep` of "
         f"{cfg['children']} children of a notebook that fits a small random forest "
         "(scikit-learn, 2,000 rows), with 1 and 2 worker processes, taking turns, "
