@@ -39,6 +39,7 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from operator import itemgetter
+from pathlib import Path
 from typing import Any, NoReturn
 
 from mlnb.errors import BundleError, InvalidInputError, ParamConflictError, RunNotFoundError
@@ -49,7 +50,7 @@ from mlnb.store.checks import CHECK_KINDS
 from mlnb.store.core import Store
 from mlnb.store.metrics import LATEST_REFRESH
 
-__all__ = ["BUNDLE_FORMAT", "export_run", "import_run"]
+__all__ = ["BUNDLE_FORMAT", "check_import", "export_rows", "export_run", "import_run"]
 
 BUNDLE_FORMAT = 2  # 2: tables read from the schema (checks travel), latest_metrics derived
 RUN_ID = re.compile(r"[0-9a-f]{32}")  # uuid4().hex, as create_run makes them
@@ -147,6 +148,26 @@ def export_run(store: Store, ref: str) -> dict[str, Any]:
     """Everything the run ``ref`` (id, unique prefix or name) holds in ``store``, as a
     bundle for :func:`import_run`: a dict of plain values; ``bundle["blobs"]`` maps each
     artifact's hash to its bytes."""
+    bundle, hashes = export_rows(store, ref)
+    bundle["blobs"] = {digest: blob_file(store, digest).read_bytes() for digest in hashes}
+    return bundle
+
+
+def blob_file(store: Store, digest: str) -> Path:
+    """The file of an artifact's content that an exported run refers to; refuses one that
+    is missing (collected by ``mlnb gc`` elsewhere) rather than export a run without it."""
+    path = store.artifact_file(digest)  # refuses a hash that is not a digest
+    if not path.is_file():
+        raise RunNotFoundError(
+            f"artifact content {digest[:12]} is missing from {store.artifacts_dir}; "
+            "was `mlnb gc` run elsewhere on this store?"
+        )
+    return path
+
+
+def export_rows(store: Store, ref: str) -> tuple[dict[str, Any], list[str]]:
+    """The bundle of run ``ref`` without its ``blobs``, and the hashes of the artifact
+    contents it refers to (a bundle file copies those files in chunks, never whole)."""
     run_id = store.resolve_run_id(ref)
 
     def read(c: sqlite3.Connection) -> tuple[dict[str, Any], list[str]]:
@@ -175,18 +196,7 @@ def export_run(store: Store, ref: str) -> dict[str, Any]:
         hashes = c.execute(" UNION ".join(map(_of_run, BLOB_REFS)), [rid] * len(BLOB_REFS))
         return bundle, sorted(r[0] for r in hashes)
 
-    bundle, hashes = store.file.read(read)
-    blobs: dict[str, bytes] = {}
-    for digest in hashes:
-        path = store.artifact_file(digest)  # refuses a hash that is not a digest
-        if not path.is_file():
-            raise RunNotFoundError(
-                f"artifact content {digest[:12]} of run {run_id[:8]} is missing from "
-                f"{store.artifacts_dir}; was `mlnb gc` run elsewhere on this store?"
-            )
-        blobs[digest] = path.read_bytes()
-    bundle["blobs"] = blobs
-    return bundle
+    return store.file.read(read)
 
 
 def _ref_column(layout: _Layout, shared: str) -> str:
@@ -555,7 +565,7 @@ def import_run(store: Store, bundle: dict[str, Any]) -> str:
     plan = _check_bundle(layout, bundle)
 
     def tx(c: sqlite3.Connection) -> None:
-        write = _merge(c, layout, plan, store.location)  # reads only; refuses a conflict
+        write, _ = _merge(c, layout, plan, store.location)  # reads only; refuses a conflict
         # The contents go in after every check and before the rows that refer to them, so
         # a refused import leaves no file and a committed row always has its file. A retry
         # of this transaction puts them again: content-addressed, so harmless.
@@ -568,11 +578,20 @@ def import_run(store: Store, bundle: dict[str, Any]) -> str:
     return str(plan.run["run_id"])
 
 
+def check_import(store: Store, bundle: dict[str, Any]) -> int:
+    """What :func:`import_run` of ``bundle`` would change in ``store``, with nothing
+    written: the rows and run attributes it would add (0: importing is a no-op). Raises
+    as :func:`import_run` would for a bundle that is malformed or conflicts."""
+    layout = store.file.read(_layout)
+    plan = _check_bundle(layout, bundle)
+    return store.file.read(lambda c: _merge(c, layout, plan, store.location)[1])
+
+
 def _merge(
     c: sqlite3.Connection, layout: _Layout, plan: _Plan, location: str
-) -> Callable[[sqlite3.Connection], None]:
+) -> tuple[Callable[[sqlite3.Connection], None], int]:
     """Compare the plan with the store (reads only; refuses a conflict) and return the
-    writes it needs."""
+    writes it needs, with how many rows and attributes they add or change."""
     run_id = plan.run["run_id"]
     cols = layout.run.columns
     old = c.execute(
@@ -627,7 +646,8 @@ def _merge(
         series = sorted({row[key] for row in inserts["metrics"]})
         c.executemany(LATEST_REFRESH, [(at, name) for name in series])
 
-    return write
+    changed = sum(map(len, inserts.values())) + len(changes) + (old is None or moved)
+    return write, changed
 
 
 def _run_changes(
