@@ -90,15 +90,18 @@ def sync_cmd(src: str, dst: str, filter_: str | None, both: bool, dry_run: bool)
         else:
             line += f"  ({move.rows} rows)"
         click.echo(line)
+    for reason in result.models_diverged:
+        click.echo(f"DIVERGED {reason}")
     moved = len(result.moves) - len(result.diverged)
     verb = "would copy" if dry_run else "copied"
     click.echo(
-        f"{verb} {moved} runs, {result.same} already in sync, {len(result.diverged)} diverged"
+        f"{verb} {moved} runs and {result.model_rows} registry rows, {result.same} runs "
+        f"already in sync, {len(result.diverged) + len(result.models_diverged)} diverged"
     )
-    if result.diverged:
+    if result.diverged or result.models_diverged:
         click.echo(
-            f"Error: {len(result.diverged)} runs diverged (changed on both sides); nothing "
-            "of them was overwritten: resolve each by hand, then sync again",
+            "Error: some runs or aliases diverged (changed on both sides); nothing of them "
+            "was overwritten: resolve each by hand, then sync again",
             err=True,
         )
         raise click.exceptions.Exit(EXIT_FAILED)

@@ -8,6 +8,8 @@ The archive holds, in this order:
   artifacts' rows, datasets and their profiles, the environment, git state, cell
   lineage: every run-linked table of the schema), and the hashes of its contents;
 - ``blobs/<sha256>``: each artifact's content once, however many runs refer to it;
+- ``models.json``: the registry rows that travel with the runs (their model versions,
+  those models, their alias history: :mod:`mlnb.store.bundlemodels`), if any;
 - ``manifest.json``, written last: the format and its version, the schema the runs were
   read with, the run ids in order, and each file's size and SHA-256.
 
@@ -41,6 +43,7 @@ from typing import IO, Any
 
 from mlnb.errors import BundleError
 from mlnb.store import hashing
+from mlnb.store.bundlemodels import check_models, export_models, import_models
 from mlnb.store.core import Store
 from mlnb.store.transfer import RUN_ID, blob_file, check_import, export_rows, import_run
 
@@ -49,6 +52,7 @@ __all__ = ["FILE_FORMAT", "FILE_VERSION", "ImportResult", "read_bundle", "write_
 FILE_FORMAT = "mlnb-bundle"
 FILE_VERSION = 1
 MANIFEST = "manifest.json"
+MODELS = "models.json"
 CHUNK = 2**20
 MAX_MANIFEST = 256 * 2**20  # bytes: a manifest of a million runs is far below
 
@@ -61,6 +65,7 @@ class ImportResult:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    model_rows: int = 0  # registered models, versions and alias events added
     dry_run: bool = False
 
 
@@ -109,6 +114,10 @@ def write_bundle(store: Store, run_ids: Sequence[str], path: str | os.PathLike[s
                         member = _member_writer(archive, f"blobs/{digest}", files, compress=False)
                         member(_file_chunks(source))
                         written.add(digest)
+            registry = export_models(store, ids)
+            if registry["versions"]:
+                member = _member_writer(archive, MODELS, files, compress=True)
+                member(iter([json.dumps(registry, separators=(",", ":")).encode()]))
             manifest = {
                 "format": FILE_FORMAT,
                 "version": FILE_VERSION,
@@ -221,6 +230,12 @@ def read_bundle(
                 changes[run_id] = check_import(store, bundle)
             except BundleError as exc:  # ParamConflictError is one too
                 conflicts.append(f"run {run_id[:8]}: {exc}".removesuffix("; nothing was imported"))
+        registry = _registry(source, archive)
+        if registry is not None:
+            try:
+                result.model_rows = import_models(store, registry, dry_run=True)
+            except BundleError as exc:
+                conflicts.append(str(exc).removesuffix("; nothing was imported"))
         if conflicts:
             shown = "\n  ".join(conflicts[:20]) + ("\n  …" if len(conflicts) > 20 else "")
             raise BundleError(
@@ -230,12 +245,30 @@ def read_bundle(
         known = set(store.file.read(_known(list(changes))))
         for bundle in _bundles(source, archive) if not dry_run else iter(()):
             import_run(store, bundle)
+        if registry is not None and not dry_run:  # after the runs its versions come from
+            result.model_rows = import_models(store, registry)
     for run_id, count in changes.items():
         bucket = (
             result.unchanged if not count else result.updated if run_id in known else result.added
         )
         bucket.append(run_id)
     return result
+
+
+def _registry(path: Path, archive: zipfile.ZipFile) -> dict[str, Any] | None:
+    """The registry rows of the file (``models.json``), checked; ``None`` if it has none."""
+    manifest = _manifest(path, archive)
+    if MODELS not in manifest["files"]:
+        return None
+    text = _read_member(path, archive, MODELS, manifest["files"][MODELS]["sha256"])
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise _refuse(path, f"{MODELS} is not JSON") from None
+    try:
+        return check_models(data, manifest["runs"])
+    except BundleError as exc:
+        raise _refuse(path, str(exc).removesuffix("; nothing was imported")) from None
 
 
 def _known(run_ids: list[str]) -> Callable[[Any], list[str]]:

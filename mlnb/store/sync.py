@@ -7,6 +7,9 @@ whose two copies conflict (a tag, a status, a point at the same step with anothe
 is reported as DIVERGED with what differs, and left alone on both sides; a kill leaves
 each run whole or absent, and running the sync again finishes it.
 
+Model versions of the runs synced travel too, with their models and alias history, under
+the rules of :mod:`mlnb.store.bundlemodels` (a conflict is reported, never overwritten).
+
 Why it is fast: the runs are first compared by a summary read in one query per store (the
 run's row, and per run-linked table its row count and a sum over its values and
 timestamps for the long tables: metrics, checks, cells; the small tables' rows whole); only
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlnb.errors import BundleError
+from mlnb.store.bundlemodels import check_models, export_models, import_models
 from mlnb.store.core import Store
 from mlnb.store.query import RunScope
 from mlnb.store.transfer import check_import, export_run, import_run
@@ -73,10 +77,13 @@ class SyncResult:
 
     moves: list[SyncMove] = field(default_factory=list)
     same: int = 0
+    model_rows: int = 0  # registered models, versions and alias events copied
+    models_diverged: list[str] = field(default_factory=list)  # what differs, per conflict
     dry_run: bool = False
 
     @property
     def diverged(self) -> list[SyncMove]:
+        """The runs refused: changed on both sides."""
         return [move for move in self.moves if move.kind == "diverged"]
 
 
@@ -116,6 +123,17 @@ def _summaries(run_ids: list[str] | None) -> Callable[[sqlite3.Connection], dict
     return read
 
 
+def _models(
+    src: Store, dst: Store, run_ids: list[str], *, dry_run: bool, result: SyncResult
+) -> None:
+    """The registry rows of the runs that are now on both sides (bundlemodels' rules)."""
+    rows = check_models(export_models(src, run_ids), run_ids)
+    try:
+        result.model_rows += import_models(dst, rows, dry_run=dry_run)
+    except BundleError as exc:
+        result.models_diverged.append(str(exc).removesuffix("; nothing was imported"))
+
+
 def _one_way(
     src: Store, dst: Store, run_ids: list[str], *, dry_run: bool, result: SyncResult
 ) -> None:
@@ -141,6 +159,8 @@ def _one_way(
             continue
         kind = "update" if run_id in there else "new"
         result.moves.append(SyncMove(run_id, src.location, dst.location, kind, rows))
+    diverged = {move.run_id for move in result.diverged}
+    _models(src, dst, [r for r in run_ids if r not in diverged], dry_run=dry_run, result=result)
 
 
 def sync_stores(

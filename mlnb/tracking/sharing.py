@@ -10,6 +10,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from mlnb.errors import StoreNotFoundError
+from mlnb.store import Store
 from mlnb.store.bundlefile import ImportResult, read_bundle, write_bundle
 from mlnb.store.query import RunScope
 from mlnb.store.sync import SyncResult, sync_stores
@@ -71,7 +73,11 @@ def sync(
     overwritten: a run changed on both sides in a way that conflicts is reported in
     ``result.diverged`` with what differs. ``dry_run``: report what would move."""
     source = tracking.resolve_store(src, create=False)
-    target = tracking.resolve_store(dst, create=not dry_run)
     tracking.flush(source)
+    try:
+        target = tracking.resolve_store(dst, create=not dry_run)
+    except StoreNotFoundError:  # a dry run into a store not yet there: all of it would move
+        with Store(memory=True) as empty:
+            return sync_stores(source, empty, filter, both=both, dry_run=True)
     tracking.flush(target)
     return sync_stores(source, target, filter, both=both, dry_run=dry_run)

@@ -194,3 +194,71 @@ def test_import_runs_dry_run_writes_nothing(a: Store, b: Store, tmp_path: Path) 
         assert (
             conn.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()[0] == 0
         )
+
+
+def registered(st: Store, tmp_path: Path, name: str, content: bytes) -> tuple[str, int]:
+    """A run with a model version registered from it: (run id, version)."""
+    (tmp_path / "w.bin").write_bytes(content)
+    with mlnb.start_run(name, store=st, capture=False) as run:
+        pass
+    version = mlnb.register_model("churn", tmp_path / "w.bin", run=run.run_id, store=st)
+    return run.run_id, version.version
+
+
+def test_bundle_file_carries_model_versions_aliases_and_their_history(
+    a: Store, b: Store, tmp_path: Path
+) -> None:
+    """Issue 16 item 1: model versions travel with their runs, with aliases and alias
+    history; twice is a no-op; a newer history is appended."""
+    _, v1 = registered(a, tmp_path, "one", b"w1")
+    _, v2 = registered(a, tmp_path, "two", b"w2")
+    mlnb.set_model_alias("churn", "champion", v1, store=a, reason="first")
+    mlnb.set_model_alias("churn", "champion", v2, store=a, reason="better")
+    path = tmp_path / "runs.mlnb"
+    mlnb.export_runs(path, store=a)
+    assert mlnb.import_runs(path, store=b).model_rows == 5  # model, 2 versions, 2 events
+    assert mlnb.get_model_version("churn@champion", store=b).version == v2
+    history = [(e.version, e.reason) for e in mlnb.model_history("churn", store=b)]
+    assert history == [(1, "first"), (2, "better")]
+    assert Path(mlnb.load_model("churn/1", store=b)).read_bytes() == b"w1"
+    before = dump(b)
+    assert mlnb.import_runs(path, store=b).model_rows == 0 and dump(b) == before
+    mlnb.set_model_alias("churn", "champion", v1, store=a, reason="rollback")
+    mlnb.export_runs(path, store=a)
+    assert mlnb.import_runs(path, store=b).model_rows == 1
+    assert mlnb.get_model_version("churn@champion", store=b).version == v1
+
+
+def test_import_runs_refuses_another_store_s_version_of_the_same_number(
+    a: Store, b: Store, tmp_path: Path
+) -> None:
+    """Issue 16 item 1: two stores that each registered churn version 1 from different
+    runs conflict; nothing is imported, and the message names the model and version."""
+    registered(a, tmp_path, "mine", b"w1")
+    registered(b, tmp_path, "theirs", b"other")
+    path = tmp_path / "runs.mlnb"
+    mlnb.export_runs(path, store=a)
+    before = dump(b)
+    with pytest.raises(BundleError, match="model 'churn' version 1"):
+        mlnb.import_runs(path, store=b)
+    assert dump(b) == before
+
+
+def test_import_runs_refuses_an_alias_moved_on_both_sides(
+    a: Store, b: Store, tmp_path: Path
+) -> None:
+    """Issue 16 item 1: an alias history that each side went on with is a conflict: no
+    event is inserted out of order (the current target would move back silently)."""
+    _, v1 = registered(a, tmp_path, "one", b"w1")
+    _, v2 = registered(a, tmp_path, "two", b"w2")
+    mlnb.set_model_alias("churn", "champion", v1, store=a)
+    path = tmp_path / "runs.mlnb"
+    mlnb.export_runs(path, store=a)
+    mlnb.import_runs(path, store=b)
+    mlnb.set_model_alias("churn", "champion", v2, store=a, reason="a says")
+    mlnb.delete_model_alias("churn", "champion", store=b)
+    mlnb.export_runs(path, store=a)
+    before = dump(b)
+    with pytest.raises(BundleError, match="alias 'champion' of model 'churn'"):
+        mlnb.import_runs(path, store=b)
+    assert dump(b) == before

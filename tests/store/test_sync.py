@@ -136,3 +136,36 @@ def test_sync_of_1000_runs_with_10_new_takes_under_10_seconds(a: Store, b: Store
     print(f"sync of 1010 runs, 10 new: {took:.2f} s")
     assert len(result.moves) == 10 and result.same == 1000
     assert took < 10
+
+
+def test_sync_dry_run_into_a_missing_store_creates_nothing(a: Store, tmp_path: Path) -> None:
+    """Issue 16 item 2: a dry run into a store not yet there lists every run, creates nothing."""
+    run_id = source_run(a)
+    result = mlnb.sync(a, tmp_path / "new", dry_run=True)
+    assert [(m.run_id, m.kind) for m in result.moves] == [(run_id, "new")]
+    assert not (tmp_path / "new").exists()
+
+
+def test_sync_carries_model_versions_and_reports_an_alias_moved_on_both_sides(
+    a: Store, b: Store, tmp_path: Path
+) -> None:
+    """Issue 16 item 2: model versions and alias history travel with their runs; an alias
+    moved on both sides is reported, not overwritten."""
+    from tests.store.test_bundlefile import registered
+
+    _, v1 = registered(a, tmp_path, "one", b"w1")
+    _, v2 = registered(a, tmp_path, "two", b"w2")
+    mlnb.set_model_alias("churn", "champion", v1, store=a)
+    assert mlnb.sync(a, b).model_rows == 4
+    assert mlnb.get_model_version("churn@champion", store=b).version == v1
+    mlnb.set_model_alias("churn", "champion", v2, store=a)
+    mlnb.set_model_alias("churn", "challenger", v2, store=b)
+    result = mlnb.sync(a, b, both=True)
+    assert result.model_rows == 2  # each side's new event, each way
+    assert mlnb.get_model_version("churn@champion", store=b).version == v2
+    assert mlnb.get_model_version("churn@challenger", store=a).version == v2
+    mlnb.set_model_alias("churn", "champion", v1, store=a)
+    mlnb.delete_model_alias("churn", "champion", store=b)
+    result = mlnb.sync(a, b)
+    assert len(result.models_diverged) == 1 and "champion" in result.models_diverged[0]
+    assert mlnb.get_model_version("churn", store=b).aliases == ("challenger",)
