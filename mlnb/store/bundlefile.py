@@ -17,7 +17,7 @@ Why a zip: the standard library writes and reads it member by member, so an expo
 one run's rows in memory at a time and copies contents in 1 MiB chunks (a bundle of 10 M
 points never sits in memory whole), and any tool lists it. The file appears under its
 name only when it is complete (written beside it, then renamed): a killed export leaves
-no half bundle.
+no half bundle (and the next export to that name removes what it left beside it).
 
 Reading trusts nothing: the manifest must name exactly the members the archive holds,
 each member must hash to the manifest's SHA-256, and every run goes through
@@ -31,6 +31,7 @@ runs already in are no-ops and content files already present are not written aga
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -45,6 +46,7 @@ from mlnb.errors import BundleError
 from mlnb.store import hashing
 from mlnb.store.bundlemodels import check_models, export_models, import_models
 from mlnb.store.core import Store
+from mlnb.store.liveness import writer_dead, writer_tag
 from mlnb.store.transfer import RUN_ID, blob_file, check_import, export_rows, import_run
 
 __all__ = ["FILE_FORMAT", "FILE_VERSION", "ImportResult", "read_bundle", "write_bundle"]
@@ -97,7 +99,8 @@ def write_bundle(store: Store, run_ids: Sequence[str], path: str | os.PathLike[s
     only once the new one is complete); returns its path."""
     target = Path(path).expanduser()
     ids = list(dict.fromkeys(store.resolve_run_id(ref) for ref in run_ids))
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    _remove_dead_partials(target)
+    partial = target.with_name(f".{target.name}.{writer_tag()}-partial")
     files: dict[str, dict[str, Any]] = {}
     try:
         with zipfile.ZipFile(partial, "w", allowZip64=True) as archive:
@@ -132,6 +135,15 @@ def write_bundle(store: Store, run_ids: Sequence[str], path: str | os.PathLike[s
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
     return target
+
+
+def _remove_dead_partials(target: Path) -> None:
+    """Remove what exports killed before they finished left beside ``target`` (their
+    process is gone)."""
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*-partial"):
+        if writer_dead(leftover.name.removeprefix(f".{target.name}.")):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
 
 
 def _refuse(path: Path, message: str) -> BundleError:
