@@ -216,7 +216,8 @@ def _bundles(path: Path, archive: zipfile.ZipFile) -> Iterator[dict[str, Any]]:
                 raise _refuse(path, f"run {run_id[:8]} refers to content {digest} not in the file")
             blobs[digest] = _read_member(path, archive, member, files[member]["sha256"])
         bundle["blobs"] = blobs
-        if bundle.get("run", {}).get("run_id") != run_id:
+        run = bundle.get("run")
+        if not isinstance(run, dict) or run.get("run_id") != run_id:
             raise _refuse(path, f"{name} holds another run than its name says")
         yield bundle
 

@@ -7,11 +7,12 @@ new points and tags, and a conflict is refused and named with nothing written.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sqlite3
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -261,4 +262,57 @@ def test_import_runs_refuses_an_alias_moved_on_both_sides(
     before = dump(b)
     with pytest.raises(BundleError, match="alias 'champion' of model 'churn'"):
         mlnb.import_runs(path, store=b)
+    assert dump(b) == before
+
+
+def test_import_runs_refuses_a_hostile_file_with_a_typed_error(
+    a: Store, b: Store, tmp_path: Path
+) -> None:
+    """Issue 16 item 1: a file whose manifest and members agree but whose contents are
+    hostile (a member outside the manifest, a run listed twice under another name, rows that
+    are not a run) is refused with BundleError and nothing is written."""
+    run_id = source_run(a)
+    good = tmp_path / "good.mlnb"
+    mlnb.export_runs(good, store=a)
+
+    def rewrite(name: str, change: Callable[[dict[str, Any], dict[str, bytes]], None]) -> Path:
+        with zipfile.ZipFile(good) as src:
+            members = {n: src.read(n) for n in src.namelist()}
+        manifest = json.loads(members.pop("manifest.json"))
+        change(manifest, members)
+        for member, data in members.items():
+            manifest["files"][member] = {
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w") as out:
+            for member, data in members.items():
+                out.writestr(member, data)
+            out.writestr("manifest.json", json.dumps(manifest))
+        return path
+
+    def not_a_run(manifest: dict[str, Any], members: dict[str, bytes]) -> None:
+        members[f"runs/{run_id}.json"] = json.dumps({"run": [], "blobs": []}).encode()
+
+    def traversal(manifest: dict[str, Any], members: dict[str, bytes]) -> None:
+        rows = json.loads(members[f"runs/{run_id}.json"])
+        rows["blobs"] = ["../../../../etc/passwd"]
+        members[f"runs/{run_id}.json"] = json.dumps(rows).encode()
+
+    def bad_run_id(manifest: dict[str, Any], members: dict[str, bytes]) -> None:
+        manifest["runs"] = ["../../x"]
+
+    def future(manifest: dict[str, Any], members: dict[str, bytes]) -> None:
+        manifest["version"] = 99
+
+    before = dump(b)
+    for change, message in (
+        (not_a_run, "holds another run"),
+        (traversal, "does not list its contents' hashes"),
+        (bad_run_id, "is not a run id"),
+        (future, "version 99"),
+    ):
+        with pytest.raises(BundleError, match=message):
+            mlnb.import_runs(rewrite(f"{change.__name__}.mlnb", change), store=b)
     assert dump(b) == before
