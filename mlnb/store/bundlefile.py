@@ -15,9 +15,11 @@ The archive holds, in this order:
 
 Why a zip: the standard library writes and reads it member by member, so an export holds
 one run's rows in memory at a time and copies contents in 1 MiB chunks (a bundle of 10 M
-points never sits in memory whole), and any tool lists it. The file appears under its
-name only when it is complete (written beside it, then renamed): a killed export leaves
-no half bundle (and the next export to that name removes what it left beside it).
+points never sits in memory whole), and any tool lists it. An import reads one run at a
+time too, and streams contents over 16 MiB into the store instead of reading them whole.
+The file appears under its name only when it is complete (written beside it, then
+renamed): a killed export leaves no half bundle (the next export to that name removes
+what it left beside it).
 
 Reading trusts nothing: the manifest must name exactly the members the archive holds,
 each member must hash to the manifest's SHA-256, and every run goes through
@@ -25,7 +27,8 @@ each member must hash to the manifest's SHA-256, and every run goes through
 first (reads only); a conflict with what the store holds is refused, naming every run
 and what differs, before anything is written. Then each run is imported in its own
 transaction, so a kill leaves each run whole or absent, and importing again resumes:
-runs already in are no-ops and content files already present are not written again.
+runs already in are no-ops and contents already in the store are neither read from the
+file nor written again (a large artifact copied before the kill is not copied twice).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO, cast
 
 from mlnb.errors import BundleError
 from mlnb.store import hashing
@@ -56,6 +59,7 @@ FILE_VERSION = 1
 MANIFEST = "manifest.json"
 MODELS = "models.json"
 CHUNK = 2**20
+LARGE = 16 * 2**20  # bytes: a content this large is streamed, never read into memory
 MAX_MANIFEST = 256 * 2**20  # bytes: a manifest of a million runs is far below
 
 
@@ -195,8 +199,14 @@ def _read_member(path: Path, archive: zipfile.ZipFile, name: str, expected: str)
     return data
 
 
-def _bundles(path: Path, archive: zipfile.ZipFile) -> Iterator[dict[str, Any]]:
-    """Each run of the file as a bundle for :func:`import_run`, one at a time."""
+def _bundles(
+    path: Path, archive: zipfile.ZipFile, store: Store, *, write: bool
+) -> Iterator[tuple[dict[str, Any], dict[str, int]]]:
+    """Each run of the file as a bundle for :func:`import_run`, one at a time, with the
+    contents the store holds (hash -> size) that its ``blobs`` leave out: those already
+    in the store (an interrupted import resumes without copying them again), and large
+    ones, which are hashed as a stream (``write``: streamed into the store) rather than
+    read into memory."""
     manifest = _manifest(path, archive)
     files = manifest["files"]
     for run_id in manifest["runs"]:
@@ -209,17 +219,40 @@ def _bundles(path: Path, archive: zipfile.ZipFile) -> Iterator[dict[str, Any]]:
         hashes = bundle.get("blobs") if isinstance(bundle, dict) else None
         if not isinstance(hashes, list) or not all(map(hashing.is_digest, hashes)):
             raise _refuse(path, f"{name} does not list its contents' hashes")
-        blobs = {}
+        blobs, held = {}, {}
         for digest in hashes:
             member = f"blobs/{digest}"
             if member not in files:
                 raise _refuse(path, f"run {run_id[:8]} refers to content {digest} not in the file")
-            blobs[digest] = _read_member(path, archive, member, files[member]["sha256"])
+            if files[member]["sha256"] != digest:
+                raise _refuse(path, f"{member} is listed with another SHA-256 than its name")
+            have = store.artifact_file(digest)
+            if have.is_file():
+                held[digest] = have.stat().st_size
+            elif archive.getinfo(member).file_size > LARGE:
+                held[digest] = _stream_member(path, archive, member, store if write else None)
+            else:
+                blobs[digest] = _read_member(path, archive, member, digest)
         bundle["blobs"] = blobs
         run = bundle.get("run")
         if not isinstance(run, dict) or run.get("run_id") != run_id:
             raise _refuse(path, f"{name} holds another run than its name says")
-        yield bundle
+        yield bundle, held
+
+
+def _stream_member(path: Path, archive: zipfile.ZipFile, member: str, store: Store | None) -> int:
+    """A large content member checked against its name in chunks, and with ``store``
+    copied into it (written before its run's rows, so a refusal after it leaves an
+    unreferenced file that `mlnb gc` removes); returns its size."""
+    digest = member.removeprefix("blobs/")
+    with cast(BinaryIO, archive.open(member)) as stream:
+        if store is None:
+            got, size = hashing.hash_stream(stream), archive.getinfo(member).file_size
+        else:
+            got, size = store.contents.put(stream)
+    if got != digest:
+        raise _refuse(path, f"{member} is damaged: it does not match the manifest's SHA-256")
+    return size
 
 
 def read_bundle(
@@ -237,10 +270,10 @@ def read_bundle(
         raise BundleError(f"cannot read bundle file {source}: {exc.strerror}") from None
     with archive_file, _zip(source, archive_file) as archive:
         conflicts, changes = [], {}
-        for bundle in _bundles(source, archive):
+        for bundle, held in _bundles(source, archive, store, write=False):
             run_id = bundle["run"]["run_id"]
             try:
-                changes[run_id] = check_import(store, bundle)
+                changes[run_id] = check_import(store, bundle, held=held)
             except BundleError as exc:  # ParamConflictError is one too
                 conflicts.append(f"run {run_id[:8]}: {exc}".removesuffix("; nothing was imported"))
         registry = _registry(source, archive)
@@ -256,8 +289,8 @@ def read_bundle(
                 f"nothing was imported:\n  {shown}"
             )
         known = set(store.file.read(_known(list(changes))))
-        for bundle in _bundles(source, archive) if not dry_run else iter(()):
-            import_run(store, bundle)
+        for bundle, held in _bundles(source, archive, store, write=True) if not dry_run else ():
+            import_run(store, bundle, held=held)
         if registry is not None and not dry_run:  # after the runs its versions come from
             result.model_rows = import_models(store, registry)
     for run_id, count in changes.items():

@@ -36,7 +36,7 @@ import json
 import math
 import re
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
@@ -471,8 +471,10 @@ class _Plan:
         return {row[at] for row in self.rows[name]} - {None}
 
 
-def _check_bundle(layout: _Layout, bundle: Any) -> _Plan:
-    """The bundle checked whole, in memory; the first problem raises ``BundleError``."""
+def _check_bundle(layout: _Layout, bundle: Any, held: Mapping[str, int] | None = None) -> _Plan:
+    """The bundle checked whole, in memory; the first problem raises ``BundleError``.
+    ``held``: contents the store already holds (hash -> size), which need no blob."""
+    held = held or {}
     if not isinstance(bundle, dict):
         _refuse(f"not an mlnb run bundle (a {type(bundle).__name__}, not a dict)")
     if bundle.get("format") != BUNDLE_FORMAT:
@@ -497,15 +499,17 @@ def _check_bundle(layout: _Layout, bundle: Any) -> _Plan:
     plan = _Plan(experiment, run, {t.name: _rows(t, bundle[t.name]) for t in tables}, {})
     plan.blobs = _check_blobs(bundle["blobs"])
     named = set().union(*(plan.values(layout, ref) for ref in BLOB_REFS))
-    for digest in sorted(named - plan.blobs.keys()):
+    for digest in sorted(named - plan.blobs.keys() - held.keys()):
         _refuse(f"the bundle's rows refer to content {digest} but no blob carries it")
     for digest in sorted(plan.blobs.keys() - named):
         _refuse(f"blob {digest} of the bundle is referred to by no row")
     arts = layout.table("artifacts").columns
     for i, row in enumerate(plan.rows["artifacts"]):
-        size, blob = row[arts.index("size")], plan.blobs[row[arts.index("hash")]]
-        if size != len(blob):
-            _refuse(f"artifacts[{i}].size is {size} but its blob holds {len(blob)} bytes")
+        size, digest = row[arts.index("size")], row[arts.index("hash")]
+        blob = plan.blobs.get(digest)
+        length = len(blob) if blob is not None else held[digest]
+        if size != length:
+            _refuse(f"artifacts[{i}].size is {size} but its blob holds {length} bytes")
     for shared in layout.shared:
         wanted = set().union(
             *(plan.values(layout, ref) for ref, table, _ in layout.refs if table == shared.name)
@@ -552,7 +556,9 @@ def _check_param(where: str, key: str, text: str, type_: str, number: float | No
 # -- import ---------------------------------------------------------------------------------
 
 
-def import_run(store: Store, bundle: dict[str, Any]) -> str:
+def import_run(
+    store: Store, bundle: dict[str, Any], *, held: Mapping[str, int] | None = None
+) -> str:
     """Write a bundle made by :func:`export_run` into ``store``; returns the run id.
 
     The bundle is checked whole before anything is written, then compared with the run
@@ -560,9 +566,10 @@ def import_run(store: Store, bundle: dict[str, Any]) -> str:
     added, and the run's attributes change only if it is ``queued`` (a placeholder). Any
     problem raises :class:`BundleError` (:class:`ParamConflictError` for a param) naming
     it, with nothing written: no row, no artifact file. Importing the same bundle again
-    changes nothing."""
+    changes nothing. ``held``: contents already in the store (hash -> size) that the
+    bundle's ``blobs`` may leave out (a bundle file streams large ones in first)."""
     layout = store.file.read(_layout)
-    plan = _check_bundle(layout, bundle)
+    plan = _check_bundle(layout, bundle, held)
 
     def tx(c: sqlite3.Connection) -> None:
         write, _ = _merge(c, layout, plan, store.location)  # reads only; refuses a conflict
@@ -578,12 +585,14 @@ def import_run(store: Store, bundle: dict[str, Any]) -> str:
     return str(plan.run["run_id"])
 
 
-def check_import(store: Store, bundle: dict[str, Any]) -> int:
+def check_import(
+    store: Store, bundle: dict[str, Any], *, held: Mapping[str, int] | None = None
+) -> int:
     """What :func:`import_run` of ``bundle`` would change in ``store``, with nothing
     written: the rows and run attributes it would add (0: importing is a no-op). Raises
     as :func:`import_run` would for a bundle that is malformed or conflicts."""
     layout = store.file.read(_layout)
-    plan = _check_bundle(layout, bundle)
+    plan = _check_bundle(layout, bundle, held)
     return store.file.read(lambda c: _merge(c, layout, plan, store.location)[1])
 
 

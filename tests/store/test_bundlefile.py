@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import sqlite3
 import zipfile
 from collections.abc import Callable, Iterator
@@ -316,3 +317,43 @@ def test_import_runs_refuses_a_hostile_file_with_a_typed_error(
         with pytest.raises(BundleError, match=message):
             mlnb.import_runs(rewrite(f"{change.__name__}.mlnb", change), store=b)
     assert dump(b) == before
+
+
+def test_import_runs_streams_a_large_artifact_and_resumes_without_copying_it_again(
+    a: Store, b: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16 item 1: a large artifact is streamed into the store, never read whole into
+    memory, and an import interrupted after copying it does not copy it again."""
+    from mlnb.store import bundlefile
+
+    monkeypatch.setattr(bundlefile, "LARGE", 1024)  # the 16 MiB threshold, scaled down
+    run_id = a.create_run(name="big", experiment="exp")
+    big = os.urandom(64 * 1024)
+    a.log_artifact(run_id, big, name="big.bin")
+    path = tmp_path / "runs.mlnb"
+    mlnb.export_runs(path, store=a)
+    read: list[str] = []
+    real_read = zipfile.ZipFile.read
+
+    def spy(self: zipfile.ZipFile, name: Any, pwd: Any = None) -> bytes:
+        read.append(str(name))
+        return real_read(self, name, pwd)
+
+    monkeypatch.setattr(zipfile.ZipFile, "read", spy)
+    mlnb.import_runs(path, dry_run=True, store=b)
+    assert not [n for n in read if n.startswith("blobs/")]  # hashed as a stream
+    assert not any(p.is_file() for p in b.artifacts_dir.rglob("*"))  # a dry run writes none
+    mlnb.import_runs(path, store=b)
+    assert Path(b.get_run(run_id).artifact_path("big.bin")).read_bytes() == big
+    assert not [n for n in read if n.startswith("blobs/")]
+    # a resumed import finds the content in the store: it neither reads nor streams it
+    streamed: list[str] = []
+    real_stream = bundlefile._stream_member
+    monkeypatch.setattr(
+        bundlefile, "_stream_member", lambda *args: streamed.append(args[2]) or real_stream(*args)
+    )
+    with sqlite3.connect(b.db_path) as conn:  # as if killed after the copy, before the rows
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("DELETE FROM runs WHERE run_id = ?", [run_id])
+    assert mlnb.import_runs(path, store=b).added == [run_id]
+    assert streamed == [] and Path(b.get_run(run_id).artifact_path("big.bin")).read_bytes() == big
