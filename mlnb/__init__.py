@@ -61,6 +61,7 @@ if TYPE_CHECKING:
         use_run,
     )
     from mlnb.tracking.reading import delete_run, get_run, restore_run, runs
+    from mlnb.tracking.sharing import export_runs, import_runs, sync
 
 __version__ = "0.1.0.dev0"
 
@@ -104,6 +105,7 @@ _LAZY = {
     "sweep": "mlnb.jobs.sweeps",
     "diff": "mlnb.comparison.diff",
     **dict.fromkeys(("delete_run", "get_run", "restore_run", "runs"), "mlnb.tracking.reading"),
+    **dict.fromkeys(("export_runs", "import_runs", "sync"), "mlnb.tracking.sharing"),
     **dict.fromkeys(
         (
             "ActiveRun",
@@ -180,6 +182,7 @@ __all__ = [
     "drift",
     "end_run",
     "export_run",
+    "export_runs",
     "flush",
     "gate",
     "get_model_version",
@@ -187,6 +190,7 @@ __all__ = [
     "get_store",
     "hasher_kinds",
     "import_run",
+    "import_runs",
     "live",
     "load_ipython_extension",
     "load_model",
@@ -217,6 +221,7 @@ __all__ = [
     "set_tags",
     "start_run",
     "sweep",
+    "sync",
     "unload_ipython_extension",
     "use_run",
     "validate",

@@ -109,6 +109,7 @@ ENV_NOTEBOOK: Final = "MLNB_NOTEBOOK"  # the notebook a kernel runs, when it can
 ENV_TEST: Final = "MLNB_TEST"  # set by `mlnb test`: notebooks may shrink their work
 ENV_CAPTURE: Final = "MLNB_CAPTURE"  # what start_run captures by default
 ENV_SYSTEM_METRICS: Final = "MLNB_SYSTEM_METRICS"  # sample system metrics by default
+ENV_SYNCHRONOUS: Final = "MLNB_SYNCHRONOUS"  # NORMAL (default) or FULL: SQLite's fsync policy
 
 # Exit codes of the `mlnb` commands and of the results that carry one (JobResult,
 # SweepResult, GateResult, Reproduction): one table, so a code means the same everywhere.

@@ -272,7 +272,22 @@ def _mlflow_pull(s: Any, chosen: mlnb.Store, folder: Path) -> None:
         assert mlnb.mlflow_pull(uri, store=s).unchanged == 2  # the chosen store has both
 
 
+def _export_runs(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    ids = mlnb.export_runs(folder / "runs.mlnb", ["base"], store=s)
+    assert ids == [chosen.resolve_run_id("base")]
+
+
+def _import_runs(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    with mlnb.Store(folder / "elsewhere") as elsewhere:
+        run_id = elsewhere.create_run(name="brought", experiment="exp")
+        mlnb.export_runs(folder / "runs.mlnb", store=elsewhere)
+    assert mlnb.import_runs(folder / "runs.mlnb", store=s).added == [run_id]
+    assert chosen.get_run(run_id).name == "brought"
+
+
 STORE_CALLS = {
+    "export_runs": _export_runs,
+    "import_runs": _import_runs,
     "compare": _compare,
     "delete_run": _delete_run,
     "diff": _diff,

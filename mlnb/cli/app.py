@@ -2,8 +2,8 @@
 non-zero (1 for an mlnb error, 2 for a usage error); no tracebacks for user mistakes.
 
 This module is the click group and its global options; the commands live by group in
-:mod:`mlnb.cli.runs`, :mod:`mlnb.cli.jobs`, :mod:`mlnb.cli.ci`, :mod:`mlnb.cli.data` and
-:mod:`mlnb.cli.models` and :mod:`mlnb.cli.mlflowcmd`,
+:mod:`mlnb.cli.runs`, :mod:`mlnb.cli.jobs`, :mod:`mlnb.cli.ci`, :mod:`mlnb.cli.data`,
+:mod:`mlnb.cli.models`, :mod:`mlnb.cli.teams` and :mod:`mlnb.cli.mlflowcmd`,
 and print through :mod:`mlnb.cli.views`."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import click
 
 from mlnb import __version__
-from mlnb.cli import ci, data, jobs, mlflowcmd, models, runs
+from mlnb.cli import ci, data, jobs, mlflowcmd, models, runs, teams
 from mlnb.conventions import ENV_STORE
 
 
@@ -54,6 +54,9 @@ for _command in (
     data.schema_group,
     data.data_group,
     mlflowcmd.mlflow_group,
+    teams.export_cmd,
+    teams.import_cmd,
+    teams.sync_cmd,
 ):
     cli.add_command(_command)
 

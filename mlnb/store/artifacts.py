@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from mlnb.errors import InvalidInputError
 from mlnb.store import hashing
@@ -84,9 +85,10 @@ class ContentStore:
             )
         return self.folder / digest[:2] / digest
 
-    def put(self, source: str | os.PathLike[str] | bytes) -> tuple[str, int]:
-        """Store a file's (or bytes') content; returns ``(hash, size)``. Written to a
-        temporary file and renamed into place, so a reader never sees half a file."""
+    def put(self, source: str | os.PathLike[str] | bytes | BinaryIO) -> tuple[str, int]:
+        """Store a file's (or bytes', or a binary stream's) content; returns ``(hash,
+        size)``. Written to a temporary file and renamed into place, so a reader never sees
+        half a file."""
         self.folder.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{writer_tag()}-", dir=self.folder)
         tmp = Path(tmp_name)

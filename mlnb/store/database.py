@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mlnb.conventions import ENV_SYNCHRONOUS
 from mlnb.errors import (
     InvalidInputError,
     MlnbWarning,
@@ -42,6 +43,16 @@ T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
 WRITE_DEADLINE_S = 120.0
 NETWORK_FS = {"nfs", "nfs4", "cifs", "smbfs", "smb3", "fuse.sshfs", "9p", "afs", "lustre"}
+
+
+def synchronous() -> str:
+    """SQLite's ``synchronous`` setting for new connections: ``NORMAL`` (a power cut may
+    lose the last transactions, never corrupt the file), or ``FULL`` with
+    ``$MLNB_SYNCHRONOUS=FULL`` (every commit survives a power cut; commits cost an fsync)."""
+    value = os.environ.get(ENV_SYNCHRONOUS, "NORMAL").strip().upper() or "NORMAL"
+    if value not in ("NORMAL", "FULL"):
+        raise StoreError(f"${ENV_SYNCHRONOUS} must be NORMAL or FULL, not {value!r:.40}")
+    return value
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -169,6 +180,7 @@ class StoreFile:
             conn.close()
 
     def _new_conn(self) -> sqlite3.Connection:
+        sync = synchronous()  # a bad $MLNB_SYNCHRONOUS is refused before any connection
         target = ":memory:" if self.db_path is None else str(self.db_path)
         if self.read_only:
             target = self._read_only_uri()
@@ -189,7 +201,7 @@ class StoreFile:
                 mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
                 if mode != "wal":
                     self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA synchronous = {sync}")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:
             conn.close()

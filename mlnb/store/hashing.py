@@ -43,11 +43,13 @@ def hash_stream(fh: BinaryIO) -> str:
     return h.hexdigest()
 
 
-def copy_and_hash(src: str | os.PathLike[str], dst: Path) -> tuple[str, int]:
-    """Copy a file to ``dst`` while hashing it: one read of the source."""
+def copy_and_hash(src: str | os.PathLike[str] | BinaryIO, dst: Path) -> tuple[str, int]:
+    """Copy a file (or what is left in a binary stream) to ``dst`` while hashing it: one
+    read of the source, in chunks."""
     h = hashlib.sha256()
     size = 0
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
+    opened: BinaryIO = open(src, "rb") if isinstance(src, (str, os.PathLike)) else src  # noqa: SIM115
+    with opened as fin, open(dst, "wb") as fout:
         while chunk := fin.read(CHUNK):
             h.update(chunk)
             fout.write(chunk)

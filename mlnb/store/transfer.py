@@ -36,9 +36,10 @@ import json
 import math
 import re
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
+from pathlib import Path
 from typing import Any, NoReturn
 
 from mlnb.errors import BundleError, InvalidInputError, ParamConflictError, RunNotFoundError
@@ -49,7 +50,14 @@ from mlnb.store.checks import CHECK_KINDS
 from mlnb.store.core import Store
 from mlnb.store.metrics import LATEST_REFRESH
 
-__all__ = ["BUNDLE_FORMAT", "blank_bundle", "export_run", "import_run"]
+__all__ = [
+    "BUNDLE_FORMAT",
+    "blank_bundle",
+    "check_import",
+    "export_rows",
+    "export_run",
+    "import_run",
+]
 
 BUNDLE_FORMAT = 2  # 2: tables read from the schema (checks travel), latest_metrics derived
 RUN_ID = re.compile(r"[0-9a-f]{32}")  # uuid4().hex, as create_run makes them
@@ -164,6 +172,26 @@ def export_run(store: Store, ref: str) -> dict[str, Any]:
     """Everything the run ``ref`` (id, unique prefix or name) holds in ``store``, as a
     bundle for :func:`import_run`: a dict of plain values; ``bundle["blobs"]`` maps each
     artifact's hash to its bytes."""
+    bundle, hashes = export_rows(store, ref)
+    bundle["blobs"] = {digest: blob_file(store, digest).read_bytes() for digest in hashes}
+    return bundle
+
+
+def blob_file(store: Store, digest: str) -> Path:
+    """The file of an artifact's content that an exported run refers to; refuses one that
+    is missing (collected by ``mlnb gc`` elsewhere) rather than export a run without it."""
+    path = store.artifact_file(digest)  # refuses a hash that is not a digest
+    if not path.is_file():
+        raise RunNotFoundError(
+            f"artifact content {digest[:12]} is missing from {store.artifacts_dir}; "
+            "was `mlnb gc` run elsewhere on this store?"
+        )
+    return path
+
+
+def export_rows(store: Store, ref: str) -> tuple[dict[str, Any], list[str]]:
+    """The bundle of run ``ref`` without its ``blobs``, and the hashes of the artifact
+    contents it refers to (a bundle file copies those files in chunks, never whole)."""
     run_id = store.resolve_run_id(ref)
 
     def read(c: sqlite3.Connection) -> tuple[dict[str, Any], list[str]]:
@@ -192,18 +220,7 @@ def export_run(store: Store, ref: str) -> dict[str, Any]:
         hashes = c.execute(" UNION ".join(map(_of_run, BLOB_REFS)), [rid] * len(BLOB_REFS))
         return bundle, sorted(r[0] for r in hashes)
 
-    bundle, hashes = store.file.read(read)
-    blobs: dict[str, bytes] = {}
-    for digest in hashes:
-        path = store.artifact_file(digest)  # refuses a hash that is not a digest
-        if not path.is_file():
-            raise RunNotFoundError(
-                f"artifact content {digest[:12]} of run {run_id[:8]} is missing from "
-                f"{store.artifacts_dir}; was `mlnb gc` run elsewhere on this store?"
-            )
-        blobs[digest] = path.read_bytes()
-    bundle["blobs"] = blobs
-    return bundle
+    return store.file.read(read)
 
 
 def _ref_column(layout: _Layout, shared: str) -> str:
@@ -478,8 +495,10 @@ class _Plan:
         return {row[at] for row in self.rows[name]} - {None}
 
 
-def _check_bundle(layout: _Layout, bundle: Any) -> _Plan:
-    """The bundle checked whole, in memory; the first problem raises ``BundleError``."""
+def _check_bundle(layout: _Layout, bundle: Any, held: Mapping[str, int] | None = None) -> _Plan:
+    """The bundle checked whole, in memory; the first problem raises ``BundleError``.
+    ``held``: contents the store already holds (hash -> size), which need no blob."""
+    held = held or {}
     if not isinstance(bundle, dict):
         _refuse(f"not an mlnb run bundle (a {type(bundle).__name__}, not a dict)")
     if bundle.get("format") != BUNDLE_FORMAT:
@@ -504,15 +523,17 @@ def _check_bundle(layout: _Layout, bundle: Any) -> _Plan:
     plan = _Plan(experiment, run, {t.name: _rows(t, bundle[t.name]) for t in tables}, {})
     plan.blobs = _check_blobs(bundle["blobs"])
     named = set().union(*(plan.values(layout, ref) for ref in BLOB_REFS))
-    for digest in sorted(named - plan.blobs.keys()):
+    for digest in sorted(named - plan.blobs.keys() - held.keys()):
         _refuse(f"the bundle's rows refer to content {digest} but no blob carries it")
     for digest in sorted(plan.blobs.keys() - named):
         _refuse(f"blob {digest} of the bundle is referred to by no row")
     arts = layout.table("artifacts").columns
     for i, row in enumerate(plan.rows["artifacts"]):
-        size, blob = row[arts.index("size")], plan.blobs[row[arts.index("hash")]]
-        if size != len(blob):
-            _refuse(f"artifacts[{i}].size is {size} but its blob holds {len(blob)} bytes")
+        size, digest = row[arts.index("size")], row[arts.index("hash")]
+        blob = plan.blobs.get(digest)
+        length = len(blob) if blob is not None else held[digest]
+        if size != length:
+            _refuse(f"artifacts[{i}].size is {size} but its blob holds {length} bytes")
     for shared in layout.shared:
         wanted = set().union(
             *(plan.values(layout, ref) for ref, table, _ in layout.refs if table == shared.name)
@@ -559,7 +580,9 @@ def _check_param(where: str, key: str, text: str, type_: str, number: float | No
 # -- import ---------------------------------------------------------------------------------
 
 
-def import_run(store: Store, bundle: dict[str, Any]) -> str:
+def import_run(
+    store: Store, bundle: dict[str, Any], *, held: Mapping[str, int] | None = None
+) -> str:
     """Write a bundle made by :func:`export_run` into ``store``; returns the run id.
 
     The bundle is checked whole before anything is written, then compared with the run
@@ -567,12 +590,13 @@ def import_run(store: Store, bundle: dict[str, Any]) -> str:
     added, and the run's attributes change only if it is ``queued`` (a placeholder). Any
     problem raises :class:`BundleError` (:class:`ParamConflictError` for a param) naming
     it, with nothing written: no row, no artifact file. Importing the same bundle again
-    changes nothing."""
+    changes nothing. ``held``: contents already in the store (hash -> size) that the
+    bundle's ``blobs`` may leave out (a bundle file streams large ones in first)."""
     layout = store.file.read(_layout)
-    plan = _check_bundle(layout, bundle)
+    plan = _check_bundle(layout, bundle, held)
 
     def tx(c: sqlite3.Connection) -> None:
-        write = _merge(c, layout, plan, store.location)  # reads only; refuses a conflict
+        write, _ = _merge(c, layout, plan, store.location)  # reads only; refuses a conflict
         # The contents go in after every check and before the rows that refer to them, so
         # a refused import leaves no file and a committed row always has its file. A retry
         # of this transaction puts them again: content-addressed, so harmless.
@@ -585,11 +609,22 @@ def import_run(store: Store, bundle: dict[str, Any]) -> str:
     return str(plan.run["run_id"])
 
 
+def check_import(
+    store: Store, bundle: dict[str, Any], *, held: Mapping[str, int] | None = None
+) -> int:
+    """What :func:`import_run` of ``bundle`` would change in ``store``, with nothing
+    written: the rows and run attributes it would add (0: importing is a no-op). Raises
+    as :func:`import_run` would for a bundle that is malformed or conflicts."""
+    layout = store.file.read(_layout)
+    plan = _check_bundle(layout, bundle, held)
+    return store.file.read(lambda c: _merge(c, layout, plan, store.location)[1])
+
+
 def _merge(
     c: sqlite3.Connection, layout: _Layout, plan: _Plan, location: str
-) -> Callable[[sqlite3.Connection], None]:
+) -> tuple[Callable[[sqlite3.Connection], None], int]:
     """Compare the plan with the store (reads only; refuses a conflict) and return the
-    writes it needs."""
+    writes it needs, with how many rows and attributes they add or change."""
     run_id = plan.run["run_id"]
     cols = layout.run.columns
     old = c.execute(
@@ -644,7 +679,8 @@ def _merge(
         series = sorted({row[key] for row in inserts["metrics"]})
         c.executemany(LATEST_REFRESH, [(at, name) for name in series])
 
-    return write
+    changed = sum(map(len, inserts.values())) + len(changes) + (old is None or moved)
+    return write, changed
 
 
 def _run_changes(

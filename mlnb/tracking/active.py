@@ -52,7 +52,7 @@ class ProcessState:
         self.explicit_store: Store | None = None
         self.writers: dict[int, MetricWriter] = {}
         self.attached_env_run: str | None = None
-        self.uncaught = False
+        self.uncaught: type[BaseException] | None = None  # what ended the script
         self.end_hooks: list[Callable[[ActiveRun, str], None]] = []
         self.ended_hooks: list[Callable[[ActiveRun, str], None]] = []
         self.flush_hooks: list[Callable[[], None]] = []
@@ -83,7 +83,7 @@ class ProcessState:
                     del self.writers[key]
             self.live.clear()
             self.attached_env_run = None
-            self.uncaught = False
+            self.uncaught = None
             self.kernel_notebook = None
             self.end_hooks.clear()
             self.ended_hooks.clear()

@@ -321,11 +321,11 @@ def _heartbeat_loop() -> None:
 def _at_exit() -> None:
     with contextlib.suppress(Exception):
         flush()
-    end_all("failed" if state.uncaught else "finished")
+    end_all(status_after(state.uncaught))  # Ctrl-C in a script: killed, as inside `with`
 
 
 def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
-    state.uncaught = True
+    state.uncaught = exc_type
     state.previous_excepthook(exc_type, exc, tb)
 
 

@@ -45,44 +45,7 @@ def _spawn(code: str, store_dir: Path) -> subprocess.Popen[str]:
     return proc
 
 
-def test_eight_writers_and_a_reader_lose_nothing(tmp_path: Path) -> None:
-    store_dir = tmp_path / "s"
-    Store(store_dir).close()
-    writer = """
-        import mlnb, sys
-        with mlnb.start_run(f"w{sys.argv[-1] if len(sys.argv) > 1 else ''}", experiment="c"):
-            mlnb.log_params({"worker": 1})
-            for i in range(5000):
-                mlnb.log_metric("loss", 1.0 / (i + 1))
-        print("done")
-    """
-    reader = """
-        import mlnb, time
-        from mlnb.errors import ExperimentNotFoundError
-        seen = 0
-        end = time.monotonic() + 30
-        while time.monotonic() < end:
-            try:
-                df = mlnb.runs(experiment="c")
-            except ExperimentNotFoundError:  # no writer has started its run yet
-                time.sleep(0.05)
-                continue
-            seen = max(seen, len(df))
-            if seen == 8 and (df["status"] == "finished").all():
-                break
-            time.sleep(0.05)
-        print("reader", seen)
-    """
-    procs = [_spawn(writer, store_dir) for _ in range(8)] + [_spawn(reader, store_dir)]
-    outs = [p.communicate(timeout=120) for p in procs]
-    for proc, (_out, err) in zip(procs, outs, strict=True):
-        assert proc.returncode == 0, err
-        assert "Error" not in err and "locked" not in err, err
-    conn = sqlite3.connect(store_dir / "mlnb.db")
-    assert conn.execute("SELECT count(*) FROM metrics").fetchone()[0] == 40_000
-    assert conn.execute("SELECT count(DISTINCT run) FROM metrics").fetchone()[0] == 8
-    assert conn.execute("SELECT count(*) FROM runs WHERE status = 'finished'").fetchone()[0] == 8
-    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+# Eight writers and a reader: tests/reliability/test_battery.py (NORMAL and FULL, repeated).
 
 
 def test_sigkill_mid_logging_keeps_the_store_intact_and_flushed_points(tmp_path: Path) -> None:
