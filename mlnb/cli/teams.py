@@ -34,17 +34,37 @@ def _runs_or_filter(store: Store, args: tuple[str, ...]) -> tuple[list[str] | No
     metavar="FILE",
     help="The bundle file to write (e.g. runs.mlnb); replaced only once complete.",
 )
+@click.option(
+    "--mlflow",
+    "mlflow_uri",
+    metavar="URI",
+    help="Push to this MLflow tracking server instead (as `mlnb mlflow push URI [FILTER]`).",
+)
 @click.option("--include-deleted", is_flag=True, help="With a filter: deleted runs too.")
 @click.pass_context
 @handles_errors
 def export_cmd(
-    ctx: click.Context, what: tuple[str, ...], output: str | None, include_deleted: bool
+    ctx: click.Context,
+    what: tuple[str, ...],
+    output: str | None,
+    mlflow_uri: str | None,
+    include_deleted: bool,
 ) -> None:
     """Write runs into one bundle file: the runs named, or those matching FILTER (the query
     language of docs/query.md), or every run. The file holds params, every metric point,
-    tags, checks, artifacts (each content once), datasets, environments and lineage."""
+    tags, checks, artifacts (each content once), datasets, environments and lineage. With
+    --mlflow URI, push them to an MLflow tracking server instead (docs/teams.md)."""
+    if mlflow_uri is not None:
+        if output is not None:
+            raise click.UsageError("give -o FILE or --mlflow URI, not both")
+        from mlnb.interop.mlflow import mlflow_push
+
+        store = open_store(ctx)
+        runs, filter_ = _runs_or_filter(store, what)
+        click.echo(str(mlflow_push(mlflow_uri, filter_, run_ids=runs, store=store)))
+        return
     if output is None:
-        raise click.UsageError("say where to write the bundle: -o FILE")
+        raise click.UsageError("say where to write the bundle: -o FILE (or --mlflow URI)")
     store = open_store(ctx)
     runs, filter_ = _runs_or_filter(store, what)
     ids = export_runs(output, runs, filter=filter_, include_deleted=include_deleted, store=store)
@@ -54,12 +74,38 @@ def export_cmd(
 @click.command("import")
 @click.argument("bundle", metavar="FILE", required=False)
 @click.option("--dry-run", is_flag=True, help="Check everything; say what would be imported.")
+@click.option(
+    "--mlflow",
+    "mlflow_uri",
+    metavar="URI",
+    help="Pull the ended runs of this MLflow tracking server instead (`mlnb mlflow pull`).",
+)
+@click.option(
+    "--experiment", "-e", metavar="NAME", help="With --mlflow: only this experiment's runs."
+)
 @click.pass_context
 @handles_errors
-def import_cmd(ctx: click.Context, bundle: str | None, dry_run: bool) -> None:
+def import_cmd(
+    ctx: click.Context,
+    bundle: str | None,
+    dry_run: bool,
+    mlflow_uri: str | None,
+    experiment: str | None,
+) -> None:
     """Import a bundle file made by `mlnb export`: new runs are added, known runs gain only
     the points and tags they lack; importing twice changes nothing. A conflict is refused
-    and named, with nothing imported."""
+    and named, with nothing imported. With --mlflow URI, pull runs from an MLflow tracking
+    server instead (docs/teams.md)."""
+    if mlflow_uri is not None:
+        if bundle is not None or dry_run:
+            raise click.UsageError("--mlflow URI takes no FILE and no --dry-run")
+        from mlnb.interop.mlflow import mlflow_pull
+
+        store = open_store(ctx, create=True)
+        click.echo(str(mlflow_pull(mlflow_uri, experiment=experiment, store=store)))
+        return
+    if experiment is not None:
+        raise click.UsageError("--experiment goes with --mlflow URI")
     if bundle is None:
         raise click.UsageError("say which bundle file to import: mlnb import FILE")
     result = import_runs(bundle, dry_run=dry_run, store=open_store(ctx, create=True))

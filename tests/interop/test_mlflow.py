@@ -519,3 +519,26 @@ def test_mlnb_mlflow_push_and_pull_commands(
     out = runner.invoke(cli, ["--store", str(tmp_path / "there"), "mlflow", "pull", server.uri,
                               "-e", "no-such-experiment"])  # fmt: skip
     assert out.exit_code == 1 and "has no experiment 'no-such-experiment'" in out.output
+
+
+def test_mlnb_export_and_import_take_mlflow_as_the_issue_names_them(
+    server: Server, client: MlflowClient, experiment: str, tmp_path: Path
+) -> None:
+    """Issue 16 item 3 names the commands ``mlnb export --mlflow URI [FILTER]`` and ``mlnb
+    import --mlflow URI [--experiment E]``: the same moves as ``mlnb mlflow push/pull``;
+    ``-o FILE`` with ``--mlflow`` is a usage error."""
+    here = mlnb.Store(tmp_path / "here")
+    _log_run(here, experiment, points=2)
+    runner = CliRunner()
+    out = runner.invoke(
+        cli, ["--store", str(here.root), "export", "--mlflow", server.uri, "params.lr < 0.1"]
+    )
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith("1 run(s) pushed to")
+    out = runner.invoke(cli, ["--store", str(tmp_path / "there"), "import", "--mlflow",
+                              server.uri, "--experiment", experiment])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith("1 run(s) pulled from")
+    out = runner.invoke(cli, ["--store", str(here.root), "export", "--mlflow", server.uri,
+                              "-o", str(tmp_path / "x.mlnb")])  # fmt: skip
+    assert out.exit_code == 2 and "not both" in out.output
