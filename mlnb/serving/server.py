@@ -10,11 +10,14 @@ settings in ``$MLNB_SERVE_CONFIG``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from mlnb.registry.models import parse_model_uri
@@ -101,4 +104,18 @@ def serve(
     server = uvicorn.Server(config)
     if announce:
         announce(line)
-    server.run()
+    with _stopped_by_signal_exits_cleanly():
+        server.run()
+
+
+@contextlib.contextmanager
+def _stopped_by_signal_exits_cleanly() -> Iterator[None]:
+    """uvicorn handles SIGTERM and SIGINT (a graceful stop), then raises the signal again
+    with the handlers it found: with these, a stop it drained ends the command with 0."""
+    handled = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in handled}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -15,6 +15,7 @@ from tests.serving.conftest import ROW, fit
 
 AGES = [25, 60, 33]
 FEES = [48.0, 52.5, 50.0]
+PAIRS = list(zip(AGES, FEES, strict=True))
 
 
 def _expected() -> list[int]:
@@ -26,18 +27,18 @@ def _expected() -> list[int]:
 
 MLFLOW_PAYLOADS = {
     "dataframe_split": {"dataframe_split": {"columns": ["age", "fee"],
-                                            "data": [list(r) for r in zip(AGES, FEES)]}},
+                                            "data": [list(r) for r in PAIRS]}},
     "dataframe_split_reordered": {"dataframe_split": {"columns": ["fee", "age"],
-                                                      "data": [[f, a] for a, f in zip(AGES, FEES)],
+                                                      "data": [[f, a] for a, f in PAIRS],
                                                       "index": [0, 1, 2]}},
-    "dataframe_records": {"dataframe_records": [{"age": a, "fee": f} for a, f in zip(AGES, FEES)]},
-    "instances_rows": {"instances": [[a, f] for a, f in zip(AGES, FEES)]},
-    "instances_records": {"instances": [{"age": a, "fee": f} for a, f in zip(AGES, FEES)]},
+    "dataframe_records": {"dataframe_records": [{"age": a, "fee": f} for a, f in PAIRS]},
+    "instances_rows": {"instances": [[a, f] for a, f in PAIRS]},
+    "instances_records": {"instances": [{"age": a, "fee": f} for a, f in PAIRS]},
     "inputs_columns": {"inputs": {"age": AGES, "fee": FEES}},
-    "inputs_rows_with_params": {"inputs": [[a, f] for a, f in zip(AGES, FEES)],
+    "inputs_rows_with_params": {"inputs": [[a, f] for a, f in PAIRS],
                                 "params": {"threshold": 0.5}},
     "extra_column_dropped": {"dataframe_records": [{"age": a, "fee": f, "id": i}
-                                                   for i, (a, f) in enumerate(zip(AGES, FEES))]},
+                                                   for i, (a, f) in enumerate(PAIRS)]},
 }  # fmt: skip
 
 
@@ -150,7 +151,7 @@ def test_v2_health_metadata_and_infer_follow_the_open_inference_protocol(client:
         "outputs": [{"name": "predict", "datatype": "INT64", "shape": [3], "data": _expected()}],
     }  # fmt: skip
     matrix = {"inputs": [{"name": "input-0", "shape": [3, 2], "datatype": "FP64",
-                          "data": [v for a, f in zip(AGES, FEES) for v in (float(a), f)]}]}  # fmt: skip
+                          "data": [v for a, f in PAIRS for v in (float(a), f)]}]}  # fmt: skip
     answer = client.post("/v2/models/churn/versions/1/infer", json=matrix)
     assert answer.status_code == 200, answer.text
     assert answer.json()["outputs"][0]["data"] == _expected()
