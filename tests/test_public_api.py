@@ -254,6 +254,14 @@ def _retrain(s: Any, chosen: mlnb.Store, folder: Path) -> None:
     assert [c.name for c in checks] == ["retrain:m"]
 
 
+def _log_feedback(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    from mlnb.store.predictions import Prediction, insert_predictions, predictions_with_feedback
+
+    insert_predictions(chosen.file, [Prediction("req-1", "m", 1, None, ["x"], [[1]], [0], 1.0, 0)])
+    mlnb.log_feedback("req-1", 1, store=s)
+    assert [r["label"] for r in predictions_with_feedback(chosen.file, "m")] == [1]
+
+
 STORE_CALLS = {
     "compare": _compare,
     "delete_run": _delete_run,
@@ -279,6 +287,7 @@ STORE_CALLS = {
     "model_lineage": _model_lineage,
     "promote": _promote,
     "retrain": _retrain,
+    "log_feedback": _log_feedback,
 }
 SLOW = {"reproduce", "run_notebook", "sweep"}  # real kernels
 
