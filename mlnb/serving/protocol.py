@@ -51,6 +51,11 @@ class Signature:
     columns: tuple[str, ...] = ()
     dtypes: tuple[str, ...] = ()
 
+    @property
+    def all_float(self) -> bool:
+        """Whether every input is a float column (numbers arrive as one float block)."""
+        return bool(self.dtypes) and all(t.startswith("float") for t in self.dtypes)
+
     @classmethod
     def of(cls, signature: Mapping[str, Any] | None) -> Signature:
         inputs = (signature or {}).get("inputs") or []
@@ -167,7 +172,16 @@ def _split(value: Any, sig: Signature) -> pd.DataFrame:
     elif not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         raise bad(f"{field}.columns must be a list of column names", f"{field}.columns")
     _rows_fit(data, columns, f"{field}.data")
+    if sig.all_float and columns == list(sig.columns) and _all_numbers(data):
+        import numpy as np  # the common case: numbers only, one block, no per-column work
+
+        return pd.DataFrame(np.array(data, dtype=np.float64), columns=columns)
     return pd.DataFrame(data, columns=columns)
+
+
+def _all_numbers(rows: list[list[Any]]) -> bool:
+    number = (int, float)
+    return all(type(v) in number for row in rows for v in row)
 
 
 def _rows_fit(data: list[Any], columns: Sequence[str] | None, field: str) -> None:
@@ -242,8 +256,11 @@ def check_frame(frame: pd.DataFrame, sig: Signature) -> pd.DataFrame:
     if list(frame.columns) != list(sig.columns):
         frame = frame[list(sig.columns)]
     converted = {}
-    for name, dtype in zip(sig.columns, sig.dtypes, strict=True):
-        column = frame[name]
+    have = frame.dtypes.tolist()
+    for i, (name, dtype) in enumerate(zip(sig.columns, sig.dtypes, strict=True)):
+        if have[i].kind == "f" and dtype.startswith("float"):
+            continue  # already what the model takes (the common case: no column lookup)
+        column = frame.iloc[:, i]
         fixed = _convert(column, dtype, name)
         if fixed is not column:
             converted[name] = fixed

@@ -5,6 +5,7 @@ Run in-process through Starlette's TestClient on a real store."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -230,3 +231,39 @@ def test_health_version_and_metrics_describe_the_served_model(
 def test_an_unknown_route_is_a_json_404(client: Any) -> None:
     response = client.get("/nope")
     assert response.status_code == 404
+
+
+class Slow:
+    """A model that takes 2 s for any batch (pickled by reference to this module)."""
+
+    def predict(self, frame: Any) -> Any:
+        import time
+
+        time.sleep(2.0)
+        return [0] * len(frame)
+
+
+def test_a_prediction_over_the_timeout_is_a_504_and_the_service_keeps_answering(
+    store: mlnb.Store, churn: ModelVersion, tmp_path: Any
+) -> None:
+    """Issue 15 item 1: the request timeout (for batches run in a worker thread)."""
+    import pickle
+
+    from starlette.testclient import TestClient
+
+    from mlnb.serving.app import INLINE_ROWS, Options, build_app
+    from mlnb.serving.server import make_service
+
+    path = tmp_path / "slow.pkl"
+    path.write_bytes(pickle.dumps(Slow()))
+    mlnb.register_model("slow", str(path), run=churn.run_id, store=store,
+                        signature={"inputs": [{"name": "x", "dtype": "float64"}]})  # fmt: skip
+    service = make_service(store, "slow/1", Options(log_rate=0, trust=True, timeout_s=0.2))
+    with TestClient(build_app(service)) as client:
+        started = time.perf_counter()
+        response = client.post("/invocations", json={"inputs": {"x": [1.0] * (INLINE_ROWS + 1)}})
+        took = time.perf_counter() - started
+        assert client.get("/health").status_code == 200
+    assert response.status_code == 504
+    assert response.json()["error_code"] == "DEADLINE_EXCEEDED"
+    assert took < 1.5
