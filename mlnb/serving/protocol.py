@@ -100,6 +100,8 @@ def parse_json(body: bytes) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad(f"the request body is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise bad("the request body nests JSON too deeply to read") from None
 
 
 def mlflow_frame(body: bytes, content_type: str, sig: Signature) -> tuple[pd.DataFrame, Any]:

@@ -70,6 +70,7 @@ BAD_BODIES = [
     # (body, content type, status, field, words in the message)
     (b"{not json", "application/json", 400, None, "not valid JSON"),
     (b"", "application/json", 400, None, "empty"),
+    (b"[" * 200_000 + b"]" * 200_000, "application/json", 400, None, "nests JSON too deeply"),
     (b"[1, 2]", "application/json", 400, None, "JSON object"),
     (b'{"rows": []}', "application/json", 400, None, "exactly one of"),
     (b'{"inputs": [[1, 2.0]], "instances": [[1, 2.0]]}', "application/json", 400, None,
