@@ -84,6 +84,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def group_cpu(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the processes of group ``pgid`` (the
+    server and, for MLflow, the uvicorn child its command starts): what a request costs
+    the server, whatever else runs on the machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # pgrp
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 def setup(work: Path) -> dict:
     """A store with ``bench`` v1 and v2 (``champion`` → 1), and the same model saved by
     MLflow (fitted in the bench venv on the same data)."""
@@ -328,7 +342,12 @@ def measure(quick: bool) -> dict:
         log(f"serving: {who}: closed loop, then open loop at 100 and 200 requests/s")
         with server(make(port), port) as srv:
             cold.append(srv["ready_s"])
-            entry = {"cold": cold, "closed": closed(srv["base"], seconds)}
+            asyncio.run(_closed(srv["base"], 1.0, 4))  # warm up
+            cpu = group_cpu(srv["pid"])
+            entry = {"cold": cold, "closed": asyncio.run(_closed(srv["base"], seconds, CLIENTS))}
+            entry["closed"]["server_cpu_per_request"] = (group_cpu(srv["pid"]) - cpu) / max(
+                1, entry["closed"]["n"]
+            )
             entry["open"] = [open_loop(srv["base"], rate, seconds) for rate in (100, 200)]
             if who == "mlnb":
                 entry["alias"] = alias_moves(s, srv["base"], 4 if quick else 6)
@@ -357,7 +376,13 @@ def render(res: dict, command: str) -> str:
     alias = statistics.median(m["alias"])
     cold_m, cold_f = statistics.median(m["cold"]), statistics.median(f["cold"])
     targets = {100: 0.010, 200: 0.015}
+    cpu_m = m["closed"]["server_cpu_per_request"]
+    cpu_f = f["closed"]["server_cpu_per_request"]
     rows = [
+        ["server CPU per request at saturation (all its processes; independent of the "
+         "machine's other load)", fmt_time(cpu_m), fmt_time(cpu_f),
+         f"{verdict(cpu_f / cpu_m >= 3)} ({cpu_f / cpu_m:.1f}× less: requests per "
+         "CPU-second)"],
         [f"closed loop, {CLIENTS} clients: throughput (requests/s)",
          fmt_rate(m["closed"]["rps"]), fmt_rate(f["closed"]["rps"]),
          f"{verdict(ratio >= 3)} ({ratio:.1f}× MLflow; target ≥ 3×)"],
