@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         register_model,
         set_model_alias,
     )
+    from mlnb.serving.feedback import log_feedback
     from mlnb.store import Store
     from mlnb.store.query import RunScope
     from mlnb.store.transfer import export_run, import_run
@@ -99,6 +100,7 @@ _LAZY = {
         "mlnb.registry.models",
     ),
     "reproduce": "mlnb.jobs.reproduce",
+    "log_feedback": "mlnb.serving.feedback",
     "run_notebook": "mlnb.jobs.runner",
     "Store": "mlnb.store.core",
     "compare": "mlnb.notebook.widgets",
@@ -196,6 +198,7 @@ __all__ = [
     "load_model",
     "log_artifact",
     "log_data",
+    "log_feedback",
     "log_figure",
     "log_metric",
     "log_metrics",

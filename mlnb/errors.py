@@ -22,6 +22,8 @@ and exits non-zero, the magics raise ``UsageError``, the server answers a JSON e
     │   ├── BundleError             a run bundle that is malformed, damaged, or conflicts
     │   │                           with the run already in the store (nothing imported)
     │   ├── InputLimitError         input over a size or complexity limit (names the limit)
+    │   ├── PredictionInputError    a request to ``mlnb serve`` that is malformed or does not
+    │   │                           fit the model's signature (has .field and .status)
     │   └── SchemaError             a data schema file that does not parse or holds an
     │                               unknown rule (has .line and .column when known)
     ├── QuerySyntaxError            a filter or order_by that does not parse (has .position)
@@ -59,6 +61,7 @@ __all__ = [
     "ModelIntegrityError",
     "ModelNotFoundError",
     "ParamConflictError",
+    "PredictionInputError",
     "QuerySyntaxError",
     "RetrainBusyError",
     "RunNotFoundError",
@@ -137,6 +140,18 @@ class BundleError(InvalidInputError):
 class InputLimitError(InvalidInputError):
     """Input over one of mlnb's limits on size or complexity (a YAML file that expands to
     too many values, say); the message names the limit. Nothing was read or written."""
+
+
+class PredictionInputError(InvalidInputError):
+    """A prediction request that cannot be served: a malformed body (``status`` 400) or
+    inputs that do not fit the model's signature — a missing column, a value of the wrong
+    type (422). ``field`` names the part of the request at fault (``"dataframe_split.data"``,
+    ``"age"``), when there is one; the service answers it as a JSON error."""
+
+    def __init__(self, message: str, *, field: str | None = None, status: int = 400) -> None:
+        self.field = field
+        self.status = status
+        super().__init__(message)
 
 
 class SchemaError(InvalidInputError):

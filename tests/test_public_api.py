@@ -285,6 +285,14 @@ def _import_runs(s: Any, chosen: mlnb.Store, folder: Path) -> None:
     assert chosen.get_run(run_id).name == "brought"
 
 
+def _log_feedback(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    from mlnb.store.predictions import Prediction, insert_predictions, predictions_with_feedback
+
+    insert_predictions(chosen.file, [Prediction("req-1", "m", 1, None, ["x"], [[1]], [0], 1.0, 0)])
+    mlnb.log_feedback("req-1", 1, store=s)
+    assert [r["label"] for r in predictions_with_feedback(chosen.file, "m")] == [1]
+
+
 STORE_CALLS = {
     "export_runs": _export_runs,
     "import_runs": _import_runs,
@@ -314,6 +322,7 @@ STORE_CALLS = {
     "retrain": _retrain,
     "mlflow_push": _mlflow_push,
     "mlflow_pull": _mlflow_pull,
+    "log_feedback": _log_feedback,
 }
 SLOW = {"reproduce", "run_notebook", "sweep", "mlflow_push", "mlflow_pull"}  # kernels, MLflow
 

@@ -298,6 +298,38 @@ def _m006_model_registry(db: Database) -> None:
     )
 
 
+def _m007_predictions(db: Database) -> None:
+    """The prediction log of ``mlnb serve``: a sampled share of served requests (inputs,
+    outputs, latency, the version that answered) and the ground truth that arrives later
+    (feedback), both keyed by the request id the service returned. Not tied to runs: they
+    do not travel in bundles."""
+    db.executescript(
+        """
+        CREATE TABLE predictions (
+            id INTEGER PRIMARY KEY,
+            request_id TEXT NOT NULL UNIQUE,
+            model TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            alias TEXT,
+            columns TEXT NOT NULL,
+            inputs TEXT NOT NULL,
+            outputs TEXT NOT NULL,
+            rows INTEGER NOT NULL,
+            latency_ms REAL NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX predictions_model_time ON predictions(model, created_at);
+        CREATE TABLE prediction_feedback (
+            id INTEGER PRIMARY KEY,
+            request_id TEXT NOT NULL,
+            label TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX prediction_feedback_request ON prediction_feedback(request_id, id);
+        """
+    )
+
+
 _STEPS = [
     _m001_initial,
     _m002_capture,
@@ -305,6 +337,7 @@ _STEPS = [
     _m004_checks,
     _m005_run_ids_never_reused,
     _m006_model_registry,
+    _m007_predictions,
 ]
 
 

@@ -1,0 +1,168 @@
+"""The prediction log of ``mlnb serve`` and the ground truth that arrives later. Functions
+over the database (``StoreFile``); ``mlnb.serving`` writes through them from its writer
+thread, never from a request.
+
+A logged request is one row of ``predictions``: the model and version that answered, the
+input columns and rows (JSON), the outputs (JSON), the latency. ``served_inputs`` reads
+the inputs back as plain rows (one per input row) for whoever turns them into a frame
+(drift of served inputs); ``feedback`` is keyed by the request id the service returned.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from mlnb.store.database import StoreFile
+
+
+class Prediction(NamedTuple):
+    """One served request as the log keeps it (what the writer inserts)."""
+
+    request_id: str
+    model: str
+    version: int
+    alias: str | None
+    columns: Sequence[str]
+    inputs: Sequence[Sequence[Any]]  # rows, in the order of ``columns``
+    outputs: Sequence[Any]
+    latency_ms: float
+    created_at: float
+
+
+def _json(value: Any) -> str:
+    """JSON text with NaN/±inf as null (SQLite and JSON readers take it everywhere)."""
+    return json.dumps(_finite(value), separators=(",", ":"), default=str)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+def insert_predictions(db: StoreFile, batch: Sequence[Prediction]) -> int:
+    """Write a batch of logged requests in one transaction; a request id already logged is
+    left as it is (a retried batch changes nothing). Returns the rows inserted."""
+    rows = [
+        (p.request_id, p.model, p.version, p.alias, _json(list(p.columns)), _json(p.inputs),
+         _json(p.outputs), len(p.inputs), p.latency_ms, p.created_at)
+        for p in batch
+    ]  # fmt: skip
+    if not rows:
+        return 0
+
+    def tx(conn: sqlite3.Connection) -> int:
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO predictions (request_id, model, version, alias, columns, "
+            "inputs, outputs, rows, latency_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        return conn.total_changes - before
+
+    return db.write(tx)
+
+
+def insert_feedback(db: StoreFile, request_id: str, label: Any, *, at: float | None = None) -> None:
+    """Record the ground truth of a served request (appended: a later label for the same
+    request supersedes an earlier one where the log is read)."""
+    now = time.time() if at is None else at
+    db.write_statement(
+        "INSERT INTO prediction_feedback (request_id, label, created_at) VALUES (?, ?, ?)",
+        [request_id, _json(label), now],
+    )
+
+
+def served_inputs(
+    db: StoreFile,
+    model: str,
+    *,
+    version: int | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int | None = None,
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """The logged inputs of ``model`` (one version or all), newest requests first up to
+    ``limit`` requests, as ``(columns, rows)``: each row a dict of the input columns plus
+    ``_request_id``, ``_version``, ``_at`` (Unix time) and ``_prediction`` (that row's
+    output). ``pandas.DataFrame(rows)`` is the frame of served inputs."""
+    sql = "SELECT request_id, version, columns, inputs, outputs, created_at FROM predictions"
+    sql += " WHERE model = ?"
+    args: list[Any] = [model]
+    if version is not None:
+        sql += " AND version = ?"
+        args.append(version)
+    if since is not None:
+        sql += " AND created_at >= ?"
+        args.append(since)
+    if until is not None:
+        sql += " AND created_at < ?"
+        args.append(until)
+    sql += " ORDER BY created_at DESC, id DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        args.append(int(limit))
+    found = db.read(lambda c: c.execute(sql, args).fetchall())
+    columns: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for request_id, number, cols_text, inputs_text, outputs_text, at in found:
+        cols = json.loads(cols_text)
+        for c in cols:
+            if c not in columns:
+                columns.append(c)
+        outputs = json.loads(outputs_text)
+        for i, values in enumerate(json.loads(inputs_text)):
+            row = dict(zip(cols, values, strict=False))
+            row.update(_request_id=request_id, _version=number, _at=at,
+                       _prediction=outputs[i] if i < len(outputs) else None)  # fmt: skip
+            rows.append(row)
+    return columns, rows
+
+
+def predictions_with_feedback(
+    db: StoreFile, model: str, *, since: float | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Logged requests of ``model`` with the newest label each got (None: none yet),
+    newest first: ``request_id``, ``version``, ``outputs``, ``label``, ``latency_ms``,
+    ``at``."""
+    sql = (
+        "SELECT p.request_id, p.version, p.outputs, p.latency_ms, p.created_at, "
+        "(SELECT f.label FROM prediction_feedback f WHERE f.request_id = p.request_id "
+        "ORDER BY f.id DESC LIMIT 1) FROM predictions p WHERE p.model = ?"
+    )
+    args: list[Any] = [model]
+    if since is not None:
+        sql += " AND p.created_at >= ?"
+        args.append(since)
+    sql += " ORDER BY p.created_at DESC, p.id DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        args.append(int(limit))
+    found = db.read(lambda c: c.execute(sql, args).fetchall())
+    return [
+        {"request_id": r, "version": v, "outputs": json.loads(o), "latency_ms": ms, "at": at,
+         "label": None if label is None else json.loads(label)}
+        for r, v, o, ms, at, label in found
+    ]  # fmt: skip
+
+
+def count_predictions(db: StoreFile, model: str | None = None) -> int:
+    """How many requests the log holds (of one model, or of all)."""
+    if model is None:
+        return int(db.read(lambda c: c.execute("SELECT count(*) FROM predictions").fetchone()[0]))
+    return int(
+        db.read(
+            lambda c: c.execute(
+                "SELECT count(*) FROM predictions WHERE model = ?", [model]
+            ).fetchone()[0]
+        )
+    )
