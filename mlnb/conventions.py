@@ -110,6 +110,7 @@ ENV_TEST: Final = "MLNB_TEST"  # set by `mlnb test`: notebooks may shrink their 
 ENV_CAPTURE: Final = "MLNB_CAPTURE"  # what start_run captures by default
 ENV_SYSTEM_METRICS: Final = "MLNB_SYSTEM_METRICS"  # sample system metrics by default
 ENV_SYNCHRONOUS: Final = "MLNB_SYNCHRONOUS"  # NORMAL (default) or FULL: SQLite's fsync policy
+ENV_SERVE_CONFIG: Final = "MLNB_SERVE_CONFIG"  # mlnb serve hands its settings to uvicorn's workers
 
 # Exit codes of the `mlnb` commands and of the results that carry one (JobResult,
 # SweepResult, GateResult, Reproduction): one table, so a code means the same everywhere.

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from mlnb.conventions import ENV_SERVE_CONFIG
 from mlnb.registry.models import parse_model_uri
 from mlnb.serving.app import Options, Service, build_app
 from mlnb.serving.holder import ModelHolder
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
     from mlnb.store import Store
 
-CONFIG_ENV = "MLNB_SERVE_CONFIG"
 GRACE_S = 30  # how long a SIGTERM waits for requests in flight
 KEEP_ALIVE_S = 5
 
@@ -46,7 +46,7 @@ def app_from_environment() -> Starlette:
     """The app of one worker process of ``--workers K`` (uvicorn's factory)."""
     from mlnb.store import Store
 
-    config = json.loads(os.environ[CONFIG_ENV])
+    config = json.loads(os.environ[ENV_SERVE_CONFIG])
     store = Store(config["store"])
     service = make_service(store, config["uri"], Options(**config["options"]))
     _log_to_stderr()
@@ -92,7 +92,7 @@ def serve(
     )  # fmt: skip
     if workers > 1:
         service.holder.stop()
-        os.environ[CONFIG_ENV] = json.dumps(
+        os.environ[ENV_SERVE_CONFIG] = json.dumps(
             {"store": str(store.root), "uri": uri, "options": dataclasses.asdict(options)}
         )
         if announce:

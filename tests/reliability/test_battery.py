@@ -10,6 +10,7 @@ moments come from a seeded generator whose seed is printed, so a failure can be 
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import signal
@@ -288,12 +289,28 @@ def _schema_state(db: Path) -> str:
             )
         ]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    newest = "registered_models" in tables  # what the last migration creates
+    newest = _last_migration_tables() <= tables  # what the last migration creates
     if applied == names[:-1] and not newest:
         return "old"
     if applied == names and newest:
         return "new"
-    return f"MIX: applied {applied[-1:]} with registry tables {newest}"
+    return f"MIX: applied {applied[-1:]} with the last migration's tables {newest}"
+
+
+@functools.cache
+def _last_migration_tables() -> frozenset[str]:
+    """The tables the newest migration creates, found by applying the migrations to two
+    throwaway databases (so a new migration needs no edit here)."""
+    from sqlite_utils import Database
+
+    def tables(stop_before: str | None) -> set[str]:
+        db = Database(memory=True)
+        migrations.migrations().apply(db, stop_before=stop_before)
+        return set(db.table_names())
+
+    created = tables(None) - tables(migrations.known_names()[-1])
+    assert created, "the newest migration creates no table: tell old from new another way"
+    return frozenset(created)
 
 
 OPENER = """
