@@ -3,7 +3,9 @@
 per child. The local executor (:func:`run_local`) runs them in worker processes, one kernel
 each, and stops them cleanly on Ctrl-C or ``fail_fast``; the Dask executor
 (:func:`run_dask`) runs each child on a Dask worker into a temporary store and ships the
-finished run back as a bundle (:mod:`mlnb.store.transfer`). Both take the same arguments:
+finished run back as a bundle (:mod:`mlnb.store.transfer`); there the kernel is checked on
+the worker, a child is ``running`` from its start on a worker, cancelling a task kills its
+kernel, and a child whose worker was lost runs again once. Both take the same arguments:
 the store, the :class:`Plan` (what every child shares), the children, how to run them and
 the :class:`Progress` line. :mod:`mlnb.jobs.sweeps` plans a sweep and calls one of them.
 """
