@@ -492,13 +492,11 @@ def run_dask(
     }  # fmt: skip
     starts: collections.deque[dict[str, Any]] = collections.deque()
     client.subscribe_topic(topic, lambda event: starts.append(event[1]))
-    sweep = _DaskSweep(st, plan)
     futures = {
         client.submit(_dask_child, {**base, "child": c}, key=f"mlnb-{c['run_id']}", pure=False): c
         for c in children
     }
-    sweep.future_of = {c["run_id"]: f for f, c in futures.items()}
-    sweep.by_run = {c["run_id"]: c for c in children}
+    sweep = _DaskSweep(st, plan, futures)
     try:
         pending = set(futures)
         while pending:
@@ -535,13 +533,13 @@ class _DaskSweep:
     """What the client knows of a Dask sweep's children: where each started, the liveness
     locks it holds for the running ones, and the outcomes so far."""
 
-    def __init__(self, st: Store, plan: Plan) -> None:
+    def __init__(self, st: Store, plan: Plan, futures: Mapping[Any, dict[str, Any]]) -> None:
         self.st, self.plan = st, plan
+        self.by_run = {c["run_id"]: c for c in futures.values()}
+        self.future_of = {c["run_id"]: f for f, c in futures.items()}
         self.workers: dict[str, list[str]] = {}  # run id -> where each attempt started
-        self.locks: dict[str, Any] = {}
-        self.outcomes: dict[int, dict[str, Any]] = {}
-        self.by_run: dict[str, dict[str, Any]] = {}
-        self.future_of: dict[str, Any] = {}
+        self.locks: dict[str, Any] = {}  # run id -> the liveness lock this process holds
+        self.outcomes: dict[int, dict[str, Any]] = {}  # by the child's index
 
     def started(self, event: Mapping[str, Any]) -> None:
         run_id, where = event["run_id"], event["worker"]
