@@ -46,6 +46,8 @@ __all__ = [
     "REPRODUCE_OF_TAG",
     "REPRODUCE_VERDICT_TAG",
     "RETRAIN_REASON_TAG",
+    "RETRIES_TAG",
+    "RETRY_REASON_TAG",
     "SOURCE_RUN_TAG",
     "SOURCE_TAG_PREFIX",
     "SPEC_PARAM_PREFIXES",
@@ -89,6 +91,8 @@ UNKNOWN_PARAM_TAG: Final = "mlnb.unknown_param"  # values injected for names the
 SWEEP_TAG: Final = "mlnb.sweep"  # the parent run of a sweep
 SWEEP_INDEX_TAG: Final = "mlnb.sweep.index"  # a child's point in the grid
 SWEEP_CANCELLED_TAG: Final = "mlnb.sweep.cancelled"  # why a queued child never ran
+RETRIES_TAG: Final = "mlnb.retries"  # a Dask child run again after its worker was lost
+RETRY_REASON_TAG: Final = "mlnb.retry_reason"  # which worker was lost, and where it ran again
 REPRODUCE_OF_TAG: Final = "mlnb.reproduce.of"  # the run a reproduction re-executed
 REPRODUCE_VERDICT_TAG: Final = "mlnb.reproduce.verdict"
 NOTE_TAG: Final = "mlnb.note"  # `%track note TEXT`

@@ -3,17 +3,21 @@
 per child. The local executor (:func:`run_local`) runs them in worker processes, one kernel
 each, and stops them cleanly on Ctrl-C or ``fail_fast``; the Dask executor
 (:func:`run_dask`) runs each child on a Dask worker into a temporary store and ships the
-finished run back as a bundle (:mod:`mlnb.store.transfer`). Both take the same arguments:
+finished run back as a bundle (:mod:`mlnb.store.transfer`); there the kernel is checked on
+the worker, a child is ``running`` from its start on a worker, cancelling a task kills its
+kernel, and a child whose worker was lost runs again once. Both take the same arguments:
 the store, the :class:`Plan` (what every child shares), the children, how to run them and
 the :class:`Progress` line. :mod:`mlnb.jobs.sweeps` plans a sweep and calls one of them.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import os
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -23,14 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlnb.conventions import EXIT_FAILED, EXIT_INTERRUPTED
+from mlnb.conventions import EXIT_FAILED, EXIT_INTERRUPTED, RETRIES_TAG, RETRY_REASON_TAG
 from mlnb.errors import InvalidInputError, MlnbError
 from mlnb.records import JobError
 from mlnb.store import Store
+from mlnb.store.liveness import acquire_run_lock, release_run_lock
 
 START_RETRIES = 2  # kernel starts retried per child (the port race of parallel kernels)
 STOP_GRACE_S = 20.0  # how long stopped workers get to mark their runs before SIGKILL
 DASK_CONNECT_TIMEOUT = "5s"
+DASK_WATCH_S = 0.5  # how often a Dask task looks whether it was cancelled
 
 
 @dataclass
@@ -362,45 +368,102 @@ def connect_dask(scheduler: str | None) -> Any:
 
 
 def _dask_child(task: dict[str, Any]) -> dict[str, Any]:
-    """On a Dask worker: run one child into a temporary store (the user's store may not
-    be reachable from here) and return the finished run as a bundle (mlnb.store.transfer)."""
+    """On a Dask worker: say the child started (the sweep marks it ``running``), check its
+    kernel here, run it into a temporary store (the user's store may not be reachable from
+    here) and return the finished run as a bundle (mlnb.store.transfer). A cancelled task
+    (Ctrl-C, ``fail_fast``, a second lost worker) has its kernel killed by a watcher."""
+    from distributed import get_worker
+
     from mlnb.jobs.runner import run_notebook
     from mlnb.store.hashing import hash_file
     from mlnb.store.transfer import export_run
 
     child = task["child"]
-    with tempfile.TemporaryDirectory(prefix="mlnb-dask-") as tmp:
-        nb_path = Path(task["notebook"])
-        if not (nb_path.is_file() and hash_file(nb_path) == task["notebook_hash"]):
-            nb_path = Path(tmp, "notebook", nb_path.name)  # not here (or another version)
-            nb_path.parent.mkdir()
-            nb_path.write_bytes(task["notebook_bytes"])
-        cwd = task["cwd"] if task["cwd"] and Path(task["cwd"]).is_dir() else None
-        with Store(Path(tmp, "store")) as st:
+    worker = get_worker()
+    where = f"Dask worker {worker.address} (host {socket.gethostname()}, pid {os.getpid()})"
+    worker.log_event(task["topic"], {"run_id": child["run_id"], "worker": where})
+    done = threading.Event()
+    watcher = threading.Thread(
+        target=_stop_when_cancelled, args=(worker, worker.get_current_task(), child, done),
+        daemon=True,
+    )  # fmt: skip
+    watcher.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="mlnb-dask-") as tmp:
+            nb_path = Path(task["notebook"])
+            if not (nb_path.is_file() and hash_file(nb_path) == task["notebook_hash"]):
+                nb_path = Path(tmp, "notebook", nb_path.name)  # not here (or another version)
+                nb_path.parent.mkdir()
+                nb_path.write_bytes(task["notebook_bytes"])
+            cwd = task["cwd"] if task["cwd"] and Path(task["cwd"]).is_dir() else None
             try:
-                result = run_notebook(
-                    nb_path,
-                    parameters={**task["fixed"], **child["point"]},
-                    run_id=child["run_id"],
-                    name=child["name"],
-                    experiment=task["experiment"],
-                    tags=child["tags"],
-                    store=st,
-                    kernel=task["kernel"],
-                    cwd=cwd,
-                    cell_timeout=task["cell_timeout"],
-                    start_timeout=task["start_timeout"],
-                    start_retries=START_RETRIES,
-                    progress_bar=False,
-                    allow_unknown_params=task["allow_unknown"],
-                )
+                _check_kernel_here(task["kernel"] or _kernel_of(nb_path), where)
             except MlnbError as exc:
                 return {"outcome": _failed_outcome(child, exc, EXIT_FAILED), "bundle": None}
-            # the notebook the user gave, not the copy this worker may have run
-            st.set_source(child["run_id"], task["notebook"], notebook=task["notebook"])
-            bundle = export_run(st, child["run_id"])
+            with Store(Path(tmp, "store")) as st:
+                try:
+                    result = run_notebook(
+                        nb_path,
+                        parameters={**task["fixed"], **child["point"]},
+                        run_id=child["run_id"],
+                        name=child["name"],
+                        experiment=task["experiment"],
+                        tags=child["tags"],
+                        store=st,
+                        kernel=task["kernel"],
+                        cwd=cwd,
+                        cell_timeout=task["cell_timeout"],
+                        start_timeout=task["start_timeout"],
+                        start_retries=START_RETRIES,
+                        progress_bar=False,
+                        allow_unknown_params=task["allow_unknown"],
+                    )
+                except MlnbError as exc:
+                    return {"outcome": _failed_outcome(child, exc, EXIT_FAILED), "bundle": None}
+                # the notebook the user gave, not the copy this worker may have run
+                st.set_source(child["run_id"], task["notebook"], notebook=task["notebook"])
+                bundle = export_run(st, child["run_id"])
+    finally:
+        done.set()
     bundle["run"]["parent_run_id"] = task["parent_run_id"]
     return {"outcome": _outcome(child, result), "bundle": bundle}
+
+
+def _kernel_of(nb_path: Path) -> str | None:
+    from mlnb.jobs.params import read_notebook
+
+    name = read_notebook(nb_path).metadata.get("kernelspec", {}).get("name")
+    return None if name is None else str(name)
+
+
+def _check_kernel_here(kernel: str | None, where: str) -> None:
+    """The kernel is looked up where the notebook runs: a worker that lacks it fails the
+    child naming the worker."""
+    from mlnb.jobs.runner import check_kernel
+
+    try:
+        check_kernel(kernel)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"on {where}: {exc}") from None
+
+
+def _stop_when_cancelled(worker: Any, key: Any, child: Mapping[str, Any], done: Any) -> None:
+    """In a thread beside a Dask task: once the scheduler has cancelled the task (Dask
+    cannot stop a running task's thread), kill the child's kernel, which ends the task.
+    The kernel is the worker's child process that carries the child's run id."""
+    import psutil
+
+    from mlnb.conventions import ENV_RUN_ID
+
+    while not done.wait(DASK_WATCH_S):
+        state = worker.state.tasks.get(key)
+        if state is not None and state.state not in ("cancelled", "released", "forgotten"):
+            continue
+        for proc in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if proc.environ().get(ENV_RUN_ID) == child["run_id"]:
+                    proc.kill()
+        return
 
 
 def run_dask(
@@ -411,50 +474,137 @@ def run_dask(
     fail_fast: bool,
     progress: Progress,
 ) -> list[dict[str, Any]]:
-    from distributed import as_completed
-
-    from mlnb.store.transfer import import_run
-
+    """Run the children as Dask tasks. Each task says when it starts on a worker (an event
+    on the topic ``mlnb-sweep-<parent>``): the child becomes ``running`` here, held by this
+    process (its liveness lock) until its bundle arrives. A second start of one child means
+    the worker running it was lost and Dask ran it again: recorded (``mlnb.retries``); a
+    third fails the child (its task cancelled). Ctrl-C and ``fail_fast`` cancel the tasks,
+    and each running task's watcher then kills its kernel on the worker."""
     parent = st.get_run(children[0]["run_id"]).parent_run_id if children else None
+    topic = f"mlnb-sweep-{parent}"
     base = {
         "notebook": str(plan.nb_path), "notebook_hash": plan.notebook_hash,
         "notebook_bytes": plan.nb_path.read_bytes(), "fixed": plan.fixed,
         "experiment": st.get_run(parent).experiment if parent else plan.experiment,
         "kernel": plan.kernel, "cwd": plan.cwd, "cell_timeout": plan.cell_timeout,
         "start_timeout": plan.start_timeout, "parent_run_id": parent,
-        "allow_unknown": plan.allow_unknown,
+        "allow_unknown": plan.allow_unknown, "topic": topic,
     }  # fmt: skip
+    starts: collections.deque[dict[str, Any]] = collections.deque()
+    client.subscribe_topic(topic, lambda event: starts.append(event[1]))
     futures = {
         client.submit(_dask_child, {**base, "child": c}, key=f"mlnb-{c['run_id']}", pure=False): c
         for c in children
     }
-    outcomes: dict[int, dict[str, Any]] = {}
+    sweep = _DaskSweep(st, plan, futures)
     try:
-        for fut in as_completed(list(futures), loop=client.loop):  # type: ignore[no-untyped-call]
-            child = futures[fut]
-            try:
-                payload = fut.result()
-            except Exception as exc:  # the task itself failed on the worker
-                payload = {"outcome": _failed_outcome(child, exc, EXIT_FAILED), "bundle": None}
-            outcome = payload["outcome"]
-            if payload["bundle"] is not None:
-                import_run(st, payload["bundle"])
-            else:
-                st.set_status(child["run_id"], "failed", only_from=("queued", "running"))
-                error = JobError(*outcome["error"]).to_tags()
-                st.set_tags(child["run_id"], error, check_state=False)
-            outcomes[child["index"]] = outcome
+        pending = set(futures)
+        while pending:
+            while starts:
+                sweep.started(starts.popleft())
+            done = [f for f in pending if f.done()]
+            for fut in done:
+                pending.discard(fut)
+                sweep.ended(futures[fut], fut)
+            pending = {f for f in pending if futures[f]["index"] not in sweep.outcomes}
             progress.update()
-            if fail_fast and outcome["status"] != "finished":
-                client.cancel([f for f in futures if not f.done()])
+            if fail_fast and any(o["status"] != "finished" for o in sweep.outcomes.values()):
+                client.cancel(list(pending))
                 break
+            if not done:
+                time.sleep(0.1)
     except KeyboardInterrupt:
         with no_interrupts(), contextlib.suppress(Exception):
             client.cancel(list(futures))
         raise
+    finally:
+        with contextlib.suppress(Exception):
+            client.unsubscribe_topic(topic)
+        sweep.release_all()
     for child in children:
-        if child["index"] not in outcomes:
-            outcomes[child["index"]] = _failed_outcome(
+        if child["index"] not in sweep.outcomes:
+            sweep.outcomes[child["index"]] = _failed_outcome(
                 child, KeyboardInterrupt("stopped by fail_fast"), EXIT_INTERRUPTED
             )
-    return [outcomes[c["index"]] for c in children]
+    return [sweep.outcomes[c["index"]] for c in children]
+
+
+class _DaskSweep:
+    """What the client knows of a Dask sweep's children: where each started, the liveness
+    locks it holds for the running ones, and the outcomes so far."""
+
+    def __init__(self, st: Store, plan: Plan, futures: Mapping[Any, dict[str, Any]]) -> None:
+        self.st, self.plan = st, plan
+        self.by_run = {c["run_id"]: c for c in futures.values()}
+        self.future_of = {c["run_id"]: f for f, c in futures.items()}
+        self.workers: dict[str, list[str]] = {}  # run id -> where each attempt started
+        self.locks: dict[str, Any] = {}  # run id -> the liveness lock this process holds
+        self.outcomes: dict[int, dict[str, Any]] = {}  # by the child's index
+
+    def started(self, event: Mapping[str, Any]) -> None:
+        run_id, where = event["run_id"], event["worker"]
+        child = self.by_run.get(run_id)
+        if child is None or child["index"] in self.outcomes:
+            return
+        attempts = self.workers.setdefault(run_id, [])
+        attempts.append(where)
+        if len(attempts) == 1:
+            with contextlib.suppress(OSError):
+                self.locks[run_id] = acquire_run_lock(self.st.locks_dir, run_id)
+            self.st.claim_queued_run(run_id, source=str(self.plan.nb_path))
+        elif len(attempts) == 2:
+            reason = f"{attempts[0]} was lost while running it; run again on {attempts[1]}"
+            self.st.set_tags(run_id, {RETRIES_TAG: 1, RETRY_REASON_TAG: reason}, check_state=False)
+        else:
+            self.future_of[run_id].cancel()
+            message = (
+                f"the Dask worker running it was lost twice ({attempts[0]}, then "
+                f"{attempts[1]}); not run a third time. Check the workers' memory and logs"
+            )
+            self.failed(child, ("WorkerLost", message, None), EXIT_FAILED)
+
+    def ended(self, child: dict[str, Any], fut: Any) -> None:
+        """A task is over: import its bundle, or record why the child failed."""
+        from mlnb.store.transfer import import_run
+
+        if child["index"] in self.outcomes:
+            return
+        try:
+            payload = fut.result()
+        except Exception as exc:  # the task itself failed on the worker (or KilledWorker)
+            self.failed(child, (type(exc).__name__, str(exc), None), EXIT_FAILED)
+            return
+        if payload["bundle"] is None:
+            outcome = payload["outcome"]
+            self.failed(child, tuple(outcome["error"]), outcome["exit_code"])
+            return
+        run_id = child["run_id"]
+        # a running child is the sweep's placeholder, as a queued one is: the bundle
+        # completes it (import_run takes a run's attributes only from a queued one)
+        self.st.set_status(run_id, "queued", only_from=("running",))
+        try:
+            import_run(self.st, payload["bundle"])
+        except MlnbError as exc:
+            self.failed(child, (type(exc).__name__, str(exc), None), EXIT_FAILED)
+            return
+        self.release(run_id)
+        self.outcomes[child["index"]] = payload["outcome"]
+
+    def failed(self, child: dict[str, Any], error: tuple[Any, ...], code: int) -> None:
+        run_id = child["run_id"]
+        self.st.set_status(run_id, "failed", only_from=("queued", "running"))
+        self.st.set_tags(run_id, JobError(*error).to_tags(), check_state=False)
+        self.release(run_id)
+        self.outcomes[child["index"]] = {
+            "index": child["index"], "run_id": run_id, "point": child["point"],
+            "status": "failed", "exit_code": code, "error": error,
+        }  # fmt: skip
+
+    def release(self, run_id: str) -> None:
+        lock = self.locks.pop(run_id, None)
+        if lock is not None:
+            release_run_lock(self.st.locks_dir, run_id, lock)
+
+    def release_all(self) -> None:
+        for run_id in list(self.locks):
+            self.release(run_id)

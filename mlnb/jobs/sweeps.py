@@ -4,7 +4,8 @@ per point (``mlnb sweep`` / :func:`sweep`).
 Everything is checked before any run exists: the grid (an empty grid, lists of unequal
 length under ``mode="zip"``, a malformed YAML file), every point's parameters against the
 notebook (names its ``parameters`` cell lacks are refused unless ``allow_unknown_params``;
-``strict_params`` checks types too), the kernel, ``cwd``, the checks, the sort expression and,
+``strict_params`` checks types too), the kernel (for Dask on each worker, where the notebook
+runs, not here), ``cwd``, the checks, the sort expression and,
 for Dask, that the scheduler answers. Then the parent run is created (tag
 ``mlnb.sweep=1``, params = the grid spec) and every child up front as ``queued`` with
 ``parent_run_id`` = the parent, so the store shows the whole sweep at once. Each child is
@@ -124,13 +125,17 @@ def _plan(
     name: str | None,
     experiment: str | None,
     tags: Mapping[str, Any] | None,
+    executor: str = "local",
 ) -> Plan:
     from mlnb.jobs import runner
     from mlnb.store.hashing import hash_file
 
     nb_path = Path(notebook).expanduser().absolute()
     nb = read_notebook(nb_path)
-    kernel_name = runner.check_kernel(kernel or nb.metadata.get("kernelspec", {}).get("name"))
+    wanted = kernel or nb.metadata.get("kernelspec", {}).get("name")
+    # for Dask the kernel is looked up where the notebook runs: on each worker
+    dask = executor == "dask" and wanted
+    kernel_name = str(wanted) if dask else runner.check_kernel(wanted)
     known = readable_parameters(nb, kernel_name)
     has_cell = has_parameters_cell(nb)
     if random is not None and seed is None:
@@ -248,6 +253,7 @@ def sweep(
         strict_params=strict_params, allow_unknown_params=allow_unknown_params,
         kernel=kernel, cwd=cwd, cell_timeout=cell_timeout,
         start_timeout=start_timeout, name=name, experiment=experiment, tags=tags,
+        executor=executor,
     )  # fmt: skip
     st = _open_store(store)
     client = None
