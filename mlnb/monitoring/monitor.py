@@ -273,7 +273,7 @@ def monitor(
     one). ``thresholds``: per-column drift thresholds as in :func:`mlnb.drift`. The
     verdicts are stored on the model's monitor run unless ``record=False``."""
     from mlnb.registry import models as registry
-    from mlnb.store.predictions import served_inputs
+    from mlnb.store.predictions import served_rows
     from mlnb.tracking.active import resolve_store
 
     registry.check_name(model)
@@ -288,10 +288,9 @@ def monitor(
     run = st.get_run(version.run_id)
     ref = _training_profile(run, reference, model, alias)
     since = None if seconds is None else time.time() - seconds
-    columns, rows = served_inputs(st.file, model, since=since, limit=limit)
-    if limit is not None:
-        rows = rows[:limit]
-    if not rows:
+    served_log = served_rows(st.file, model, since=since, max_rows=limit)
+    columns = served_log.columns
+    if not served_log.rows:
         raise NoServedDataError(
             f"no served inputs of {model!r} in the window {label}; serve it with "
             "`mlnb serve` and a --log-rate above 0, or widen --window"
@@ -301,7 +300,7 @@ def monitor(
     from mlnb.checks.drift import compare
     from mlnb.checks.sources import Source
 
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(served_log.rows, columns=columns)
     served_cols = [c for c in columns if c in _names(ref[1])]
     if not served_cols:
         raise InvalidInputError(
@@ -312,10 +311,11 @@ def monitor(
                      thresholds=thresholds)  # fmt: skip
     inputs = replace(inputs, integrity=tuple(c for c in inputs.integrity if c.name != "rows"))
     notes: list[str] = []
-    predictions = _prediction_drift(run, frame, model, label, notes)
+    predictions = _prediction_drift(run, served_log.predictions, model, label, notes)
     live = _live_metrics(st, model, version.version, run.metrics, since, limit, notes)
-    counts: dict[Any, Any] = frame["_version"].value_counts().to_dict()
-    served = {int(v): int(n) for v, n in counts.items()}
+    served: dict[int, int] = {}
+    for number in served_log.versions:
+        served[number] = served.get(number, 0) + 1
     result = MonitorResult(
         model=model, alias=alias, version=version.version, run_id=run.run_id,
         reference=f"run {run.name}:{ref[0]}", window=label, rows=len(frame), served=served,
@@ -361,7 +361,7 @@ def _only(profile: dict[str, Any], columns: list[Any]) -> dict[str, Any]:
 
 
 def _prediction_drift(
-    run: Any, frame: Any, model: str, label: str, notes: list[str]
+    run: Any, values: list[Any], model: str, label: str, notes: list[str]
 ) -> DriftResult | None:
     import pandas as pd
 
@@ -375,11 +375,10 @@ def _prediction_drift(
         return None
     profile = found[0].profile
     column = _names(profile)[0]
-    values = frame["_prediction"]
-    if values.map(lambda v: isinstance(v, (list, dict))).any():
+    if any(isinstance(v, (list, dict)) for v in values):
         notes.append("prediction drift: the predictions are not one value per row")
         return None
-    cur = pd.DataFrame({column: values.to_list()})
+    cur = pd.DataFrame({column: values})
     result = compare(Source(f"run {run.name}:predictions", stored=_only(profile, [column])),
                      Source(f"served {model} predictions (window {label})", frame=cur))  # fmt: skip
     return replace(result, integrity=tuple(c for c in result.integrity if c.name != "rows"))
@@ -401,7 +400,8 @@ def _live_metrics(
 ) -> list[LiveMetric]:  # fmt: skip
     from mlnb.store.predictions import predictions_with_feedback
 
-    logged = predictions_with_feedback(st.file, model, since=since, limit=limit)
+    logged = predictions_with_feedback(st.file, model, since=since, limit=limit,
+                                       labelled_only=True)  # fmt: skip
     pairs = [p for r in logged if r["label"] is not None and r["version"] == version
              for p in _pairs(r["outputs"], r["label"])]  # fmt: skip
     pairs = [(p, y) for p, y in pairs if p is not None and y is not None]

@@ -227,3 +227,20 @@ def test_monitor_cli_prints_table_json_and_markdown(store: mlnb.Store) -> None:
     assert data["drift"] and data["served"] == {"1": 1000} and data["batch"] == ""
     md = runner.invoke(cli, ["--store", str(store.root), "monitor", "churn", "--format", "md"])
     assert md.output.startswith("## Monitor of churn@champion") and "| age | psi |" in md.output
+
+
+def test_served_rows_aligns_columns_and_stops_at_max_rows(store: mlnb.Store) -> None:
+    """The log read for monitoring: newest rows first, columns aligned by name across
+    requests that sent them in another order (or lacked one), cut at ``max_rows``."""
+    from mlnb.store.predictions import served_rows
+
+    insert_predictions(store.file, [
+        Prediction("old", "m", 1, None, ["a", "b"], [[1, 2], [3, 4]], [0, 1], 1.0, 1.0),
+        Prediction("new", "m", 2, None, ["b", "a", "c"], [[20, 10, 30]], [5], 1.0, 2.0),
+    ])  # fmt: skip
+    got = served_rows(store.file, "m")
+    assert got.columns == ["b", "a", "c"]
+    assert got.rows == [[20, 10, 30], [2, 1, None], [4, 3, None]]
+    assert got.versions == [2, 1, 1] and got.predictions == [5, 0, 1]
+    assert served_rows(store.file, "m", max_rows=2).rows == [[20, 10, 30], [2, 1, None]]
+    assert served_rows(store.file, "m", since=1.5).versions == [2]
