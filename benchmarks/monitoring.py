@@ -4,7 +4,7 @@
 
 A store with one registered model whose training run logged a 10,000-row profile (8
 numeric and 2 categorical columns), and a prediction log of the model holding 20,000
-served rows (the older half as in training, the newer half with two columns shifted), as
+served rows (the older half as in training, the newer half with two columns moved), as
 the service writes it. Measured in this process, best of the repeats:
 
 - ``mlnb.monitor(NAME, window=10000)``: read the newest 10,000 rows from the log, build
@@ -49,7 +49,7 @@ def _frame(n: int, seed: int, shift: float = 0.0) -> Any:
     rng = np.random.default_rng(seed)
     data: dict[str, Any] = {c: rng.normal(0, 1, n) for c in NUMERIC}
     data["x0"] = data["x0"] + shift
-    data["x1"] = data["x1"] + shift
+    data["x1"] = data["x1"] * (1 + shift)
     data["plan"] = rng.choice(["a", "b", "c"], n)
     data["region"] = rng.choice(["north", "south", "east", "west"], n)
     return pd.DataFrame(data)
@@ -67,7 +67,7 @@ def _store(folder: Path, per_request: int) -> Any:
     mlnb.set_model_alias("bench", "champion", 1, store=st)
     cols = NUMERIC + CATEGORIES
     now = time.time()
-    for half, shift in ((0, 0.0), (1, 0.5)):
+    for half, shift in ((0, 0.0), (1, 1.0)):
         rows = _frame(ROWS, 1 + half, shift)[cols].values.tolist()
         batch = [Prediction(uuid.uuid4().hex, "bench", 1, "champion", cols,
                             rows[i : i + per_request], [0] * per_request, 1.0,
@@ -145,7 +145,7 @@ def render(res: dict, command: str) -> str:
         "",
         f"The training profile is of {ROWS:,} rows × {len(NUMERIC)} numeric and "
         f"{len(CATEGORIES)} categorical columns; the window holds the newest {ROWS:,} of "
-        f"{2 * ROWS:,} logged rows, with two columns shifted by 0.5 σ "
+        f"{2 * ROWS:,} logged rows, with `x0` shifted by 1 σ and `x1` twice as wide "
         f"(drifted: {', '.join(any_case['drifted']) or 'none'}). Reading the log decodes one "
         "JSON text per request (a chunk of requests at a time), so its cost grows with the "
         "number of requests more than with rows; the comparison reads the training profile, "
