@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["MonitorResult", "MonitorVerdict", "latest_verdict", "monitor", "parse_window"]
 
 DEFAULT_WINDOW = "10000"
+ANY_COLUMN = 1e-12  # the drift share at which a window drifts: any drifted column
 EXPERIMENT = "monitoring"
 ACCURACY_DROP = 0.05  # live accuracy may be this much below the training run's
 ERROR_GROWTH = 0.2  # live RMSE / MAE may be this share above the training run's
@@ -306,9 +307,11 @@ def monitor(
         raise InvalidInputError(
             f"the served columns ({', '.join(columns)}) are not in {ref[0]}'s profile"
         )
-    inputs = compare(Source(f"run {run.name}:{ref[0]}", stored=_only(ref[1], served_cols)),
-                     Source(f"served {model} (window {label})", frame=frame[served_cols]),
-                     thresholds=thresholds)  # fmt: skip
+    reduced = _only(ref[1], served_cols)
+    current = _as_reference_types(frame[served_cols], reduced)
+    inputs = compare(Source(f"run {run.name}:{ref[0]}", stored=reduced),
+                     Source(f"served {model} (window {label})", frame=current),
+                     thresholds=thresholds, drift_share=ANY_COLUMN)  # fmt: skip
     inputs = replace(inputs, integrity=tuple(c for c in inputs.integrity if c.name != "rows"))
     notes: list[str] = []
     predictions = _prediction_drift(run, served_log.predictions, model, label, notes)
@@ -358,6 +361,21 @@ def _only(profile: dict[str, Any], columns: list[Any]) -> dict[str, Any]:
     schema = [f for f in profile["schema"] if f["name"] in keep]
     stats = [s for s in profile["stats"] if s["name"] in keep]
     return {**profile, "schema": schema, "stats": stats, "columns": len(schema)}
+
+
+def _as_reference_types(frame: Any, profile: dict[str, Any]) -> Any:
+    """JSON does not keep ``3`` and ``3.0`` apart: a served column of whole numbers whose
+    training column was an integer is read as that integer type, not as a dtype change."""
+    from pandas.api import types as pt
+
+    out = frame.copy()
+    for entry in profile["schema"]:
+        name, dtype = entry["name"], str(entry["dtype"])
+        s = out[name]
+        if dtype.startswith(("int", "uint")) and pt.is_float_dtype(s.dtype) and s.notna().all() \
+                and (s % 1 == 0).all():  # fmt: skip
+            out[name] = s.astype(dtype)
+    return out
 
 
 def _prediction_drift(

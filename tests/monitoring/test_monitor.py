@@ -244,3 +244,26 @@ def test_served_rows_aligns_columns_and_stops_at_max_rows(store: mlnb.Store) -> 
     assert got.versions == [2, 1, 1] and got.predictions == [5, 0, 1]
     assert served_rows(store.file, "m", max_rows=2).rows == [[20, 10, 30], [2, 1, None]]
     assert served_rows(store.file, "m", since=1.5).versions == [2]
+
+
+def test_monitor_reads_whole_floats_of_an_integer_column_as_integers(store: mlnb.Store) -> None:
+    """JSON clients send ``30.0`` for an int64 column (a frame's ``.values`` does): that is
+    no dtype change; ``30.5`` would be."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"tenure": list(range(1, 73)) * 10})
+    (store.root / "m.bin").write_bytes(b"w")
+    with mlnb.start_run("t", store=store, capture=False) as run:
+        run.log_data(frame, name="train")
+        mlnb.register_model("ints", store.root / "m.bin", store=store)
+    mlnb.set_model_alias("ints", "champion", 1, store=store)
+    rows = [[float(v)] for v in frame["tenure"]]
+    insert_predictions(store.file, [Prediction("a", "ints", 1, None, ["tenure"], rows,
+                                               [0] * len(rows), 1.0, time.time())])  # fmt: skip
+    result = mlnb.monitor("ints", store=store, record=False)
+    assert [(c.name, c.passed) for c in result.inputs.integrity if c.name == "dtypes"] == [
+        ("dtypes", True)]  # fmt: skip
+    insert_predictions(store.file, [Prediction("b", "ints", 1, None, ["tenure"], [[30.5]], [0],
+                                               1.0, time.time() + 1)])  # fmt: skip
+    mixed = mlnb.monitor("ints", store=store, record=False)
+    assert [c.passed for c in mixed.inputs.integrity if c.name == "dtypes"] == [False]
