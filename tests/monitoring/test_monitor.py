@@ -267,3 +267,22 @@ def test_monitor_reads_whole_floats_of_an_integer_column_as_integers(store: mlnb
                                                1.0, time.time() + 1)])  # fmt: skip
     mixed = mlnb.monitor("ints", store=store, record=False)
     assert [c.passed for c in mixed.inputs.integrity if c.name == "dtypes"] == [False]
+
+
+def test_retrain_from_monitor_without_drift_runs_nothing(store: mlnb.Store) -> None:
+    """``retrain --when drift`` without data and a calm newest verdict: "no change", no
+    run, the verdict's reason recorded on the champion's run; ``--from-monitor`` goes
+    with ``--when drift`` only."""
+    from tests.jobs.test_retrain import NOTEBOOK
+
+    version = _champion(store)
+    _serve(store, _train(5).head(1000))
+    calm = mlnb.monitor("churn", store=store)
+    runs_before = len(store.search_runs()["run_id"])
+    result = mlnb.retrain(NOTEBOOK, model="churn", when="drift", store=store)
+    assert not result.trained and result.reasons == (calm.reason,)
+    assert len(store.search_runs()["run_id"]) == runs_before
+    messages = [c.message for c in store.get_checks(version.run_id or "", kind="check")]
+    assert messages == [f"no change: {calm.reason}"]
+    with pytest.raises(InvalidInputError, match="--from-monitor goes with --when drift"):
+        mlnb.retrain(NOTEBOOK, model="churn", when="always", from_monitor=True, store=store)
