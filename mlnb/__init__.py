@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mlnb.jobs.retrain import retrain
     from mlnb.jobs.runner import run_notebook
     from mlnb.jobs.sweeps import sweep
+    from mlnb.monitoring.monitor import monitor
     from mlnb.notebook.liveplot import live
     from mlnb.notebook.widgets import compare
     from mlnb.registry.lineage import model_lineage
@@ -87,6 +88,7 @@ _LAZY = {
     "report": "mlnb.jobs.reports",
     "promote": "mlnb.jobs.promote",
     "retrain": "mlnb.jobs.retrain",
+    "monitor": "mlnb.monitoring.monitor",
     "model_lineage": "mlnb.registry.lineage",
     **dict.fromkeys(
         (
@@ -208,6 +210,7 @@ __all__ = [
     "mlflow_push",
     "model_history",
     "model_lineage",
+    "monitor",
     "notebook_parameters",
     "promote",
     "register_hasher",

@@ -41,6 +41,7 @@ __all__ = [
     "KERNEL_START_RETRIES_TAG",
     "MISSING",
     "MLFLOW_RUN_TAG",
+    "MONITOR_TAG",
     "NOTEBOOK_HASH_TAG",
     "NOTE_TAG",
     "REPRODUCE_OF_TAG",
@@ -97,6 +98,7 @@ REPRODUCE_OF_TAG: Final = "mlnb.reproduce.of"  # the run a reproduction re-execu
 REPRODUCE_VERDICT_TAG: Final = "mlnb.reproduce.verdict"
 NOTE_TAG: Final = "mlnb.note"  # `%track note TEXT`
 RETRAIN_REASON_TAG: Final = "mlnb.retrain.reason"  # why `mlnb retrain` trained this run
+MONITOR_TAG: Final = "mlnb.monitor"  # a model's monitor run (`mlnb monitor`): the model
 MLFLOW_RUN_TAG: Final = "mlnb.mlflow.run_id"  # the MLflow run this run was pushed to or pulled from
 # ... and what mlnb writes on an MLflow server (docs/teams.md): its runs and model versions
 # carry where they came from under `mlnb.source.`, which a pull strips again

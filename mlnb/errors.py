@@ -32,6 +32,7 @@ and exits non-zero, the magics raise ``UsageError``, the server answers a JSON e
     │                               format loaded without trust=True
     ├── AliasMovedError             an alias moved while a promotion was decided
     ├── RetrainBusyError            another retrain of the model holds its lock
+    ├── NoServedDataError           a monitor window holds no served inputs of the model
     ├── TrackingServerError         an MLflow server could not be reached or refused a
     │                               request (what was sent stays; pushing again resumes)
     ├── CaptureError                a job's kernel could not record its environment or git
@@ -60,6 +61,7 @@ __all__ = [
     "MlnbWarning",
     "ModelIntegrityError",
     "ModelNotFoundError",
+    "NoServedDataError",
     "ParamConflictError",
     "PredictionInputError",
     "QuerySyntaxError",
@@ -232,3 +234,7 @@ class TrackingServerError(MlnbError):
 
 class RetrainBusyError(MlnbError):
     """Another retrain of the same model holds its lock (``--no-wait``: exit 75)."""
+
+
+class NoServedDataError(MlnbError):
+    """``mlnb monitor``'s window holds no served inputs of the model (nothing recorded)."""

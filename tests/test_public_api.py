@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import statistics
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -293,6 +294,26 @@ def _log_feedback(s: Any, chosen: mlnb.Store, folder: Path) -> None:
     assert [r["label"] for r in predictions_with_feedback(chosen.file, "m")] == [1]
 
 
+def _monitor(s: Any, chosen: mlnb.Store, folder: Path) -> None:
+    import pandas as pd
+
+    from mlnb.store.predictions import Prediction, insert_predictions
+
+    (folder / "model.bin").write_bytes(b"weights")
+    with mlnb.start_run("trained", store=chosen, capture=False) as run:
+        run.log_data(pd.DataFrame({"x": [1.0, 2.0, 3.0] * 10}), name="train")
+        mlnb.register_model("mon", folder / "model.bin", store=chosen)
+    mlnb.set_model_alias("mon", "champion", 1, store=chosen)
+    rows = [[1.0], [2.0], [3.0]] * 10
+    insert_predictions(chosen.file, [Prediction("r", "mon", 1, None, ["x"], rows, [0] * 30, 1.0,
+                                                time.time())])  # fmt: skip
+    result = mlnb.monitor("mon", store=s)
+    assert (
+        result.passed
+        and [c.name for c in chosen.get_checks(result.monitor_run_id or "")][-1] == "monitor"
+    )
+
+
 STORE_CALLS = {
     "export_runs": _export_runs,
     "import_runs": _import_runs,
@@ -323,6 +344,7 @@ STORE_CALLS = {
     "mlflow_push": _mlflow_push,
     "mlflow_pull": _mlflow_pull,
     "log_feedback": _log_feedback,
+    "monitor": _monitor,
 }
 SLOW = {"reproduce", "run_notebook", "sweep", "mlflow_push", "mlflow_pull"}  # kernels, MLflow
 

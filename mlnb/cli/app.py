@@ -3,8 +3,8 @@ non-zero (1 for an mlnb error, 2 for a usage error); no tracebacks for user mist
 
 This module is the click group and its global options; the commands live by group in
 :mod:`mlnb.cli.runs`, :mod:`mlnb.cli.jobs`, :mod:`mlnb.cli.ci`, :mod:`mlnb.cli.data`,
-:mod:`mlnb.cli.models`, :mod:`mlnb.cli.teams`, :mod:`mlnb.cli.mlflowcmd` and :mod:`mlnb.cli.serve`,
-and print through :mod:`mlnb.cli.views`."""
+:mod:`mlnb.cli.models`, :mod:`mlnb.cli.teams`, :mod:`mlnb.cli.mlflowcmd`,
+:mod:`mlnb.cli.serve` and :mod:`mlnb.cli.monitor`, and print through :mod:`mlnb.cli.views`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import click
 
 from mlnb import __version__
-from mlnb.cli import ci, data, jobs, mlflowcmd, models, runs, serve, teams
+from mlnb.cli import ci, data, jobs, mlflowcmd, models, monitor, runs, serve, teams
 from mlnb.conventions import ENV_STORE
 
 
@@ -52,6 +52,7 @@ for _command in (
     models.model_group,
     models.retrain_cmd,
     serve.serve_cmd,
+    monitor.monitor_cmd,
     data.schema_group,
     data.data_group,
     mlflowcmd.mlflow_group,

@@ -272,6 +272,9 @@ def _data_option(values: tuple[str, ...]) -> dict[str, str]:
               default="data-changed", show_default=True)  # fmt: skip
 @click.option("--drift-threshold", type=float, default=None, metavar="X",
               help="The per-column drift threshold (default: the method's, PSI 0.25).")  # fmt: skip
+@click.option("--from-monitor", is_flag=True,
+              help="--when drift: the newest `mlnb monitor MODEL` verdict on the served inputs "
+              "decides (implied without --data); --data only feeds the notebook.")  # fmt: skip
 @click.option("--gate", "gate", multiple=True, metavar="EXPR",
               help="As in `mlnb model promote`, against the champion (repeatable).")  # fmt: skip
 @click.option("--promote", "promote", default=None, metavar="ALIAS",
@@ -286,7 +289,8 @@ def _data_option(values: tuple[str, ...]) -> dict[str, str]:
 @handles_errors
 def retrain_cmd(
     ctx: click.Context, notebook: str, model: str, data: tuple[str, ...], when: str,
-    drift_threshold: float | None, gate: tuple[str, ...], promote: str | None,
+    drift_threshold: float | None, from_monitor: bool, gate: tuple[str, ...],
+    promote: str | None,
     params: tuple[str, ...], experiment: str | None, no_wait: bool, fmt: str,
 ) -> None:  # fmt: skip
     """Retrain MODEL with NOTEBOOK when its data changed or drifted, then gate and promote.
@@ -301,7 +305,8 @@ def retrain_cmd(
     try:
         result = retrain(
             notebook, model=model, data=_data_option(data), when=when,
-            drift_threshold=drift_threshold, gate=gate, promote=promote,
+            drift_threshold=drift_threshold, from_monitor=from_monitor, gate=gate,
+            promote=promote,
             parameters=_data_option(params) if params else None, experiment=experiment,
             wait=not no_wait, on_wait=note_on_stderr, progress_bar=False, store=store,
         )  # fmt: skip

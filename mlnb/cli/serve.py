@@ -31,6 +31,8 @@ def _size(text: str) -> int:
               help="Largest request body taken; larger ones get a 413.")  # fmt: skip
 @click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(0.01),
               help="Seconds a prediction may take before the request gets a 504.")  # fmt: skip
+@click.option("--monitor-every", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
+              help="Run `mlnb monitor` on the model every SECONDS.")  # fmt: skip
 @click.option("--trust", is_flag=True,
               help="Load pickle/joblib model files (they run code on load).")  # fmt: skip
 @click.pass_context
@@ -44,6 +46,7 @@ def serve_cmd(
     log_rate: float,
     max_body: str,
     timeout: float,
+    monitor_every: float | None,
     trust: bool,
 ) -> None:
     """Serve MODEL (NAME@ALIAS, NAME/VERSION or NAME) over HTTP: MLflow's /invocations and
@@ -61,4 +64,5 @@ def serve_cmd(
     options = Options(log_rate=log_rate, max_body_bytes=_size(max_body), timeout_s=timeout,
                       trust=trust)  # fmt: skip
     serve(store, model, host=host, port=port, workers=workers, options=options,
+          monitor_every=monitor_every,
           announce=lambda text: click.echo(text, err=True))  # fmt: skip

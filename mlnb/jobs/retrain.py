@@ -16,7 +16,8 @@
    verdict and history row).
 
 Every decision carries its reason (``data_changed: train hash a1b2… → c3d4…``,
-``drift: age psi=0.31``, ``schedule``, ``manual``): a ``checks`` row (kind ``check``, name
+``drift: age psi=0.31``, ``schedule``, ``manual``; from ``mlnb monitor``'s newest verdict:
+``drift: age psi=0.31 (served, window 10000)``): a ``checks`` row (kind ``check``, name
 ``retrain:MODEL``) and, on a new run, the tag ``mlnb.retrain.reason``. One retrain per
 model at a time: a lock file in the store's ``locks/`` folder; the second waits, or
 with ``wait=False`` raises ``RetrainBusyError`` (the CLI exits 75).
@@ -137,8 +138,10 @@ def decide(
     when: str,
     alias: str,
     drift_threshold: float | None,
+    from_monitor: bool = False,
 ) -> tuple[list[str], list[str], str | None]:
-    """Whether to retrain: ``(reasons to train, reasons not to, champion's run id)``."""
+    """Whether to retrain: ``(reasons to train, reasons not to, champion's run id)``.
+    ``from_monitor``: the newest ``mlnb monitor`` verdict on served inputs decides."""
     from mlnb.capture.fingerprints import fingerprint
 
     try:
@@ -146,6 +149,8 @@ def decide(
     except ModelNotFoundError:
         return [f"no_champion: {model}@{alias} is not set"], [], None
     run = st.get_run(version.run_id) if version.run_id else None
+    if when == "drift" and from_monitor:
+        return _monitor_decision(st, model, alias, version.version), [], version.run_id
     if when == "always":
         scheduled = os.environ.get(CI_SCHEDULE[0]) == CI_SCHEDULE[1]
         return ["schedule" if scheduled else "manual"], [], run.run_id if run else None
@@ -189,6 +194,31 @@ def decide(
     return train, keep, run.run_id
 
 
+def _monitor_decision(st: Store, model: str, alias: str, champion: int) -> list[str]:
+    """Train when the newest monitor verdict of ``model``, measured against the current
+    champion, says its served inputs drifted (its reason becomes the retrain's)."""
+    from mlnb.monitoring.monitor import latest_verdict
+
+    verdict = latest_verdict(st, model)
+    if verdict is None:
+        raise InvalidInputError(
+            f"--when drift without --data reads the newest `mlnb monitor {model}` verdict, "
+            f"and {model} was never monitored: run `mlnb monitor {model}` first, or give --data"
+        )
+    if verdict.version != champion:
+        raise _NoChange(
+            f"the newest monitor verdict measured v{verdict.version}, {model}@{alias} is "
+            f"v{champion}: run `mlnb monitor {model}` again"
+        )
+    if not verdict.drift:
+        raise _NoChange(verdict.reason)
+    return [verdict.reason]
+
+
+class _NoChange(Exception):
+    """A monitor verdict that is no reason to train (its text is why)."""
+
+
 def retrain(
     notebook: str | os.PathLike[str],
     *,
@@ -196,6 +226,7 @@ def retrain(
     data: Mapping[str, str | os.PathLike[str]] | None = None,
     when: str = "data-changed",
     drift_threshold: float | None = None,
+    from_monitor: bool = False,
     gate: Sequence[str] = (),
     promote: str | None = None,
     parameters: Mapping[str, Any] | None = None,
@@ -209,7 +240,9 @@ def retrain(
     """Retrain ``model`` with ``notebook`` when its data changed (``when``), then register,
     gate and promote; see the module docstring and docs/continuous-training.md.
     ``data`` maps a dataset (and parameter) name to its file. The alias compared with is
-    ``promote`` (default ``champion``)."""
+    ``promote`` (default ``champion``). ``from_monitor`` (implied by ``when="drift"``
+    without ``data``): the newest ``mlnb monitor`` verdict on the served inputs decides,
+    and ``data`` is only passed to the notebook."""
     from mlnb.jobs.runner import run_notebook
     from mlnb.tracking.active import resolve_store
 
@@ -218,7 +251,10 @@ def retrain(
     if when not in WHEN:
         raise InvalidInputError(f"--when must be one of {', '.join(WHEN)}, got {when!r}")
     files = {name: Path(path).absolute() for name, path in (data or {}).items()}
-    if when != "always" and not files:
+    from_monitor = from_monitor or (when == "drift" and not files)
+    if from_monitor and when != "drift":
+        raise InvalidInputError(f"--from-monitor goes with --when drift, not --when {when}")
+    if when == "data-changed" and not files:
         raise InvalidInputError(f"--when {when} compares data: give --data NAME=PATH")
     for name, path in files.items():
         if not path.is_file():
@@ -231,9 +267,14 @@ def retrain(
     _check_notebook(Path(notebook), given)
     st = resolve_store(store, create=True)
     with model_lock(st, model, wait=wait, on_wait=on_wait):
-        train, keep, champion_run = decide(
-            st, model, files, when=when, alias=alias, drift_threshold=drift_threshold
-        )
+        try:
+            train, keep, champion_run = decide(
+                st, model, files, when=when, alias=alias, drift_threshold=drift_threshold,
+                from_monitor=from_monitor,
+            )  # fmt: skip
+        except _NoChange as why:
+            version = registry.resolve_version(st, registry.ModelRef(model, alias=alias))
+            train, keep, champion_run = [], [str(why)], version.run_id
         if not train:
             reasons = tuple(keep) or ("nothing to compare",)
             if champion_run is not None:

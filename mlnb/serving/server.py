@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -71,13 +72,13 @@ def serve(
     port: int = 8000,
     workers: int = 1,
     options: Options | None = None,
+    monitor_every: float | None = None,
     announce: Any = None,
 ) -> None:
     """Serve the model ``uri`` names on ``host:port`` until SIGTERM / Ctrl-C. The model is
     loaded before the port opens (a model that cannot load is an error, not a server
-    answering 503). ``announce(text)`` is told when it is ready."""
-    import uvicorn
-
+    answering 503). ``announce(text)`` is told when it is ready. ``monitor_every``: run
+    ``mlnb monitor`` on the model every that many seconds (:func:`monitoring`)."""
     options = options or Options()
     _log_to_stderr()
     service = make_service(store, uri, options)
@@ -90,6 +91,18 @@ def serve(
         timeout_graceful_shutdown=GRACE_S, timeout_keep_alive=KEEP_ALIVE_S,
         server_header=False,
     )  # fmt: skip
+    alias = parse_model_uri(uri).alias or "champion"
+    stop_monitor = monitoring(store, served.version.name, alias, monitor_every)
+    try:
+        _run(service, common, line, uri, store, workers, options, announce)
+    finally:
+        stop_monitor()
+
+
+def _run(service: Service, common: dict[str, Any], line: str, uri: str, store: Store,
+         workers: int, options: Options, announce: Any) -> None:  # fmt: skip
+    import uvicorn
+
     if workers > 1:
         service.holder.stop()
         os.environ[ENV_SERVE_CONFIG] = json.dumps(
@@ -106,6 +119,39 @@ def serve(
         announce(line)
     with _stopped_by_signal_exits_cleanly():
         server.run()
+
+
+def monitoring(store: Store, model: str, alias: str, every: float | None) -> Any:
+    """Run :func:`mlnb.monitoring.monitor.monitor` on ``model`` (against the training data
+    of ``model@alias``: the alias served, else ``champion``) every ``every`` seconds in
+    a daemon thread of this process (with ``--workers K``, the supervisor: the monitor
+    reads the store, not the workers). A failed monitor (e.g. nothing served yet) is
+    logged and tried again next time. Returns the function that stops it."""
+    if not every:
+        return lambda: None
+    from mlnb.errors import MlnbError
+    from mlnb.monitoring.monitor import monitor
+
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every):
+            try:
+                result = monitor(model, alias=alias, store=store)
+                log.info("monitor %s: %s", model, result.reason)
+            except MlnbError as exc:
+                log.info("monitor %s: %s", model, exc)
+            except Exception:  # the service keeps serving; the next round tries again
+                log.exception("monitor %s failed", model)
+
+    thread = threading.Thread(target=loop, name="mlnb-monitor", daemon=True)
+    thread.start()
+
+    def stopped() -> None:
+        stop.set()
+        thread.join(timeout=5)
+
+    return stopped
 
 
 @contextlib.contextmanager

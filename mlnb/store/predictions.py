@@ -128,17 +128,117 @@ def served_inputs(
     return columns, rows
 
 
+class ServedRows(NamedTuple):
+    """Served input rows as a table: ``rows`` in the order of ``columns`` (None where a
+    request lacked a column), and per row the version that answered and its prediction."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+    versions: list[int]
+    predictions: list[Any]
+
+
+def served_rows(
+    db: StoreFile,
+    model: str,
+    *,
+    since: float | None = None,
+    max_rows: int | None = None,
+) -> ServedRows:
+    """The newest logged input rows of ``model`` (every version), since ``since``, at
+    most ``max_rows``: what ``mlnb monitor`` compares. Requests are read newest first, a
+    chunk at a time (each chunk's JSON decoded in one call; after the first, a chunk is
+    sized by the rows still missing), and the read stops once ``max_rows`` rows are in
+    hand."""
+    sql = "SELECT version, columns, inputs, outputs FROM predictions WHERE model = ?"
+    args: list[Any] = [model]
+    if since is not None:
+        sql += " AND created_at >= ?"
+        args.append(since)
+    sql += " ORDER BY created_at DESC, id DESC"
+    out = ServedRows([], [], [], [])
+    at: dict[str, int] = {}
+    header: dict[str, list[str]] = {}  # a request's columns text, decoded once
+
+    def take(number: int, cols: list[str], inputs: list[Any], outputs: list[Any]) -> None:
+        for c in cols:
+            if c not in at:
+                at[c] = len(out.columns)
+                out.columns.append(c)
+        if max_rows is not None:
+            inputs = inputs[: max_rows - len(out.rows)]
+        if cols == out.columns:
+            out.rows.extend(inputs)
+        else:
+            for values in inputs:
+                row: list[Any] = [None] * len(out.columns)
+                for c, v in zip(cols, values, strict=False):
+                    row[at[c]] = v
+                out.rows.append(row)
+        out.versions.extend([number] * len(inputs))
+        out.predictions.extend(outputs[i] if i < len(outputs) else None
+                               for i in range(len(inputs)))  # fmt: skip
+
+    def read(conn: sqlite3.Connection) -> None:
+        cursor = conn.execute(sql, args)
+        size, seen = FIRST_CHUNK, 0
+        while chunk := cursor.fetchmany(size):
+            seen += len(chunk)
+            decoded = json.loads("[" + ",".join(f"{i},{o}" for _, _, i, o in chunk) + "]")
+            for k, (number, cols_text, _, _) in enumerate(chunk):
+                cols = header.get(cols_text)
+                if cols is None:
+                    cols = header[cols_text] = json.loads(cols_text)
+                inputs, outputs = decoded[2 * k], decoded[2 * k + 1]
+                if len(inputs) == 1 == len(outputs) and cols == out.columns:  # the usual
+                    out.rows.append(inputs[0])
+                    out.versions.append(number)
+                    out.predictions.append(outputs[0])
+                else:
+                    take(number, cols, inputs, outputs)
+                if max_rows is not None and len(out.rows) >= max_rows:
+                    return
+            if max_rows is not None:  # just enough requests for the rows still missing
+                per_request = max(len(out.rows) / seen, 1.0)
+                size = min(CHUNK, int((max_rows - len(out.rows)) / per_request) + 1)
+
+    db.read(read)
+    width = len(out.columns)
+    for row in out.rows:  # a row read before a later request added columns
+        if len(row) < width:
+            row.extend([None] * (width - len(row)))
+    return out
+
+
+CHUNK = 2000  # at most this many requests decoded at once by served_rows
+FIRST_CHUNK = 200
+
+
 def predictions_with_feedback(
-    db: StoreFile, model: str, *, since: float | None = None, limit: int | None = None
+    db: StoreFile,
+    model: str,
+    *,
+    since: float | None = None,
+    limit: int | None = None,
+    labelled_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Logged requests of ``model`` with the newest label each got (None: none yet),
     newest first: ``request_id``, ``version``, ``outputs``, ``label``, ``latency_ms``,
-    ``at``."""
-    sql = (
-        "SELECT p.request_id, p.version, p.outputs, p.latency_ms, p.created_at, "
-        "(SELECT f.label FROM prediction_feedback f WHERE f.request_id = p.request_id "
-        "ORDER BY f.id DESC LIMIT 1) FROM predictions p WHERE p.model = ?"
-    )
+    ``at``. ``labelled_only``: only requests with a label (read from the feedback side,
+    so a large log with little feedback costs little)."""
+    if labelled_only:
+        sql = (
+            "SELECT p.request_id, p.version, p.outputs, p.latency_ms, p.created_at, f.label "
+            "FROM prediction_feedback f JOIN predictions p ON p.request_id = f.request_id "
+            "WHERE p.model = ? AND f.id = (SELECT max(g.id) FROM prediction_feedback g "
+            "WHERE g.request_id = f.request_id)"
+        )
+    else:
+        sql = (
+            "SELECT p.request_id, p.version, p.outputs, p.latency_ms, p.created_at, "
+            "(SELECT f.label FROM prediction_feedback f WHERE f.request_id = p.request_id "
+            "ORDER BY f.id DESC LIMIT 1) FROM predictions p WHERE p.model = ?"
+        )
     args: list[Any] = [model]
     if since is not None:
         sql += " AND p.created_at >= ?"
