@@ -89,7 +89,6 @@ class Service:
             self.predlog = PredictionLog(self.store, rate=self.options.log_rate)
 
     def close(self) -> None:
-        self.holder.stop()
         if self.predlog is not None:
             self.predlog.close()
 
@@ -318,7 +317,10 @@ def build_app(service: Service) -> Starlette:
 
         await anyio.to_thread.run_sync(service.open)
         try:
-            yield
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(service.holder.follow)
+                yield
+                tasks.cancel_scope.cancel()
         finally:
             await anyio.to_thread.run_sync(service.close)
 

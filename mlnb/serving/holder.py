@@ -1,5 +1,11 @@
-"""The model behind ``mlnb serve``: one reference to the loaded version, replaced whole by
-a background thread when the alias moves.
+"""The model behind ``mlnb serve``: one reference to the loaded version, replaced whole
+when the alias moves.
+
+The alias is read on the event loop (:meth:`ModelHolder.follow`), not on a thread of its
+own: under saturating load a second thread waits for the GIL at each of the read's SQLite
+calls (the interpreter's switch interval, 5 ms, each time), which made a two-query read
+take 0.2-0.6 s and a move take over 2 s to be served. On the loop it takes well under a
+millisecond; only the load and warm-up of a new version run on a worker thread.
 
 A request reads :attr:`ModelHolder.current` once and predicts with what it got, so a swap
 never changes the model under a request in flight (the old model lives until the last
@@ -12,7 +18,6 @@ serving, and the failure is kept (``last_error``) for ``/version`` and the log.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -70,8 +75,6 @@ class ModelHolder:
         self.load_failures = 0
         self.last_inputs: pd.DataFrame | None = None  # warms the next version
         self._failed: dict[int, float] = {}  # version -> when it failed
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._listeners: list[Any] = []
 
     @property
@@ -117,41 +120,54 @@ class ModelHolder:
 
     def start(self) -> Served:
         """Load the version ``ref`` names now (raises when it cannot: the service does
-        not start without a model), then follow it in the background."""
+        not start without a model). :meth:`follow` keeps it current."""
         version = resolve_version(self.store, self.ref)
         self.current = self.load(version)
-        if self.follows:
-            self._thread = threading.Thread(target=self._loop, name="mlnb-serve-follow",
-                                            daemon=True)  # fmt: skip
-            self._thread.start()
         return self.current
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+    async def follow(self) -> None:
+        """Every ``poll_s`` seconds until cancelled: read the alias here, on the event
+        loop (one indexed read), and load and swap in a new version on a worker thread."""
+        import anyio
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.poll_s):
+        if not self.follows:
+            return
+        while True:
+            await anyio.sleep(self.poll_s)
             try:
-                self.check()
+                version = self.due()
             except Exception as exc:  # the store unreadable for a moment: keep serving
                 log.warning("cannot read %s from the store: %s", self.ref, exc)
+                continue
+            if version is not None:
+                await anyio.to_thread.run_sync(self.swap, version)
 
     def check(self) -> bool:
-        """Swap in the version ``ref`` names now if it changed (load and warm it first);
-        returns whether a swap happened. Called by the background thread."""
-        current = self.current
+        """Swap in the version ``ref`` names now if it changed (loaded and warmed
+        first); returns whether a swap happened."""
+        version = self.due()
+        return version is not None and self.swap(version)
+
+    def due(self) -> ModelVersion | None:
+        """The version to swap in: the one ``ref`` names now when it differs from the one
+        served and did not fail to load in the last ``RETRY_FAILED_S`` seconds."""
         try:
             version = resolve_version(self.store, self.ref)
         except MlnbError as exc:  # the alias was removed: keep serving what we have
             self._fail(None, f"{self.ref} cannot be resolved: {exc}")
-            return False
+            return None
+        current = self.current
         if current is not None and version.version == current.version.version:
-            return False
+            return None
         failed_at = self._failed.get(version.version)
         if failed_at is not None and time.time() - failed_at < RETRY_FAILED_S:
-            return False
+            return None
+        return version
+
+    def swap(self, version: ModelVersion) -> bool:
+        """Load and warm ``version``, then make it the one requests use; on any failure
+        keep the current one and record why. Returns whether it was swapped in."""
+        current = self.current
         started = time.perf_counter()
         try:
             served = self.load(version)

@@ -104,7 +104,6 @@ def _run(service: Service, common: dict[str, Any], line: str, uri: str, store: S
     import uvicorn
 
     if workers > 1:
-        service.holder.stop()
         os.environ[ENV_SERVE_CONFIG] = json.dumps(
             {"store": str(store.root), "uri": uri, "options": dataclasses.asdict(options)}
         )

@@ -167,6 +167,7 @@ def test_battery_synchronous_setting_is_applied_and_checked(tmp_path: Path) -> N
 # -- a writer SIGKILLed at random moments ---------------------------------------------------
 
 VICTIM = """
+    import sys
     import mlnb
     from mlnb.store import metrics, runs
     run = mlnb.start_run("victim", capture=False)
@@ -179,11 +180,13 @@ VICTIM = """
             mlnb.log_metric("x", float(i))
             i += 1
         mlnb.flush()
-        print("acked", i, flush=True)
+        sys.stdout.write(f"acked {i}\\n")  # one write: a kill cannot split the line
+        sys.stdout.flush()
         # a batch of 1,000 points in one transaction: on disk whole or not at all
         metrics.insert_metrics(st.file, [(rowid, "batch", b + k, 1.0, 0.0) for k in range(1000)])
         b += 1000
-        print("batched", b, flush=True)
+        sys.stdout.write(f"batched {b}\\n")
+        sys.stdout.flush()
 """
 FINISHER = """
     import mlnb
@@ -194,8 +197,24 @@ FINISHER = """
 """
 
 
-def _acked(lines: list[str], word: str) -> int:
-    return max([int(line.split()[1]) for line in lines if line.startswith(word)], default=0)
+def _acked(out: str, word: str) -> int:
+    """The highest count the victim acknowledged as ``word N``. Only whole lines count: the
+    kill can land while a line is being written (a line without its newline was never
+    acknowledged)."""
+    whole = out[: out.rfind("\n") + 1]
+    counts = [line.split() for line in whole.splitlines() if line.startswith(word + " ")]
+    return max((int(c[1]) for c in counts if len(c) == 2 and c[1].isdigit()), default=0)
+
+
+def test_acked_counts_only_whole_lines() -> None:
+    """Pins the flake that failed CI at stop 18: a victim killed between the writes of
+    ``print("acked", i)`` (unbuffered output) left a bare ``acked`` line, and parsing it
+    raised IndexError instead of ignoring an acknowledgement that was never completed."""
+    assert _acked("run\nacked 300\nbatched 1000\nacked", "acked") == 300
+    assert _acked("run\nacked 300\nacked 6", "acked") == 300
+    assert _acked("run\nacked 300\nacked 600\n", "acked") == 600
+    assert _acked("run\nbatched 1000\nbatched", "batched") == 1000
+    assert _acked("", "acked") == 0
 
 
 def test_battery_writers_sigkilled_at_random_moments_lose_no_acknowledged_point(
@@ -222,8 +241,7 @@ def test_battery_writers_sigkilled_at_random_moments_lose_no_acknowledged_point(
         victim.send_signal(signal.SIGKILL)
         out, _err = victim.communicate(timeout=30)
         killed_at = time.monotonic()
-        lines = out.splitlines()
-        acked, batched = _acked(lines, "acked"), _acked(lines, "batched")
+        acked, batched = _acked(out, "acked"), _acked(out, "batched")
         with Store(store_dir) as st:
             status = st.get_run(run_id).status  # a read reaps runs whose process is gone
             detect = time.monotonic() - killed_at

@@ -46,7 +46,7 @@ def test_the_service_swaps_in_the_version_the_alias_moves_to(
     assert before.json()["predictions"] != after.json()["predictions"]
 
 
-def test_the_background_thread_follows_an_alias_move_without_a_restart(
+def test_the_event_loop_follows_an_alias_move_without_a_restart(
     store: mlnb.Store, churn: ModelVersion
 ) -> None:
     flipped = register(store, flip=True)

@@ -23,17 +23,19 @@ from tests.serving.conftest import ROW, free_port, register, serving
 pytestmark = pytest.mark.slow
 
 
-def _load(base: str, *, seconds: float, limit: int, threads: int = 4) -> list[tuple[int, str]]:
-    """Closed-loop requests from ``threads`` clients for ``seconds`` (at most ``limit``):
-    (status, served version) of each."""
+def _load(base: str, *, seconds: float, limit: int, threads: int = 4,
+          stop: threading.Event | None = None) -> list[tuple[int, str]]:  # fmt: skip
+    """Closed-loop requests from ``threads`` clients for ``seconds`` (at most ``limit``, and
+    until ``stop`` is set): (status, served version) of each."""
     import httpx
 
     results: list[tuple[int, str]] = []
-    stop = time.monotonic() + seconds
+    until = time.monotonic() + seconds
+    stop = stop or threading.Event()
 
     def client() -> None:
         with httpx.Client(base_url=base, timeout=10) as http:
-            while time.monotonic() < stop and len(results) < limit:
+            while time.monotonic() < until and len(results) < limit and not stop.is_set():
                 try:
                     r = http.post("/invocations", json=ROW)
                     results.append((r.status_code, r.headers.get("x-mlnb-model-version", "")))
@@ -51,22 +53,46 @@ def _load(base: str, *, seconds: float, limit: int, threads: int = 4) -> list[tu
 def test_the_alias_moves_under_load_with_no_failed_request(
     store: mlnb.Store, churn: ModelVersion
 ) -> None:
-    """Issue 15 item 5: 0 non-2xx while the alias moves back and forth under load."""
+    """Issue 15 item 5: 0 non-2xx while the alias moves back and forth under load, and the
+    service serves each version the alias moves to while the load runs.
+
+    Pins the flake that failed CI at stop 18: the moves ran on a fixed 1 s schedule, but in
+    this process four client threads keep the GIL busy, so each SQLite call of
+    ``set_model_alias`` waits for it (0.3-2.5 s a call measured here) and the load could end
+    before version 2 was ever served. Each move now waits (bounded) until it is served."""
     flipped = register(store, flip=True)
     with serving(store, "churn@champion", "--log-rate", "0.1") as (_, base):
         results: list[tuple[int, str]] = []
+        stop = threading.Event()
         loader = threading.Thread(
-            target=lambda: results.extend(_load(base, seconds=4.0, limit=4000))
+            target=lambda: results.extend(_load(base, seconds=60.0, limit=20000, stop=stop))
         )
         loader.start()
-        for version in (flipped.version, churn.version, flipped.version):
-            time.sleep(1.0)
-            mlnb.set_model_alias("churn", "champion", version, store=store)
-        loader.join(timeout=60)
+        waits = []
+        try:
+            for version in (flipped.version, churn.version, flipped.version):
+                time.sleep(0.5)
+                mlnb.set_model_alias("churn", "champion", version, store=store)
+                moved = time.monotonic()
+                while _served(base) != version:
+                    assert time.monotonic() - moved < 20, f"version {version} never served"
+                    time.sleep(0.02)
+                waits.append(time.monotonic() - moved)
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            loader.join(timeout=60)
     assert len(results) > 50
     failed = [r for r in results if not 200 <= r[0] < 300]
     assert failed == []
     assert {v for _, v in results} == {"1", "2"}
+    assert max(waits) < 5, waits  # the benchmark measures it properly (< 2 s target)
+
+
+def _served(base: str) -> int:
+    import httpx
+
+    return int(httpx.get(base + "/version", timeout=10).json()["version"])
 
 
 def test_sigterm_drains_requests_in_flight_and_loses_no_logged_prediction(
