@@ -324,20 +324,16 @@ class StoreFile:
         it changed; retried while busy. Two round trips cheaper than :meth:`write`, for
         the hot single-row writes (``log_param``)."""
 
-        if self.db_path is None:  # the shared in-memory connection: the usual way
-            return self.write(lambda conn: conn.execute(sql, parameters).rowcount)
-        if self.read_only:
-            self.check_writable()
-
-        def attempt() -> int:
-            conn, lock = self._conn_and_lock()
+        # this thread's connection, when it has one
+        pair: tuple[sqlite3.Connection, threading.RLock] | None = self._local.__dict__.get("pair")
+        if pair is None or self.read_only:
+            return self._write_statement_retried(sql, parameters)
+        conn, lock = pair
+        try:  # the first try outside the retry loop: most writes are not contended
             with lock:  # as in _session, without its generator on this hot path
                 if self.closed:
                     raise StoreError("this store has been closed")
                 return conn.execute(sql, parameters).rowcount
-
-        try:  # the first try outside the retry loop: most writes are not contended
-            return attempt()
         except sqlite3.OperationalError as exc:
             if not _is_busy(exc):
                 raise self._translate(exc) from None
@@ -347,7 +343,23 @@ class StoreFile:
             raise self._translate(exc) from None
         except UnicodeEncodeError as exc:
             raise _not_text(exc) from None
-        return self._write_retried(attempt)  # busy: wait and retry, as every write does
+        return self._write_statement_retried(sql, parameters)
+
+    def _write_statement_retried(self, sql: str, parameters: Sequence[Any]) -> int:
+        """:meth:`write_statement` the general way: opens the connection, checks the store
+        is open and writable, and retries while busy."""
+        if self.db_path is None:  # the shared in-memory connection: the usual way
+            return self.write(lambda conn: conn.execute(sql, parameters).rowcount)
+        self.check_writable()
+
+        def attempt() -> int:
+            conn, lock = self._conn_and_lock()
+            with lock:
+                if self.closed:
+                    raise StoreError("this store has been closed")
+                return conn.execute(sql, parameters).rowcount
+
+        return self._write_retried(attempt)
 
     def _write_retried(self, attempt: Callable[[], T]) -> T:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import sys
 from typing import Any
 
 from mlnb.conventions import canonical_json
@@ -23,7 +24,7 @@ def check_key(key: object, what: str = "key") -> str:
     """A key must be a non-empty str of printable characters, at most 250 long."""
     if not isinstance(key, str):
         raise InvalidInputError(f"{what} must be a string, got {type(key).__name__}: {key!r}")
-    if not key or key.strip() == "":
+    if not key or key.isspace():
         raise InvalidInputError(f"{what} must not be empty")
     if len(key) > MAX_KEY_LENGTH:
         raise InvalidInputError(
@@ -174,10 +175,14 @@ def encode_param(key: str, value: object) -> tuple[str, str, float | None]:
     """A param as ``(text, type, number)``: text is what MLflow would store (``str(v)``,
     canonical JSON for dicts and lists); number is set for numeric values so filters can
     compare numerically."""
+    if type(value) is int:  # the common cases first, by exact type
+        return _int_param(key, value)
+    if type(value) is float:
+        return repr(value), "float", value if math.isfinite(value) else None
     if isinstance(value, bool):
         return str(value), "bool", float(value)
     if isinstance(value, int):
-        return str(int(value)), "int", float(value)
+        return _int_param(key, int(value))  # an IntEnum is logged as its number
     if isinstance(value, float):
         value = float(value)  # np.float64 is a float subclass whose repr differs
         return repr(value), "float", value if math.isfinite(value) else None
@@ -197,6 +202,21 @@ def encode_param(key: str, value: object) -> tuple[str, str, float | None]:
         f"param {key!r} has type {type(value).__name__}, which is not JSON-serializable; "
         "log a str, number, bool, None, or a list/dict of those"
     )
+
+
+def _int_param(key: str, value: int) -> tuple[str, str, float | None]:
+    """An int param; one too large for a float has no number (filters compare its text)."""
+    try:
+        text = str(value)
+    except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+        raise InvalidInputError(
+            f"param {key!r} is an integer of over {sys.get_int_max_str_digits()} digits, more "
+            "than Python turns into text; log it as a string (or a hash of it)"
+        ) from None
+    try:
+        return text, "int", float(value)
+    except OverflowError:
+        return text, "int", None
 
 
 def decode_param(text: str, type_: str) -> Any:

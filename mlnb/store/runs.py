@@ -37,6 +37,13 @@ _INSERT_PARAM = (
     "INSERT INTO params (run, key, value, type, value_num) SELECT id, ?, ?, ?, ? FROM runs "
     "WHERE run_id = ? AND (status = 'running' OR status = 'queued') ON CONFLICT DO NOTHING"
 )
+# the same, found by the run's integer key (cheaper than the run_id index); run_id is still
+# compared, so a key reused after the run was deleted can never take the param
+_INSERT_PARAM_BY_ROWID = (
+    "INSERT INTO params (run, key, value, type, value_num) SELECT id, ?, ?, ?, ? FROM runs "
+    "WHERE id = ? AND run_id = ? AND (status = 'running' OR status = 'queued') "
+    "ON CONFLICT DO NOTHING"
+)
 
 
 def current_user() -> str | None:
@@ -307,12 +314,21 @@ def set_deleted(db: StoreFile, run_id: str, deleted: bool) -> None:
 # -- params and tags --------------------------------------------------------------------
 
 
-def log_param(db: StoreFile, run_id: str, key: str, value: Any) -> None:
+def log_param(
+    db: StoreFile, run_id: str, key: str, value: Any, *, rowid: int | None = None
+) -> None:
     """Log one param. The common case, a new key of a running run, is one INSERT that is
     its own transaction (~1.5x cheaper than the checks of ``log_params``); when it inserts
-    nothing (the run is missing or ended, or the key exists) ``log_params`` says why."""
+    nothing (the run is missing or ended, or the key exists) ``log_params`` says why.
+    ``rowid``: the run's integer key when the caller knows it (:func:`run_rowid`)."""
     text, type_, number = validation.encode_param(validation.check_key(key, "param key"), value)
-    if not db.write_statement(_INSERT_PARAM, (key, text, type_, number, run_id)):
+    if rowid is None:
+        changed = db.write_statement(_INSERT_PARAM, (key, text, type_, number, run_id))
+    else:
+        changed = db.write_statement(
+            _INSERT_PARAM_BY_ROWID, (key, text, type_, number, rowid, run_id)
+        )
+    if not changed:
         _write_params(db, run_id, {key: (text, type_, number)})
 
 

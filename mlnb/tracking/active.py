@@ -305,9 +305,9 @@ class ActiveRun:
     # logging
     def log_param(self, key: str, value: Any) -> None:
         """Log one param (immutable: the same value again is a no-op)."""
-        if self.ended:
+        if self.status != "running":
             self._check_open()
-        self.store.log_param(self.run_id, key, value)
+        store_runs.log_param(self.store.file, self.run_id, key, value, rowid=self._rowid)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log several params, all or nothing."""

@@ -238,7 +238,14 @@ def _active_or_start() -> ActiveRun:
 
 def log_param(key: str, value: Any) -> None:
     """Log a param to the active run (starting one if there is none)."""
-    _active_or_start().log_param(key, value)
+    own = context_runs.get()  # run_stack() inlined, as in log_metric: this is a hot path
+    stack: Sequence[ActiveRun] | None = own
+    if stack is None:
+        stack = state.main_stack if _get_ident() == state.main_thread_id else ()
+    run = stack[-1] if stack else None
+    if run is None or run.status != "running":  # none, or ended elsewhere: the usual way
+        run = _active_or_start()
+    run.log_param(key, value)
 
 
 def log_params(params: Mapping[str, Any]) -> None:

@@ -22,6 +22,15 @@ BAD_INPUT: dict[str, tuple[Callable[[Store, str], object], str]] = {
         lambda st, run: mlnb.log_metric("loss", 10**400),
         "beyond the largest float",
     ),
+    # a param int of more digits than str() converts raised ValueError (found at stop 19)
+    "param value of 5,000 digits": (
+        lambda st, run: mlnb.log_param("seed", 10**5000),
+        "log it as a string",
+    ),
+    "params value of 5,000 digits": (
+        lambda st, run: mlnb.log_params({"a": 1, "seed": 10**5000}),
+        "log it as a string",
+    ),
     "tag value": (lambda st, run: st.set_tags(run, {"note": f"a{LONE}b"}), "lone surrogate"),
     "tag key": (lambda st, run: st.set_tags(run, {f"k{LONE}": "v"}), "lone surrogate"),
     "param value": (lambda st, run: st.log_params(run, {"p": LONE}), "lone surrogate"),
@@ -87,3 +96,15 @@ def test_a_filter_at_the_condition_limit_still_runs(store: Store) -> None:
         query.parse_filter(flat + " and metrics.loss > 0")
     assert e.value.position == len(flat) + len(" and ")  # the first condition too many
     assert len(str(e.value)) < 600  # the message shows the part around it, not 9,000 chars
+
+
+def test_an_int_param_beyond_a_float_is_kept_whole(store: Store) -> None:
+    """Found at stop 19: ``log_param("seed", 10**400)`` raised OverflowError (its number
+    for numeric filters did not fit a float). It is stored as its exact digits, read back
+    as the same int, and compared as text by filters."""
+    with mlnb.start_run("big", capture=False) as run:
+        mlnb.log_param("seed", 10**400)
+        mlnb.log_params({"other": -(10**309), "small": 3})
+    params = store.get_run(run.run_id).params
+    assert params == {"seed": 10**400, "other": -(10**309), "small": 3}
+    assert store.search_runs("params.small > 2")["name"] == ["big"]
