@@ -139,8 +139,13 @@ class ModelHolder:
             except Exception as exc:  # the store unreadable for a moment: keep serving
                 log.warning("cannot read %s from the store: %s", self.ref, exc)
                 continue
-            if version is not None:
+            if version is None:
+                continue
+            try:  # an error here must not end the service (it would take down the loop)
                 await anyio.to_thread.run_sync(self.swap, version)
+            except Exception as exc:
+                log.error("swapping in %s failed: %s (still serving the previous version)",
+                          version.uri, exc)  # fmt: skip
 
     def check(self) -> bool:
         """Swap in the version ``ref`` names now if it changed (loaded and warmed

@@ -203,3 +203,25 @@ def test_log_feedback_and_the_feedback_route_record_labels_by_request_id(
     assert labels == {first: 1, second: 1}
     with pytest.raises(mlnb.MlnbError, match="bad request id"):
         mlnb.log_feedback("has spaces", 1, store=store)
+
+
+def test_an_error_while_swapping_does_not_stop_the_following(
+    store: mlnb.Store, churn: ModelVersion
+) -> None:
+    """The alias is followed by a task on the event loop: an exception there (here a
+    listener that fails after a swap) is logged, and later moves are still followed."""
+    flipped = register(store, flip=True)
+    service = _service(store, poll_s=0.05)
+
+    def failing(served: Any) -> None:
+        raise RuntimeError("listener failed")
+
+    service.holder.on_change(failing)
+    with _client(service) as client:
+        for version in (flipped.version, churn.version):
+            mlnb.set_model_alias("churn", "champion", version, store=store)
+            deadline = time.monotonic() + 10
+            while client.get("/version").json()["version"] != version:
+                assert time.monotonic() < deadline, f"the move to {version} was not followed"
+                time.sleep(0.05)
+            assert client.post("/invocations", json=ROW).status_code == 200
