@@ -614,9 +614,13 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
         self._selection_changed()
 
     def set_auto_refresh(self, seconds: float) -> None:
-        """Refresh every ``seconds`` (0 stops), from a background thread."""
-        self._auto_gen += 1
-        gen = self._auto_gen
+        """Refresh every ``seconds`` (0 stops), from a background thread. Once this
+        returns, the previous interval's thread reads the store no more: a refresh it
+        had begun has ended (it holds the lock) and one that woke meanwhile sees the
+        change under the lock and stops."""
+        with self._lock:
+            self._auto_gen += 1
+            gen = self._auto_gen
         if self.auto_refresh.value != seconds:
             options = dict((v, k) for k, v in self.auto_refresh.options)
             if seconds not in options:
@@ -635,13 +639,16 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
             ).start()
 
     def _auto_loop(self, gen: int, seconds: float) -> None:
-        while not self._closing.wait(seconds) and self._auto_gen == gen:
-            try:
-                self.refresh()
-            except MlnbError as exc:
-                self.filter_error.value = (
-                    f"<div class='mlnb-cmp-error'>refresh failed: {escape_html(str(exc))}</div>"
-                )
+        while not self._closing.wait(seconds):
+            with self._lock:  # checked where it is changed: a stop is never read past
+                if self._auto_gen != gen or self._closing.is_set():
+                    return
+                try:
+                    self.refresh()
+                except MlnbError as exc:
+                    self.filter_error.value = (
+                        f"<div class='mlnb-cmp-error'>refresh failed: {escape_html(str(exc))}</div>"
+                    )
 
     def wait(self, timeout: float = 60.0) -> bool:
         """Wait until the plots and the diff are drawn (they are drawn off the main
@@ -660,8 +667,9 @@ class CompareWidget(W.VBox):  # type: ignore[misc]
 
     def close(self) -> None:
         """Stop the painter and auto-refresh, and close every widget of the compare view."""
-        self._closing.set()
-        self._auto_gen += 1
+        with self._lock:
+            self._closing.set()
+            self._auto_gen += 1
         self._painter.close()
         for w in _descendants(self):
             if w is not self:

@@ -555,6 +555,26 @@ def test_compare_auto_refresh_picks_up_new_runs(widget: CompareWidget, store: ml
     assert "later" not in run_names(widget)
 
 
+def test_compare_auto_refresh_reads_nothing_once_it_is_stopped(
+    widget: CompareWidget, store: mlnb.Store
+) -> None:
+    """Pins a race behind the test above, found by reading: the refresh thread checked that
+    it was still wanted, then read the store, so a stop (and a run added) in between was
+    still shown. The widget's lock holds a woken refresh between the two while the test
+    stops auto-refresh and adds a run; once stopped, nothing reads the store again."""
+    import threading
+
+    widget.set_auto_refresh(0.02)
+    with widget._lock:
+        time.sleep(0.3)  # the refresh thread wakes and waits for the lock meanwhile
+        widget.auto_refresh.value = 0.0
+        add_run(store, "later", params={"lr": 1.0}, loss=[0.1], start=1.7e9 + 60)
+    for thread in threading.enumerate():
+        if thread.name == "mlnb-compare-refresh":
+            thread.join(10)
+    assert "later" not in run_names(widget)
+
+
 # -- out of the widget ----------------------------------------------------------------------
 
 

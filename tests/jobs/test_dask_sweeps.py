@@ -86,11 +86,16 @@ def notebook(tmp_path: Path) -> str:
 
 
 def _attempts(marker: Path) -> list[tuple[int, int]]:
-    """(kernel pid, worker pid) of each attempt so far."""
-    if not marker.exists():
-        return []
-    lines = [line.split() for line in marker.read_text().splitlines() if line.strip()]
+    """(kernel pid, worker pid) of each attempt so far: whole lines only. The marker
+    exists from the kernel's ``open()``, before its line is written at ``close()``."""
+    text = marker.read_text() if marker.exists() else ""
+    lines = [line.split() for line in text[: text.rfind("\n") + 1].splitlines()]
     return [(int(a), int(b)) for a, b in lines]
+
+
+def _inside(markers: list[Path]) -> int:
+    """How many children have written their attempt (are inside their cell)."""
+    return sum(bool(_attempts(m)) for m in markers)
 
 
 def _wait_for(what: str, ok: Any, timeout: float = 90) -> None:
@@ -130,7 +135,7 @@ def test_dask_sweep_shows_its_children_running(cluster: Any, notebook: str, tmp_
     store, markers = tmp_path / "s", [tmp_path / f"m{i}" for i in range(3)]
     proc = _sweep_cli(store, notebook, markers, cluster)
     try:
-        _wait_for("two children inside their cells", lambda: sum(m.exists() for m in markers) == 2)
+        _wait_for("two children inside their cells", lambda: _inside(markers) == 2)
         _wait_for(
             "the store to show them running",
             lambda: sorted(_statuses(store).values()).count("running") == 3,
@@ -154,7 +159,7 @@ def test_dask_sweep_ctrl_c_stops_the_kernels_on_the_workers(
     store, markers = tmp_path / "s", [tmp_path / f"m{i}" for i in range(3)]
     proc = _sweep_cli(store, notebook, markers, cluster)
     try:
-        _wait_for("two children inside their cells", lambda: sum(m.exists() for m in markers) == 2)
+        _wait_for("two children inside their cells", lambda: _inside(markers) == 2)
         kernels = [psutil.Process(pid) for m in markers for pid, _ in _attempts(m)]
         assert len(kernels) == 2
         os.kill(proc.pid, signal.SIGINT)

@@ -286,6 +286,16 @@ def test_fail_fast_stops_the_rest(tmp_path: Path) -> None:
     assert set(runs["tags.mlnb.sweep.cancelled"][2:]) <= {"fail_fast", None}
 
 
+def _kernels_of(pid: int) -> list[psutil.Process]:
+    """The kernels among the descendants of process ``pid``."""
+    kernels = []
+    for child in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # gone meanwhile
+            if "ipykernel" in " ".join(child.cmdline()):
+                kernels.append(child)
+    return kernels
+
+
 @pytest.mark.slow
 def test_ctrl_c_kills_the_sweep_its_children_and_their_kernels(tmp_path: Path) -> None:
     store = tmp_path / "s"
@@ -301,10 +311,15 @@ def test_ctrl_c_kills_the_sweep_its_children_and_their_kernels(tmp_path: Path) -
             time.sleep(0.3)
         else:
             raise AssertionError("the children never started")
-        time.sleep(1.5)  # inside the cells now
-        kernels = [p for p in psutil.Process(proc.pid).children(recursive=True)
-                   if "ipykernel" in " ".join(p.cmdline())]  # fmt: skip
+        # a child is `running` from its claim; its kernel starts after the child's first
+        # store writes (which may wait for the store's lock): wait for both kernels
+        kernels = _kernels_of(proc.pid)
+        while len(kernels) < 2:
+            assert time.monotonic() < deadline, f"the kernels never started: {kernels}"
+            time.sleep(0.1)
+            kernels = _kernels_of(proc.pid)
         assert len(kernels) == 2
+        time.sleep(1.5)  # inside the cells now
         os.kill(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:

@@ -380,13 +380,19 @@ def test_headless_attach_uses_mlnb_run_id(
 
 
 def test_load_ext_is_fast_and_light(tmp_path: Path) -> None:
+    """``%load_ext mlnb`` costs under 150 ms and imports nothing heavy.
+
+    The cost is the CPU time of the load (``time.process_time``), not the wall time: on
+    two busy cores the wall time measures the scheduler, and this test failed 2 runs in 30
+    (median 0.151-0.152 s for a load that costs ~0.065 s of CPU). The wall time on a quiet
+    machine is what benchmarks/lineage.py measures."""
     code = (
         "import sys, time, json\n"
         "from IPython.core.interactiveshell import InteractiveShell\n"
         "ip = InteractiveShell.instance()\n"
         "before = set(sys.modules)\n"
-        "t = time.perf_counter(); ip.run_line_magic('load_ext', 'mlnb'); "
-        "elapsed = time.perf_counter() - t\n"
+        "t = time.process_time(); ip.run_line_magic('load_ext', 'mlnb'); "
+        "elapsed = time.process_time() - t\n"
         "heavy = [m for m in ('pandas', 'matplotlib', 'ipywidgets', 'papermill', 'sqlite_utils')"
         " if m in sys.modules and m not in before]\n"
         "print(json.dumps([elapsed, heavy]))\n"
