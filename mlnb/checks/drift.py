@@ -169,9 +169,13 @@ class DriftResult:
         verdict = "DRIFT" if self.dataset_drift else "no drift"
         failed = [c for c in self.integrity if not c.passed]
         tail = f"; {len(failed)} integrity check(s) failed" if failed else ""
+        if self.drift_share < 0.005:  # "0%" would read as "never"; monitoring uses ~0
+            rule = "the dataset drifts when any column does"
+        else:
+            rule = f"the dataset drifts at {self.drift_share:.0%}"
         return (
             f"{verdict}: {len(self.drifted_columns)} of {len(self.columns)} columns drifted "
-            f"({self.share:.0%}; the dataset drifts at {self.drift_share:.0%}){tail}"
+            f"({self.share:.0%}; {rule}){tail}"
         )
 
     def __str__(self) -> str:
