@@ -17,7 +17,8 @@ from mlnb.store.models import model_hashes
 from mlnb.store.runs import set_status
 
 COUNTED_TABLES = ("experiments", "runs", "params", "metrics", "tags", "artifacts", "checks",
-                  "registered_models", "model_versions")  # fmt: skip
+                  "registered_models", "model_versions", "predictions",
+                  "prediction_feedback")  # fmt: skip
 
 
 def alive(locks_dir: Path, run_id: str, host: str | None, heartbeat: float | None) -> bool:

@@ -232,6 +232,16 @@ def test_monitor_cli_prints_table_json_and_markdown(store: mlnb.Store) -> None:
     assert md.output.startswith("## Monitor of churn@champion") and "| age | psi |" in md.output
 
 
+def test_the_store_info_counts_served_predictions_and_feedback(store: mlnb.Store) -> None:
+    """``mlnb store`` counted every table but the prediction log (noticed at stop 18)."""
+    ids = _serve(store, _shifted())
+    mlnb.log_feedback(ids[0], 1, store=store)
+    counts = store.info()["counts"]
+    assert counts["predictions"] == len(ids) and counts["prediction_feedback"] == 1
+    shown = CliRunner().invoke(cli, ["--store", str(store.root), "store"])
+    assert shown.exit_code == 0 and "predictions" in shown.output, shown.output
+
+
 def test_served_rows_aligns_columns_and_stops_at_max_rows(store: mlnb.Store) -> None:
     """The log read for monitoring: newest rows first, columns aligned by name across
     requests that sent them in another order (or lacked one), cut at ``max_rows``."""
