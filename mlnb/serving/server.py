@@ -16,12 +16,14 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from mlnb.conventions import ENV_SERVE_CONFIG
+from mlnb.errors import MlnbError
 from mlnb.registry.models import parse_model_uri
 from mlnb.serving.app import Options, Service, build_app
 from mlnb.serving.holder import ModelHolder
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 
 GRACE_S = 30  # how long a SIGTERM waits for requests in flight
 KEEP_ALIVE_S = 5
+UVICORN_BACKLOG = 2048  # uvicorn's own default, kept when mlnb binds the socket
 
 log = logging.getLogger("mlnb.serve")
 
@@ -81,8 +84,13 @@ def serve(
     ``mlnb monitor`` on the model every that many seconds (:func:`monitoring`)."""
     options = options or Options()
     _log_to_stderr()
-    service = make_service(store, uri, options)
-    served = service.holder.start()  # raises when the model cannot be loaded
+    sock = listening_socket(host, port)  # a taken port is an error before the model loads
+    try:
+        service = make_service(store, uri, options)
+        served = service.holder.start()  # raises when the model cannot be loaded
+    except BaseException:
+        sock.close()
+        raise
     follows = " (following the alias)" if service.holder.follows else ""
     line = (f"serving {served.version.uri}{follows} on http://{host}:{port} "
             f"(prediction log rate {options.log_rate:g})")  # fmt: skip
@@ -94,16 +102,32 @@ def serve(
     alias = parse_model_uri(uri).alias or "champion"
     stop_monitor = monitoring(store, served.version.name, alias, monitor_every)
     try:
-        _run(service, common, line, uri, store, workers, options, announce)
+        _run(service, common, line, uri, store, workers, options, announce, sock)
     finally:
+        sock.close()
         stop_monitor()
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (as uvicorn binds: address reuse on), or an error
+    that says the port is taken, before anything else starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=UVICORN_BACKLOG)
+    except OSError as exc:
+        raise MlnbError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port, "
+            "or stop what listens there"
+        ) from None
+
+
 def _run(service: Service, common: dict[str, Any], line: str, uri: str, store: Store,
-         workers: int, options: Options, announce: Any) -> None:  # fmt: skip
+         workers: int, options: Options, announce: Any,
+         sock: socket.socket) -> None:  # fmt: skip
     import uvicorn
 
-    if workers > 1:
+    if workers > 1:  # uvicorn's supervisor binds the port itself: free it for it
+        sock.close()
         os.environ[ENV_SERVE_CONFIG] = json.dumps(
             {"store": str(store.root), "uri": uri, "options": dataclasses.asdict(options)}
         )
@@ -117,7 +141,7 @@ def _run(service: Service, common: dict[str, Any], line: str, uri: str, store: S
     if announce:
         announce(line)
     with _stopped_by_signal_exits_cleanly():
-        server.run()
+        server.run(sockets=[sock])
 
 
 def monitoring(store: Store, model: str, alias: str, every: float | None) -> Any:

@@ -73,28 +73,18 @@ def free_port() -> int:
 @contextlib.contextmanager
 def serving(store: mlnb.Store, uri: str, *args: str, port: int | None = None,
             ready_s: float = 30) -> Iterator[tuple[subprocess.Popen[str], str]]:  # fmt: skip
-    """A real ``mlnb serve`` on 127.0.0.1 (its process and base URL), stopped by PID."""
-    import httpx
-
-    port = port or free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlnb", "--store", str(store.root), "serve", uri,
-         "--host", "127.0.0.1", "--port", str(port), *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    """A real ``mlnb serve`` on 127.0.0.1 (its process and base URL), stopped by PID. A
+    free port can be taken by another process before the service binds it: then it is
+    started again on another one (twice at most), unless ``port`` was given."""
+    for attempt in range(3):
+        chosen = port or free_port()
+        proc, base = _start(store, uri, args, chosen, ready_s)
+        if proc is not None:
+            break
+        if port is not None or attempt == 2:
+            raise AssertionError(f"mlnb serve could not bind 127.0.0.1:{chosen}")
+    assert proc is not None
     try:
-        deadline = time.monotonic() + ready_s
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"mlnb serve exited {proc.returncode}: {proc.stderr.read()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise AssertionError("mlnb serve did not become ready")
-            time.sleep(0.05)
         yield proc, base
     finally:
         if proc.poll() is None:
@@ -103,6 +93,40 @@ def serving(store: mlnb.Store, uri: str, *args: str, port: int | None = None,
         for stream in (proc.stdout, proc.stderr):
             if stream:
                 stream.close()
+
+
+def _start(store: mlnb.Store, uri: str, args: tuple[str, ...], port: int,
+           ready_s: float) -> tuple[subprocess.Popen[str] | None, str]:  # fmt: skip
+    """Start ``mlnb serve`` and wait until /health answers; ``None`` when the port was
+    taken (the process is gone), an AssertionError on any other failure."""
+    import httpx
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlnb", "--store", str(store.root), "serve", uri,
+         "--host", "127.0.0.1", "--port", str(port), *args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + ready_s
+    try:
+        while True:
+            if proc.poll() is not None:
+                err = proc.stderr.read() if proc.stderr else ""
+                if "address already in use" in err.lower():
+                    return None, base
+                raise AssertionError(f"mlnb serve exited {proc.returncode}: {err}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    return proc, base
+            if time.monotonic() > deadline:
+                raise AssertionError("mlnb serve did not become ready")
+            time.sleep(0.05)
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        raise
 
 
 ROW = {"dataframe_split": {"columns": ["age", "fee"], "data": [[30, 50.0]]}}

@@ -151,3 +151,24 @@ def test_serve_with_two_workers_answers_and_follows_the_alias(
             seen = {a.headers["x-mlnb-model-version"] for a in answers}
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=40) == 0
+
+
+def test_serve_on_a_taken_port_is_a_one_line_error(store: mlnb.Store, churn: ModelVersion) -> None:
+    """Found at stop 19: on a taken port ``mlnb serve`` printed "serving ... on" it, then
+    uvicorn's "[Errno 98] ... address already in use" and exited 3. The port is now bound
+    before the model loads, and a taken one is one line saying what to do, exit 1."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "mlnb", "--store", str(store.root), "serve",
+             "churn@champion", "--host", "127.0.0.1", "--port", str(port)],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
+    assert "choose another --port" in proc.stderr
+    assert "serving mlnb://" not in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
