@@ -35,6 +35,8 @@ and exits non-zero, the magics raise ``UsageError``, the server answers a JSON e
     ├── NoServedDataError           a monitor window holds no served inputs of the model
     ├── TrackingServerError         an MLflow server could not be reached or refused a
     │                               request (what was sent stays; pushing again resumes)
+    ├── MissingExtraError           an optional part of mlnb needs a package that is not
+    │                               installed (names the extra: pip install 'mlnb[X]')
     ├── CaptureError                a job's kernel could not record its environment or git
     │                               state (the run's mlnb.warning tag says why)
     └── SweepFailedError            no child of a sweep finished (has .result)
@@ -57,6 +59,7 @@ __all__ = [
     "ExperimentNotFoundError",
     "InputLimitError",
     "InvalidInputError",
+    "MissingExtraError",
     "MlnbError",
     "MlnbWarning",
     "ModelIntegrityError",
@@ -186,6 +189,12 @@ class QuerySyntaxError(MlnbError, ValueError):
                 caret = position - start + (3 if start else 0)
             message = f"{message} at position {position}\n  {shown}\n  {' ' * caret}^"
         super().__init__(message)
+
+
+class MissingExtraError(MlnbError):
+    """An optional part of mlnb needs a package that is not installed (pandera for
+    ``Schema.to_pandera``); the message names the extra that brings it, e.g.
+    ``pip install 'mlnb[pandera]'``. Nothing was read or written."""
 
 
 class CaptureError(MlnbError):

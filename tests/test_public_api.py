@@ -19,7 +19,7 @@ import mlnb
 from tests.conftest import run_python
 
 HEAVY = ("pandas", "numpy", "matplotlib", "IPython", "ipywidgets", "papermill",
-         "jupyter_server", "sqlite_utils", "mlflow")  # fmt: skip
+         "jupyter_server", "sqlite_utils", "mlflow", "pandera")  # fmt: skip
 
 
 def test_all_lists_exactly_the_public_names() -> None:

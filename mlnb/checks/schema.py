@@ -11,6 +11,7 @@ every rule and reports every failure, with counts and example values, never only
 :func:`infer` reads a profile (the one ``log_data`` stores, or one computed from the data),
 so a schema can be taken from a run without its data; :func:`validate` checks raw data and
 stores the verdicts as ``checks`` rows (kind ``validation``) on the active run.
+:meth:`Schema.to_pandera` hands the same rules to pandera (an optional extra).
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlnb.checks.sources import Source, load_source, record_result
-from mlnb.errors import InvalidInputError, SchemaError
+from mlnb.errors import InvalidInputError, MissingExtraError, SchemaError
 from mlnb.records import CheckRecord
 
 if TYPE_CHECKING:
+    import pandera.pandas
+
     from mlnb.tracking.active import StoreLike
 
 __all__ = [
@@ -89,6 +92,13 @@ class Schema:
 
     def write(self, path: str | os.PathLike[str]) -> None:
         Path(path).write_text(self.to_yaml(), encoding="utf-8")
+
+    def to_pandera(self) -> pandera.pandas.DataFrameSchema:
+        """The same rules as a pandera ``DataFrameSchema``, for pipelines that validate with
+        pandera (``pip install 'mlnb[pandera]'``). pandera has no tolerated failure share:
+        a check with ``mostly`` below 1 only warns there, and ``nullable`` or ``unique``
+        with ``mostly`` below 1 is left out (docs/validation.md, "pandera")."""
+        return _to_pandera(self)
 
 
 def _mark_of(node: Any, path: list[Any]) -> tuple[int | None, int | None]:
@@ -202,6 +212,65 @@ def _rule_problem(rule: str, raw: Any) -> str | None:
     if rule == "dtype" and not isinstance(value, str):
         return f"expected a dtype name such as int64, got {value!r}"
     return None
+
+
+# ---------------------------------------------------------------- pandera
+
+
+def _to_pandera(schema: Schema) -> pandera.pandas.DataFrameSchema:
+    """pandera's column properties for dtype, required, nullable and unique, and one built-in
+    check per other rule (built-in, so pandera's YAML keeps them)."""
+    try:
+        import pandera.pandas as pa
+        from pandera.engines import pandas_engine
+    except ImportError:
+        raise MissingExtraError(
+            "exporting a schema to pandera needs pandera: pip install 'mlnb[pandera]'"
+        ) from None
+    columns = {}
+    for col, rules in schema.columns.items():
+        default = float(rules.get("mostly", 1.0))
+        required, _ = _unwrap(rules.get("required", True))
+        props: dict[str, Any] = {"required": bool(required), "nullable": True}
+        checks = []
+        for rule, raw in rules.items():
+            if rule in ("mostly", "required"):
+                continue
+            value, own = _unwrap(raw)
+            mostly = float(own if own is not None else default)
+            whole = mostly >= 1 - 1e-12  # as check(): below it, some failures pass
+            if rule == "dtype":
+                if mostly > 0:  # one verdict per column: any mostly above 0 needs it
+                    try:
+                        props["dtype"] = pandas_engine.Engine.dtype(value)
+                    except TypeError as exc:
+                        raise SchemaError(
+                            f"column {col!r}: pandera does not know dtype {value!r} ({exc}); "
+                            "use a pandas dtype name such as int64, float64, str, category"
+                        ) from None
+            elif rule == "nullable":
+                props["nullable"] = bool(value) or not whole
+            elif rule == "unique":
+                props["unique"] = bool(value) and whole
+            else:
+                checks.append(_pandera_check(pa.Check, rule, value, warn=not whole))
+        columns[col] = pa.Column(checks=checks, **props)
+    return pa.DataFrameSchema(columns, strict=schema.strict)
+
+
+def _pandera_check(check: Any, rule: str, value: Any, *, warn: bool) -> Any:
+    """The built-in pandera check of one rule; ``warn``: pandera only warns when it fails."""
+    if rule == "min":
+        return check.ge(value, raise_warning=warn)
+    if rule == "max":
+        return check.le(value, raise_warning=warn)
+    if rule == "categories":
+        return check.isin(list(value), raise_warning=warn)
+    if rule == "length":
+        return check.str_length(value.get("min"), value.get("max"), raise_warning=warn)
+    if rule == "pattern":  # pandera's str_matches anchors only the start; mlnb matches in full
+        return check.str_matches(f"(?:{value})\\Z", raise_warning=warn)
+    raise SchemaError(f"unknown rule {rule!r}")  # the parser refuses it first
 
 
 # ---------------------------------------------------------------- inference

@@ -1,6 +1,7 @@
-"""``mlnb schema infer|check`` and ``mlnb data drift``: data validation and drift, thin
-over the ``checks`` functions. Exit codes: 0 pass, 1 fail (a rule, drift, an integrity
-check), 2 a usage error (a schema that does not parse, an unknown run or column)."""
+"""``mlnb schema infer|check|export`` and ``mlnb data drift``: data validation and drift,
+thin over the ``checks`` functions. Exit codes: 0 pass, 1 fail (a rule, drift, an integrity
+check; for ``export``, an optional package not installed), 2 a usage error (a schema that
+does not parse, an unknown run or column)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from typing import Any
 
 import click
 
-from mlnb.cli.common import open_store
+from mlnb.cli.common import MlnbClickError, open_store
 from mlnb.cli.views import json_clean
 from mlnb.conventions import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from mlnb.errors import MlnbError
+from mlnb.errors import MissingExtraError, MlnbError
 
 FORMATS = click.Choice(["table", "json", "md"])
 
@@ -52,7 +53,8 @@ def _is_run(text: str | None) -> bool:
 
 @click.group("schema")
 def schema_group() -> None:
-    """Data schemas: infer one from data or a run, check data against it (docs/validation.md)."""
+    """Data schemas: infer one from data or a run, check data against it, export it to
+    pandera (docs/validation.md)."""
 
 
 @schema_group.command("infer")
@@ -105,6 +107,35 @@ def check_cmd(ctx: click.Context, data: str, schema_file: str | None, from_run: 
     )
     _echo(result, fmt)
     ctx.exit(EXIT_OK if result.passed else EXIT_FAILED)
+
+
+@schema_group.command("export")
+@click.argument("schema_file", metavar="SCHEMA")
+@click.option("--format", "fmt", type=click.Choice(["pandera"]), required=True,
+              help="pandera: its YAML, read by pandera.pandas.DataFrameSchema.from_yaml "
+              "(needs pip install 'mlnb[pandera]').")  # fmt: skip
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="File to write "
+              "(default: stdout).")  # fmt: skip
+@click.pass_context
+def export_cmd(ctx: click.Context, schema_file: str, fmt: str, output: str | None) -> None:
+    """Write SCHEMA (a YAML file) in another tool's format. A rule with `mostly` below 1
+    only warns in pandera, or is left out (docs/validation.md). Exit 1 when pandera is not
+    installed, 2 when SCHEMA does not parse."""
+    from mlnb.checks.schema import Schema
+
+    def export() -> str:
+        try:
+            return str(Schema.read(schema_file).to_pandera().to_yaml())
+        except MissingExtraError as exc:  # not a usage error: exit 1
+            raise MlnbClickError(str(exc)) from None
+
+    text = _guarded(ctx, export)
+    if output:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+        click.echo(f"wrote {output}: pandera DataFrameSchema YAML", err=True)
+    else:
+        click.echo(text, nl=False)
 
 
 # ---------------------------------------------------------------- mlnb data
