@@ -15,10 +15,24 @@ import click
 
 from mlnb import __version__
 from mlnb.cli import ci, data, jobs, mlflowcmd, models, monitor, runs, serve, teams
+from mlnb.cli.common import MlnbClickError
 from mlnb.conventions import ENV_STORE
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The ``mlnb`` group: a file a command cannot read or write (``-o`` into a missing
+    folder, a read-only file) is a one-line error, exit 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            if exc.filename is None:  # not about a file: not ours to word
+                raise
+            raise MlnbClickError(f"{exc.strerror or exc}: {exc.filename}") from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="mlnb")
 @click.option(
     "--store",

@@ -290,3 +290,18 @@ def test_runs_table_shows_the_experiment_only_when_several_and_pipes_keep_all(
     code, out, err = invoke_split(wide, "runs")  # not a terminal, no COLUMNS: nothing left out
     assert (code, err) == (0, "") and len(out.splitlines()[0].split()) == 6 + 12 + 6
     assert "a long free-text description a long" in out
+
+
+def test_a_file_the_command_cannot_write_is_a_one_line_error(tmp_path: Path) -> None:
+    """Found at stop 19: ``mlnb schema infer DATA -o`` into a missing folder (or any
+    ``-o`` that cannot be written) ended in a FileNotFoundError traceback. It is one line
+    naming the file, exit 1, in a real process as users run it."""
+    data = tmp_path / "d.csv"
+    data.write_text("a,b\n1,x\n2,y\n")
+    target = tmp_path / "missing" / "schema.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlnb", "schema", "infer", str(data), "-o", str(target)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip() == f"Error: No such file or directory: {target}"
