@@ -13,7 +13,7 @@ import math
 import os
 import sqlite3
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,26 +28,8 @@ from mlnb.store import metrics as store_metrics
 from mlnb.store import runs as store_runs
 from tests.reliability.conftest import artifact_files, integrity_ok, run_linked_tables
 from tests.reliability.test_bundles import dump, rows_of, source_run
+from tests.store.conftest import add_points
 from tests.store.test_transfer import rich_run
-
-
-@pytest.fixture
-def a(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "a") as st:
-        yield st
-
-
-@pytest.fixture
-def b(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "b") as st:
-        yield st
-
-
-def add_points(st: Store, run_id: str, steps: range, value: float = 0.5) -> None:
-    rowid, _ = store_runs.run_rowid(st.file, run_id)
-    store_metrics.insert_metrics(
-        st.file, [(rowid, "loss", step, value, 300.0 + step) for step in steps]
-    )
 
 
 def test_bundle_file_carries_every_table_and_imports_the_same_rows(

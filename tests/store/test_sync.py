@@ -7,38 +7,16 @@ differs and left alone; ``--both`` copies each way; ``--dry-run`` lists and move
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 import mlnb
 from mlnb.cli.app import cli
 from mlnb.store import Store
-from mlnb.store import metrics as store_metrics
-from mlnb.store import runs as store_runs
 from tests.reliability.conftest import integrity_ok
 from tests.reliability.test_bundles import dump, source_run
-
-
-@pytest.fixture
-def a(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "a") as st:
-        yield st
-
-
-@pytest.fixture
-def b(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "b") as st:
-        yield st
-
-
-def add_points(st: Store, run_id: str, steps: range, value: float = 0.5) -> None:
-    rowid, _ = store_runs.run_rowid(st.file, run_id)
-    store_metrics.insert_metrics(
-        st.file, [(rowid, "loss", step, value, 300.0 + step) for step in steps]
-    )
+from tests.store.conftest import add_points
 
 
 def test_sync_copies_new_runs_and_missing_points_and_again_moves_nothing(
